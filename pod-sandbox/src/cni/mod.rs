@@ -1,0 +1,5 @@
+//! The runtime side of CNI: finding the network configuration and plugins.
+
+mod config;
+
+pub use config::{CniConfigError, NetworkConfigList, find_plugin, load_network};

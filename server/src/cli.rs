@@ -1,0 +1,138 @@
+//! Command line: subcommands and the flags that override config keys.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{CgroupManager, Config, LogFormat, LogLevel};
+
+#[derive(Debug, Parser)]
+#[command(name = "crius", about = "A Kubernetes CRI runtime server", version)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub overrides: Overrides,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the CRI on the unix socket (the default).
+    Serve,
+    /// Print the effective configuration as commented TOML.
+    Config {
+        /// Print the built-in defaults, ignoring files and flags.
+        #[arg(long)]
+        default: bool,
+    },
+    /// Print version and git commit.
+    Version,
+}
+
+/// Flags shared by every subcommand; each maps to one config key.
+#[derive(Debug, Args, Default)]
+pub struct Overrides {
+    /// Configuration file; drop-ins are read from `<config>.d/*.toml`.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    #[arg(long, global = true, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    #[arg(long, global = true, value_name = "DIR")]
+    pub runroot: Option<PathBuf>,
+    /// Unix socket path for the CRI services.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub listen: Option<PathBuf>,
+    #[arg(long, global = true, value_enum)]
+    pub log_level: Option<LogLevel>,
+    #[arg(long, global = true, value_enum)]
+    pub log_format: Option<LogFormat>,
+    #[arg(long, global = true, value_name = "PATH")]
+    pub runtime_path: Option<PathBuf>,
+    #[arg(long, global = true, value_name = "PATH")]
+    pub conmon_path: Option<PathBuf>,
+    #[arg(long, global = true, value_name = "DIR")]
+    pub cni_config_dir: Option<PathBuf>,
+    /// Repeatable; replaces the configured list.
+    #[arg(long = "cni-plugin-dir", global = true, value_name = "DIR")]
+    pub cni_plugin_dirs: Vec<PathBuf>,
+    #[arg(long, global = true, value_name = "PATH")]
+    pub registries_conf: Option<PathBuf>,
+    /// Repeatable; replaces the configured list.
+    #[arg(long = "insecure-registry", global = true, value_name = "HOST[:PORT]")]
+    pub insecure_registries: Vec<String>,
+    #[arg(long, global = true, value_name = "IP")]
+    pub streaming_address: Option<String>,
+    #[arg(long, global = true, value_name = "PORT")]
+    pub streaming_port: Option<u16>,
+    #[arg(long, global = true, value_enum)]
+    pub cgroup_manager: Option<CgroupManager>,
+}
+
+impl Overrides {
+    /// Applies the flags that were given on top of `config`.
+    pub fn apply(self, config: &mut Config) {
+        fn set<T>(slot: &mut T, value: Option<T>) {
+            if let Some(value) = value {
+                *slot = value;
+            }
+        }
+        set(&mut config.root, self.root);
+        set(&mut config.runroot, self.runroot);
+        set(&mut config.api.listen, self.listen);
+        set(&mut config.api.streaming_address, self.streaming_address);
+        set(&mut config.api.streaming_port, self.streaming_port);
+        set(&mut config.log.level, self.log_level);
+        set(&mut config.log.format, self.log_format);
+        set(&mut config.runtime.runtime_path, self.runtime_path);
+        set(&mut config.runtime.conmon_path, self.conmon_path);
+        set(&mut config.runtime.cgroup_manager, self.cgroup_manager);
+        set(&mut config.network.cni_config_dir, self.cni_config_dir);
+        if !self.cni_plugin_dirs.is_empty() {
+            config.network.cni_plugin_dirs = self.cni_plugin_dirs;
+        }
+        set(&mut config.image.registries_conf, self.registries_conf);
+        if !self.insecure_registries.is_empty() {
+            config.image.insecure_registries = self.insecure_registries;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_config() {
+        let cli = Cli::parse_from([
+            "crius",
+            "--root",
+            "/r",
+            "--cni-plugin-dir",
+            "/a",
+            "--cni-plugin-dir",
+            "/b",
+            "--cgroup-manager",
+            "systemd",
+            "config",
+        ]);
+        assert!(matches!(
+            cli.command,
+            Some(Command::Config { default: false })
+        ));
+        let mut config = Config::default();
+        cli.overrides.apply(&mut config);
+        assert_eq!(config.root, PathBuf::from("/r"));
+        assert_eq!(
+            config.network.cni_plugin_dirs,
+            vec![PathBuf::from("/a"), PathBuf::from("/b")]
+        );
+        assert_eq!(config.runtime.cgroup_manager, CgroupManager::Systemd);
+        assert_eq!(config.runroot, Config::default().runroot);
+    }
+
+    #[test]
+    fn bad_flag_value_is_rejected() {
+        let err = Cli::try_parse_from(["crius", "--log-level", "loud"]).unwrap_err();
+        assert!(err.to_string().contains("loud"));
+    }
+}

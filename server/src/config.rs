@@ -1,0 +1,534 @@
+//! Daemon configuration: defaults, the TOML file with its drop-ins, CLI
+//! overrides, validation, and the commented TOML that `crius config` prints.
+//!
+//! Precedence (lowest first): built-in defaults, the main file, each drop-in
+//! in `<main>.d/*.toml` in lexical order, command-line flags. Every file is
+//! checked on its own first so that an unknown key or a bad value is reported
+//! with the file it came from.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Where crius looks for its configuration when `--config` is not given.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/crius/crius.toml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("failed to read config file {path:?}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path:?}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid value for {key}: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+/// The effective configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Persistent state: images, layers, sandbox and container records.
+    pub root: PathBuf,
+    /// Volatile state: the lock file, pinned namespaces, exit files.
+    pub runroot: PathBuf,
+    pub api: ApiConfig,
+    pub log: LogConfig,
+    pub runtime: RuntimeConfig,
+    pub network: NetworkConfig,
+    pub image: ImageConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    pub listen: PathBuf,
+    pub streaming_address: String,
+    pub streaming_port: u16,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    pub level: LogLevel,
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum CgroupManager {
+    Cgroupfs,
+    Systemd,
+}
+
+impl CgroupManager {
+    /// The name the kubelet expects in `RuntimeConfig` and `--cgroup-driver`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CgroupManager::Cgroupfs => "cgroupfs",
+            CgroupManager::Systemd => "systemd",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RuntimeConfig {
+    pub runtime_path: PathBuf,
+    pub conmon_path: PathBuf,
+    pub cgroup_manager: CgroupManager,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetworkConfig {
+    pub cni_config_dir: PathBuf,
+    pub cni_plugin_dirs: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ImageConfig {
+    pub registries_conf: PathBuf,
+    pub insecure_registries: Vec<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            root: "/var/lib/crius".into(),
+            runroot: "/run/crius".into(),
+            api: ApiConfig::default(),
+            log: LogConfig::default(),
+            runtime: RuntimeConfig::default(),
+            network: NetworkConfig::default(),
+            image: ImageConfig::default(),
+        }
+    }
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            listen: "/run/crius/crius.sock".into(),
+            streaming_address: "127.0.0.1".into(),
+            streaming_port: 0,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: LogLevel::Info,
+            format: LogFormat::Text,
+        }
+    }
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            runtime_path: "runc".into(),
+            conmon_path: "conmon".into(),
+            cgroup_manager: CgroupManager::Cgroupfs,
+        }
+    }
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        NetworkConfig {
+            cni_config_dir: "/etc/cni/net.d".into(),
+            cni_plugin_dirs: vec!["/opt/cni/bin".into(), "/usr/lib/cni".into()],
+        }
+    }
+}
+
+impl Default for ImageConfig {
+    fn default() -> Self {
+        ImageConfig {
+            registries_conf: "/etc/containers/registries.conf".into(),
+            insecure_registries: Vec::new(),
+        }
+    }
+}
+
+/// One documented key: `crius config` prints these as comments, and the
+/// README's reference table is written from the same text.
+struct KeyDoc {
+    key: &'static str,
+    flag: &'static str,
+    doc: &'static str,
+}
+
+const SECTION_DOCS: &[(&str, &str)] = &[
+    ("api", "The gRPC socket and the streaming server."),
+    ("log", "Daemon logging (to stderr)."),
+    (
+        "runtime",
+        "The OCI runtime, the container monitor and cgroups.",
+    ),
+    ("network", "CNI networking for pod sandboxes."),
+    ("image", "Image pulls."),
+];
+
+const KEY_DOCS: &[KeyDoc] = &[
+    KeyDoc {
+        key: "root",
+        flag: "--root",
+        doc: "Persistent state: images, layers, sandbox and container records.",
+    },
+    KeyDoc {
+        key: "runroot",
+        flag: "--runroot",
+        doc: "Volatile state: lock file, pinned namespaces, exit files. One crius per runroot.",
+    },
+    KeyDoc {
+        key: "api.listen",
+        flag: "--listen",
+        doc: "Unix socket the CRI gRPC services listen on (created mode 0600).",
+    },
+    KeyDoc {
+        key: "api.streaming_address",
+        flag: "--streaming-address",
+        doc: "Address of the exec/attach/port-forward streaming server.",
+    },
+    KeyDoc {
+        key: "api.streaming_port",
+        flag: "--streaming-port",
+        doc: "Port of the streaming server; 0 picks a free port.",
+    },
+    KeyDoc {
+        key: "log.level",
+        flag: "--log-level",
+        doc: "One of error, warn, info, debug, trace.",
+    },
+    KeyDoc {
+        key: "log.format",
+        flag: "--log-format",
+        doc: "text or json.",
+    },
+    KeyDoc {
+        key: "runtime.runtime_path",
+        flag: "--runtime-path",
+        doc: "OCI runtime binary; a bare name is looked up in PATH.",
+    },
+    KeyDoc {
+        key: "runtime.conmon_path",
+        flag: "--conmon-path",
+        doc: "conmon binary; a bare name is looked up in PATH.",
+    },
+    KeyDoc {
+        key: "runtime.cgroup_manager",
+        flag: "--cgroup-manager",
+        doc: "cgroupfs or systemd; reported to the kubelet as the cgroup driver.",
+    },
+    KeyDoc {
+        key: "network.cni_config_dir",
+        flag: "--cni-config-dir",
+        doc: "Directory of CNI network configs; the first in lexical order is used.",
+    },
+    KeyDoc {
+        key: "network.cni_plugin_dirs",
+        flag: "--cni-plugin-dir",
+        doc: "Directories searched for CNI plugin binaries, in order.",
+    },
+    KeyDoc {
+        key: "image.registries_conf",
+        flag: "--registries-conf",
+        doc: "containers-registries.conf(5) file: mirrors, insecure and blocked registries.",
+    },
+    KeyDoc {
+        key: "image.insecure_registries",
+        flag: "--insecure-registry",
+        doc: "Registries reached over plain HTTP (loopback registries always are).",
+    },
+];
+
+impl Config {
+    /// Loads the main file (a missing file means defaults, unless `required`)
+    /// and its drop-ins, then validates the result.
+    pub fn load(path: &Path, required: bool) -> Result<Config, ConfigError> {
+        let mut merged = toml::Table::new();
+        match std::fs::read_to_string(path) {
+            Ok(text) => merge(&mut merged, parse_file(path, &text)?),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {}
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                });
+            }
+        }
+        for dropin in dropins(path)? {
+            let text = std::fs::read_to_string(&dropin).map_err(|source| ConfigError::Read {
+                path: dropin.clone(),
+                source,
+            })?;
+            merge(&mut merged, parse_file(&dropin, &text)?);
+        }
+        let config: Config =
+            toml::Value::Table(merged)
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError::Parse {
+                    path: path.to_owned(),
+                    message: e.message().to_string(),
+                })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what the types alone cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let absolute: [(&'static str, &Path); 5] = [
+            ("root", &self.root),
+            ("runroot", &self.runroot),
+            ("api.listen", &self.api.listen),
+            ("network.cni_config_dir", &self.network.cni_config_dir),
+            ("image.registries_conf", &self.image.registries_conf),
+        ];
+        for (key, path) in absolute {
+            if !path.is_absolute() {
+                return Err(ConfigError::Invalid {
+                    key,
+                    message: format!("{path:?} is not an absolute path"),
+                });
+            }
+        }
+        if self.network.cni_plugin_dirs.is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "network.cni_plugin_dirs",
+                message: "at least one directory is needed".into(),
+            });
+        }
+        if let Some(dir) = self
+            .network
+            .cni_plugin_dirs
+            .iter()
+            .find(|d| !d.is_absolute())
+        {
+            return Err(ConfigError::Invalid {
+                key: "network.cni_plugin_dirs",
+                message: format!("{dir:?} is not an absolute path"),
+            });
+        }
+        if self
+            .api
+            .streaming_address
+            .parse::<std::net::IpAddr>()
+            .is_err()
+        {
+            return Err(ConfigError::Invalid {
+                key: "api.streaming_address",
+                message: format!("{:?} is not an IP address", self.api.streaming_address),
+            });
+        }
+        for (key, path) in [
+            ("runtime.runtime_path", &self.runtime.runtime_path),
+            ("runtime.conmon_path", &self.runtime.conmon_path),
+        ] {
+            if path.as_os_str().is_empty() {
+                return Err(ConfigError::Invalid {
+                    key,
+                    message: "must not be empty".into(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The configuration as TOML with every key documented, for `crius config`.
+    pub fn to_commented_toml(&self) -> String {
+        let table = match toml::Value::try_from(self) {
+            Ok(toml::Value::Table(t)) => t,
+            _ => unreachable!("Config always serializes to a table"),
+        };
+        let mut out = String::from(
+            "# crius configuration. Every key is optional; the values below are\n\
+             # the effective ones. Drop-ins in <config>.d/*.toml override this file.\n\n",
+        );
+        for (key, value) in &table {
+            if !value.is_table() {
+                write_key(&mut out, key, key, value);
+            }
+        }
+        for (section, value) in &table {
+            let Some(entries) = value.as_table() else {
+                continue;
+            };
+            let doc = SECTION_DOCS
+                .iter()
+                .find(|(s, _)| s == section)
+                .map_or("", |(_, d)| d);
+            let _ = writeln!(out, "\n# {doc}\n[{section}]");
+            for (key, value) in entries {
+                write_key(&mut out, &format!("{section}.{key}"), key, value);
+            }
+        }
+        out
+    }
+}
+
+fn write_key(out: &mut String, path: &str, key: &str, value: &toml::Value) {
+    if let Some(doc) = KEY_DOCS.iter().find(|d| d.key == path) {
+        let _ = writeln!(out, "# {} (flag {})", doc.doc, doc.flag);
+    }
+    let _ = writeln!(out, "{key} = {value}");
+}
+
+/// Parses one file and checks it on its own, so errors name that file.
+fn parse_file(path: &Path, text: &str) -> Result<toml::Table, ConfigError> {
+    let parse_err = |e: toml::de::Error| ConfigError::Parse {
+        path: path.to_owned(),
+        message: e.to_string().trim_end().to_string(),
+    };
+    let table: toml::Table = toml::from_str(text).map_err(parse_err)?;
+    toml::from_str::<Config>(text).map_err(parse_err)?;
+    Ok(table)
+}
+
+/// `<main>.d/*.toml` in lexical order; a missing directory means none.
+fn dropins(main: &Path) -> Result<Vec<PathBuf>, ConfigError> {
+    let mut dir = main.as_os_str().to_owned();
+    dir.push(".d");
+    let dir = PathBuf::from(dir);
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => return Err(ConfigError::Read { path: dir, source }),
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|ext| ext == "toml"))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// Deep-merges `over` into `base`: tables merge key by key, anything else
+/// (including arrays) is replaced.
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (key, value) in over {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn missing_optional_file_gives_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::load(&dir.path().join("crius.toml"), false).unwrap();
+        assert_eq!(config, Config::default());
+    }
+
+    #[test]
+    fn missing_required_file_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = Config::load(&dir.path().join("nope.toml"), true).unwrap_err();
+        assert!(matches!(err, ConfigError::Read { .. }), "{err}");
+    }
+
+    #[test]
+    fn dropins_apply_in_lexical_order_and_merge_sections() {
+        let dir = tempfile::tempdir().unwrap();
+        let main = write(
+            dir.path(),
+            "crius.toml",
+            "root = \"/a\"\n[api]\nstreaming_port = 1000\n",
+        );
+        write(dir.path(), "crius.toml.d/20-b.toml", "root = \"/c\"\n");
+        write(dir.path(), "crius.toml.d/10-a.toml", "root = \"/b\"\n");
+        write(
+            dir.path(),
+            "crius.toml.d/30-net.toml",
+            "[api]\nstreaming_address = \"127.0.0.2\"\n",
+        );
+        write(dir.path(), "crius.toml.d/ignored.txt", "this is not toml");
+        let config = Config::load(&main, true).unwrap();
+        assert_eq!(config.root, PathBuf::from("/c"));
+        assert_eq!(config.api.streaming_port, 1000);
+        assert_eq!(config.api.streaming_address, "127.0.0.2");
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let main = write(dir.path(), "crius.toml", "");
+        let bad = write(
+            dir.path(),
+            "crius.toml.d/50-bad.toml",
+            "[runtime]\nruntime_pth = \"/x\"\n",
+        );
+        let err = Config::load(&main, true).unwrap_err().to_string();
+        assert!(err.contains("runtime_pth"), "{err}");
+        assert!(err.contains(bad.to_str().unwrap()), "{err}");
+    }
+
+    #[test]
+    fn bad_value_is_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let main = write(
+            dir.path(),
+            "crius.toml",
+            "[runtime]\ncgroup_manager = \"cgroupz\"\n",
+        );
+        let err = Config::load(&main, true).unwrap_err().to_string();
+        assert!(err.contains("cgroupz"), "{err}");
+        let main = write(dir.path(), "relative.toml", "root = \"var/lib\"\n");
+        let err = Config::load(&main, true).unwrap_err().to_string();
+        assert!(err.contains("root"), "{err}");
+    }
+
+    #[test]
+    fn commented_toml_documents_every_key_and_round_trips() {
+        let config = Config::default();
+        let text = config.to_commented_toml();
+        for doc in KEY_DOCS {
+            assert!(text.contains(doc.doc), "missing doc for {}", doc.key);
+        }
+        let key_lines = text
+            .lines()
+            .filter(|l| !l.starts_with('#') && l.contains(" = "))
+            .count();
+        assert_eq!(key_lines, KEY_DOCS.len(), "a key lacks documentation");
+        let back: Config = toml::from_str(&text).unwrap();
+        assert_eq!(back, config);
+    }
+}

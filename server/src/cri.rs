@@ -1,0 +1,52 @@
+//! `Cri`: the state behind both CRI services.
+
+use std::path::PathBuf;
+
+use crate::config::Config;
+
+pub struct Cri {
+    pub(crate) config: Config,
+    /// The OCI runtime resolved at start; `None` makes RuntimeReady false.
+    pub(crate) runtime_binary: Option<PathBuf>,
+}
+
+impl Cri {
+    pub fn new(config: Config) -> Cri {
+        let runtime_binary = which(&config.runtime.runtime_path);
+        if runtime_binary.is_none() {
+            tracing::warn!(runtime = ?config.runtime.runtime_path, "OCI runtime not found");
+        }
+        Cri {
+            config,
+            runtime_binary,
+        }
+    }
+}
+
+/// Resolves a bare program name through `PATH`; a path is taken as is.
+pub fn which(program: &std::path::Path) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |p: &std::path::Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.components().count() > 1 || program.is_absolute() {
+        return executable(program).then(|| program.to_owned());
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|candidate| executable(candidate))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn which_finds_programs_in_path_and_rejects_missing_ones() {
+        assert!(which(std::path::Path::new("sh")).is_some());
+        assert!(which(std::path::Path::new("/bin/sh")).is_some());
+        assert!(which(std::path::Path::new("no-such-program-crius")).is_none());
+        assert!(which(std::path::Path::new("/nonexistent/runc")).is_none());
+    }
+}

@@ -1,0 +1,198 @@
+//! Daemon life cycle: configuration, logging, the runroot lock, the socket,
+//! serving both CRI services, and shutdown on SIGTERM/SIGINT.
+
+use std::fs::File;
+use std::io::Write as _;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use crius_proto::image_service_server::ImageServiceServer;
+use crius_proto::runtime_service_server::RuntimeServiceServer;
+use nix::fcntl::{Flock, FlockArg};
+use tokio::net::UnixListener;
+use tokio_stream::wrappers::UnixListenerStream;
+
+use crate::Cri;
+use crate::cli::{Cli, Command, Overrides};
+use crate::config::{Config, DEFAULT_CONFIG_PATH, LogFormat, LogLevel};
+
+/// kubelet's own limit for CRI messages; large ListContainers answers need it.
+const MAX_MESSAGE_SIZE: usize = 16 * 1024 * 1024;
+
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Version => {
+            println!(
+                "crius version {}\ncommit {}\nCRI API {}",
+                env!("CARGO_PKG_VERSION"),
+                env!("CRIUS_GIT_COMMIT"),
+                crate::runtime::RUNTIME_API_VERSION,
+            );
+            Ok(())
+        }
+        Command::Config { default } => {
+            let config = if default {
+                Config::default()
+            } else {
+                load_config(cli.overrides)?
+            };
+            print!("{}", config.to_commented_toml());
+            Ok(())
+        }
+        Command::Serve => {
+            let config = load_config(cli.overrides)?;
+            init_logging(&config);
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .thread_name("crius")
+                .build()
+                .context("failed to start the async runtime")?;
+            runtime.block_on(serve(config))
+        }
+    }
+}
+
+fn load_config(overrides: Overrides) -> anyhow::Result<Config> {
+    let (path, required) = match &overrides.config {
+        Some(path) => (path.clone(), true),
+        None => (PathBuf::from(DEFAULT_CONFIG_PATH), false),
+    };
+    let mut config = Config::load(&path, required)?;
+    overrides.apply(&mut config);
+    config.validate().context("invalid command-line flag")?;
+    Ok(config)
+}
+
+fn init_logging(config: &Config) {
+    let level = match config.log.level {
+        LogLevel::Error => "error",
+        LogLevel::Warn => "warn",
+        LogLevel::Info => "info",
+        LogLevel::Debug => "debug",
+        LogLevel::Trace => "trace",
+    };
+    // Our crates at the configured level; the HTTP/2 stack stays quiet
+    // unless asked for with RUST_LOG.
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| {
+        format!("warn,crius={level},pod_sandbox={level},image_service={level}")
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr);
+    match config.log.format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    for dir in [&config.root, &config.runroot] {
+        create_private_dir(dir)?;
+    }
+    let _lock = lock_runroot(&config.runroot)?;
+    let listener = bind_socket(&config.api.listen)?;
+    let socket = config.api.listen.clone();
+    tracing::info!(
+        ?socket,
+        version = env!("CARGO_PKG_VERSION"),
+        "crius serving CRI v1"
+    );
+
+    let cri = Arc::new(Cri::new(config));
+    let result = tonic::transport::Server::builder()
+        .add_service(
+            RuntimeServiceServer::from_arc(cri.clone())
+                .max_decoding_message_size(MAX_MESSAGE_SIZE)
+                .max_encoding_message_size(MAX_MESSAGE_SIZE),
+        )
+        .add_service(
+            ImageServiceServer::from_arc(cri)
+                .max_decoding_message_size(MAX_MESSAGE_SIZE)
+                .max_encoding_message_size(MAX_MESSAGE_SIZE),
+        )
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown_signal())
+        .await;
+    if let Err(err) = std::fs::remove_file(&socket) {
+        tracing::warn!(?socket, %err, "failed to remove socket");
+    }
+    result.context("gRPC server failed")?;
+    tracing::info!("crius stopped");
+    Ok(())
+}
+
+fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("failed to create {dir:?}"))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("failed to set permissions of {dir:?}"))
+}
+
+/// One crius per runroot: a second daemon would fight over the same pinned
+/// namespaces and records, so it must refuse instead of taking the socket.
+fn lock_runroot(runroot: &Path) -> anyhow::Result<Flock<File>> {
+    let path = runroot.join("crius.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("failed to open lock file {path:?}"))?;
+    let mut lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => lock,
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
+            let holder = std::fs::read_to_string(&path).unwrap_or_default();
+            bail!(
+                "another crius (pid {}) is already running with runroot {runroot:?} (lock {path:?} is held)",
+                holder.trim()
+            );
+        }
+        Err((_, errno)) => bail!("failed to lock {path:?}: {errno}"),
+    };
+    lock.set_len(0).context("failed to truncate lock file")?;
+    write!(lock, "{}", std::process::id()).context("failed to write lock file")?;
+    Ok(lock)
+}
+
+/// Binds the socket with mode 0600. A leftover socket file is stale once we
+/// hold the runroot lock, so it is replaced; anything else at that path is
+/// refused rather than deleted.
+fn bind_socket(path: &Path) -> anyhow::Result<UnixListener> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).with_context(|| format!("failed to create {parent:?}"))?;
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if std::os::unix::fs::FileTypeExt::is_socket(&meta.file_type()) => {
+            std::fs::remove_file(path)
+                .with_context(|| format!("failed to remove stale socket {path:?}"))?;
+        }
+        Ok(_) => bail!("{path:?} exists and is not a socket"),
+        Err(_) => {}
+    }
+    // The umask closes the window between bind and chmod in which another
+    // user could connect.
+    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
+    let bound = UnixListener::bind(path);
+    nix::sys::stat::umask(old);
+    let listener = bound.with_context(|| format!("failed to listen on {path:?}"))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("failed to set permissions of {path:?}"))?;
+    Ok(listener)
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("failed to install signal handlers; stop crius with SIGKILL");
+        return std::future::pending().await;
+    };
+    let name = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    tracing::info!(signal = name, "shutting down");
+}

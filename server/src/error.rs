@@ -1,0 +1,103 @@
+//! The one table from crius errors to gRPC status codes.
+//!
+//! Libraries report an [`ErrorKind`]; this module is the only place that
+//! turns a kind into a `tonic::Code`. The match is exhaustive on purpose: a
+//! new kind must be given a code here before anything compiles.
+
+use crius_proto::ErrorKind;
+use tonic::{Code, Status};
+
+/// Errors returned by RPC handlers.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{rpc} is not implemented by crius yet")]
+    Unimplemented { rpc: &'static str },
+    #[error("invalid {what}: {message}")]
+    InvalidArgument { what: &'static str, message: String },
+}
+
+impl Error {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Unimplemented { .. } => ErrorKind::Unimplemented,
+            Error::InvalidArgument { .. } => ErrorKind::InvalidArgument,
+        }
+    }
+}
+
+/// The gRPC code for each kind.
+pub fn code(kind: ErrorKind) -> Code {
+    match kind {
+        ErrorKind::NotFound => Code::NotFound,
+        ErrorKind::AlreadyExists => Code::AlreadyExists,
+        ErrorKind::InvalidArgument => Code::InvalidArgument,
+        ErrorKind::FailedPrecondition => Code::FailedPrecondition,
+        ErrorKind::DeadlineExceeded => Code::DeadlineExceeded,
+        ErrorKind::Unavailable => Code::Unavailable,
+        ErrorKind::Unimplemented => Code::Unimplemented,
+        ErrorKind::Internal => Code::Internal,
+    }
+}
+
+/// The error and its whole source chain, so that a runc or plugin message
+/// deep in the chain reaches the client.
+pub fn message(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+impl From<Error> for Status {
+    fn from(err: Error) -> Status {
+        Status::new(code(err.kind()), message(&err))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_has_its_code() {
+        let table = [
+            (ErrorKind::NotFound, Code::NotFound),
+            (ErrorKind::AlreadyExists, Code::AlreadyExists),
+            (ErrorKind::InvalidArgument, Code::InvalidArgument),
+            (ErrorKind::FailedPrecondition, Code::FailedPrecondition),
+            (ErrorKind::DeadlineExceeded, Code::DeadlineExceeded),
+            (ErrorKind::Unavailable, Code::Unavailable),
+            (ErrorKind::Unimplemented, Code::Unimplemented),
+            (ErrorKind::Internal, Code::Internal),
+        ];
+        for (kind, expected) in table {
+            assert_eq!(code(kind), expected, "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn unimplemented_names_the_rpc() {
+        let status = Status::from(Error::Unimplemented { rpc: "Attach" });
+        assert_eq!(status.code(), Code::Unimplemented);
+        assert_eq!(status.message(), "Attach is not implemented by crius yet");
+    }
+
+    #[test]
+    fn message_keeps_the_source_chain() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("failed to start container \"abc\"")]
+        struct Outer(#[source] std::io::Error);
+        let err = Outer(std::io::Error::other("runc: exec format error"));
+        assert_eq!(
+            message(&err),
+            "failed to start container \"abc\": runc: exec format error"
+        );
+    }
+}
