@@ -7,8 +7,26 @@
 
 pub mod auth;
 mod error;
+pub mod manifest;
+mod pull;
 pub mod reference;
 pub mod registries;
+mod service;
+pub mod store;
 pub mod unpack;
 
 pub use error::{BoxError, Error, Result};
+pub use service::{FsUsage, ImageRootfs, ImageService, Options};
+pub use store::{ImageRecord, RuntimeConfig};
+
+/// The error and its causes on one line, for logs.
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

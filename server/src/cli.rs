@@ -60,6 +60,13 @@ pub struct Overrides {
     /// Repeatable; replaces the configured list.
     #[arg(long = "insecure-registry", global = true, value_name = "HOST[:PORT]")]
     pub insecure_registries: Vec<String>,
+    #[arg(long, global = true, value_name = "PATH")]
+    pub auth_file: Option<PathBuf>,
+    #[arg(long, global = true, value_name = "N")]
+    pub max_concurrent_downloads: Option<usize>,
+    /// Repeatable; replaces the configured list.
+    #[arg(long = "pinned-image", global = true, value_name = "IMAGE")]
+    pub pinned_images: Vec<String>,
     #[arg(long, global = true, value_name = "IP")]
     pub streaming_address: Option<String>,
     #[arg(long, global = true, value_name = "PORT")]
@@ -93,6 +100,14 @@ impl Overrides {
         set(&mut config.image.registries_conf, self.registries_conf);
         if !self.insecure_registries.is_empty() {
             config.image.insecure_registries = self.insecure_registries;
+        }
+        set(&mut config.image.auth_file, self.auth_file);
+        set(
+            &mut config.image.max_concurrent_downloads,
+            self.max_concurrent_downloads,
+        );
+        if !self.pinned_images.is_empty() {
+            config.image.pinned_images = self.pinned_images;
         }
     }
 }

@@ -112,6 +112,9 @@ pub struct NetworkConfig {
 pub struct ImageConfig {
     pub registries_conf: PathBuf,
     pub insecure_registries: Vec<String>,
+    pub auth_file: PathBuf,
+    pub max_concurrent_downloads: usize,
+    pub pinned_images: Vec<String>,
 }
 
 impl Default for Config {
@@ -171,6 +174,9 @@ impl Default for ImageConfig {
         ImageConfig {
             registries_conf: "/etc/containers/registries.conf".into(),
             insecure_registries: Vec::new(),
+            auth_file: PathBuf::new(),
+            max_concurrent_downloads: 3,
+            pinned_images: Vec::new(),
         }
     }
 }
@@ -265,6 +271,21 @@ const KEY_DOCS: &[KeyDoc] = &[
         flag: "--insecure-registry",
         doc: "Registries reached over plain HTTP (loopback registries always are).",
     },
+    KeyDoc {
+        key: "image.auth_file",
+        flag: "--auth-file",
+        doc: "docker config.json-format credentials used when a pull request carries none; empty for none.",
+    },
+    KeyDoc {
+        key: "image.max_concurrent_downloads",
+        flag: "--max-concurrent-downloads",
+        doc: "Layer downloads running at once, across all pulls (at least 1).",
+    },
+    KeyDoc {
+        key: "image.pinned_images",
+        flag: "--pinned-image",
+        doc: "Images (tag, digest or id) reported as pinned, so the kubelet never garbage-collects them.",
+    },
 ];
 
 impl Config {
@@ -316,6 +337,18 @@ impl Config {
                     message: format!("{path:?} is not an absolute path"),
                 });
             }
+        }
+        if !self.image.auth_file.as_os_str().is_empty() && !self.image.auth_file.is_absolute() {
+            return Err(ConfigError::Invalid {
+                key: "image.auth_file",
+                message: format!("{:?} is not an absolute path", self.image.auth_file),
+            });
+        }
+        if self.image.max_concurrent_downloads == 0 {
+            return Err(ConfigError::Invalid {
+                key: "image.max_concurrent_downloads",
+                message: "must be at least 1".into(),
+            });
         }
         if self.network.cni_plugin_dirs.is_empty() {
             return Err(ConfigError::Invalid {

@@ -6,18 +6,20 @@ use crate::config::Config;
 
 pub struct Cri {
     pub(crate) config: Config,
+    pub(crate) images: image_service::ImageService,
     /// The OCI runtime resolved at start; `None` makes RuntimeReady false.
     pub(crate) runtime_binary: Option<PathBuf>,
 }
 
 impl Cri {
-    pub fn new(config: Config) -> Cri {
+    pub fn new(config: Config, images: image_service::ImageService) -> Cri {
         let runtime_binary = which(&config.runtime.runtime_path);
         if runtime_binary.is_none() {
             tracing::warn!(runtime = ?config.runtime.runtime_path, "OCI runtime not found");
         }
         Cri {
             config,
+            images,
             runtime_binary,
         }
     }

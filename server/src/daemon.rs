@@ -100,7 +100,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         "crius serving CRI v1"
     );
 
-    let cri = Arc::new(Cri::new(config));
+    let images = open_images(&config)?;
+    let cri = Arc::new(Cri::new(config, images));
     let result = tonic::transport::Server::builder()
         .add_service(
             RuntimeServiceServer::from_arc(cri.clone())
@@ -120,6 +121,21 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     result.context("gRPC server failed")?;
     tracing::info!("crius stopped");
     Ok(())
+}
+
+/// The image store lives in `<root>/images`; opening it removes what an
+/// interrupted pull left behind.
+fn open_images(config: &Config) -> anyhow::Result<image_service::ImageService> {
+    let image = &config.image;
+    let options = image_service::Options {
+        store_dir: config.root.join("images"),
+        registries_conf: image.registries_conf.clone(),
+        insecure_registries: image.insecure_registries.clone(),
+        auth_file: (!image.auth_file.as_os_str().is_empty()).then(|| image.auth_file.clone()),
+        max_concurrent_downloads: image.max_concurrent_downloads,
+        pinned_images: image.pinned_images.clone(),
+    };
+    image_service::ImageService::open(options).context("failed to open the image store")
 }
 
 fn create_private_dir(dir: &Path) -> anyhow::Result<()> {

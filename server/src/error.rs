@@ -14,6 +14,8 @@ pub enum Error {
     Unimplemented { rpc: &'static str },
     #[error("invalid {what}: {message}")]
     InvalidArgument { what: &'static str, message: String },
+    #[error(transparent)]
+    Image(#[from] image_service::Error),
 }
 
 impl Error {
@@ -21,6 +23,7 @@ impl Error {
         match self {
             Error::Unimplemented { .. } => ErrorKind::Unimplemented,
             Error::InvalidArgument { .. } => ErrorKind::InvalidArgument,
+            Error::Image(err) => err.kind(),
         }
     }
 }
@@ -87,6 +90,17 @@ mod tests {
         let status = Status::from(Error::Unimplemented { rpc: "Attach" });
         assert_eq!(status.code(), Code::Unimplemented);
         assert_eq!(status.message(), "Attach is not implemented by crius yet");
+    }
+
+    #[test]
+    fn image_errors_keep_their_kind_and_object() {
+        let err = Error::from(image_service::Error::InvalidReference {
+            reference: "Bad".into(),
+            reason: "repository name must be lowercase".into(),
+        });
+        let status = Status::from(err);
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert!(status.message().contains("\"Bad\""), "{}", status.message());
     }
 
     #[test]

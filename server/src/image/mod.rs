@@ -2,18 +2,62 @@
 
 use crius_proto::image_service_server::ImageService;
 use crius_proto::*;
+use image_service::ImageRecord;
 
 use crate::Cri;
+use crate::error::Error;
 use crate::rpc::forward_rpcs;
+
+mod image_fs_info;
+mod image_status;
+mod list_images;
+mod pull_image;
+mod remove_image;
 
 forward_rpcs! {
 impl ImageService {}
-    implemented {}
-    unimplemented {
+    implemented {
         list_images(ListImagesRequest) -> ListImagesResponse = "ListImages";
         image_status(ImageStatusRequest) -> ImageStatusResponse = "ImageStatus";
         pull_image(PullImageRequest) -> PullImageResponse = "PullImage";
         remove_image(RemoveImageRequest) -> RemoveImageResponse = "RemoveImage";
         image_fs_info(ImageFsInfoRequest) -> ImageFsInfoResponse = "ImageFsInfo";
+    }
+    unimplemented {}
+}
+
+/// The image name of a request, which must be given.
+fn requested_image(spec: Option<&ImageSpec>) -> Result<&str, Error> {
+    match spec.map(|s| s.image.as_str()) {
+        Some(image) if !image.is_empty() => Ok(image),
+        _ => Err(Error::InvalidArgument {
+            what: "image",
+            message: "no image name given".into(),
+        }),
+    }
+}
+
+/// A record as the CRI shows it. A numeric image user becomes `uid` (the
+/// kubelet checks runAsNonRoot with it), a name becomes `username`.
+fn to_cri(images: &image_service::ImageService, record: &ImageRecord) -> Image {
+    let user = record.config.user.split(':').next().unwrap_or_default();
+    let (uid, username) = match user.parse::<i64>() {
+        Ok(uid) => (Some(Int64Value { value: uid }), String::new()),
+        Err(_) if user.is_empty() => (Some(Int64Value { value: 0 }), String::new()),
+        Err(_) => (None, user.to_owned()),
+    };
+    Image {
+        id: record.id.clone(),
+        repo_tags: record.repo_tags.clone(),
+        repo_digests: record.repo_digests.clone(),
+        size: record.size,
+        uid,
+        username,
+        spec: Some(ImageSpec {
+            image: record.id.clone(),
+            annotations: record.annotations.clone().into_iter().collect(),
+            ..Default::default()
+        }),
+        pinned: images.is_pinned(record),
     }
 }

@@ -1,0 +1,746 @@
+//! Pulling one image from one endpoint: manifest (and index), config, then
+//! the layers in parallel, each streamed through a digest and size check
+//! into the unpacker as it arrives.
+
+use std::io::Read;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::StreamExt as _;
+use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::errors::{OciDistributionError, OciErrorCode};
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, RegistryOperation};
+use sha2::{Digest as _, Sha256};
+
+use crate::auth::Credentials;
+use crate::error::{Error, Result};
+use crate::manifest::{self, Descriptor, Document, ImageConfig};
+use crate::reference::{Reference, validate_digest};
+use crate::registries::Endpoint;
+use crate::service::Inner;
+use crate::store::{ImageRecord, RuntimeConfig};
+
+/// Per-pull counters, logged every few seconds.
+#[derive(Default)]
+pub(crate) struct Progress {
+    pub bytes: AtomicU64,
+    pub layers_done: AtomicUsize,
+    pub layers_total: AtomicUsize,
+    pub bytes_total: AtomicU64,
+}
+
+/// One registry session: a client speaking the endpoint's scheme, with the
+/// credentials resolved for it.
+struct Session {
+    client: Client,
+    endpoint: Endpoint,
+    auth: RegistryAuth,
+}
+
+impl Session {
+    fn reference(&self, tag: Option<&str>, digest: Option<&str>) -> oci_client::Reference {
+        let (registry, repository) = (
+            self.endpoint.registry.clone(),
+            self.endpoint.repository.clone(),
+        );
+        match (digest, tag) {
+            (Some(d), _) => oci_client::Reference::with_digest(registry, repository, d.to_owned()),
+            (None, t) => oci_client::Reference::with_tag(
+                registry,
+                repository,
+                t.unwrap_or(crate::reference::DEFAULT_TAG).to_owned(),
+            ),
+        }
+    }
+
+    fn err(&self, what: &str, e: OciDistributionError) -> Error {
+        classify(&self.endpoint.registry, what, e)
+    }
+}
+
+fn classify(registry: &str, what: &str, e: OciDistributionError) -> Error {
+    let registry = registry.to_owned();
+    let what = what.to_owned();
+    let not_found = |source: OciDistributionError| Error::NotFoundInRegistry {
+        registry: registry.clone(),
+        what: what.clone(),
+        source: source.into(),
+    };
+    let unauthorized = |source: OciDistributionError| Error::Unauthorized {
+        registry: registry.clone(),
+        what: what.clone(),
+        source: source.into(),
+    };
+    match &e {
+        OciDistributionError::ImageManifestNotFoundError(_) => not_found(e),
+        OciDistributionError::RegistryError { envelope, .. } => {
+            let codes: Vec<&OciErrorCode> = envelope.errors.iter().map(|e| &e.code).collect();
+            if codes.iter().any(|c| {
+                matches!(
+                    c,
+                    OciErrorCode::ManifestUnknown
+                        | OciErrorCode::NameUnknown
+                        | OciErrorCode::BlobUnknown
+                        | OciErrorCode::NotFound
+                )
+            }) {
+                not_found(e)
+            } else if codes
+                .iter()
+                .any(|c| matches!(c, OciErrorCode::Unauthorized | OciErrorCode::Denied))
+            {
+                unauthorized(e)
+            } else {
+                Error::Registry {
+                    registry,
+                    what,
+                    source: e.into(),
+                }
+            }
+        }
+        OciDistributionError::ServerError { code: 404, .. } => not_found(e),
+        OciDistributionError::ServerError {
+            code: 401 | 403, ..
+        }
+        | OciDistributionError::AuthenticationFailure(_)
+        | OciDistributionError::UnauthorizedError { .. } => unauthorized(e),
+        OciDistributionError::RequestError(_) | OciDistributionError::IoError(_) => {
+            Error::RegistryUnavailable {
+                registry,
+                what,
+                source: e.into(),
+            }
+        }
+        _ => Error::Registry {
+            registry,
+            what,
+            source: e.into(),
+        },
+    }
+}
+
+/// Pulls `reference` from `endpoint` into the store.
+pub(crate) async fn pull_from(
+    inner: &Arc<Inner>,
+    reference: &Reference,
+    endpoint: &Endpoint,
+    credentials: &Credentials,
+    progress: &Arc<Progress>,
+) -> Result<Arc<ImageRecord>> {
+    let client = Client::new(ClientConfig {
+        protocol: if endpoint.insecure {
+            ClientProtocol::Http
+        } else {
+            ClientProtocol::Https
+        },
+        platform_resolver: None,
+        connect_timeout: Some(Duration::from_secs(10)),
+        read_timeout: Some(Duration::from_secs(60)),
+        user_agent: concat!("crius/", env!("CARGO_PKG_VERSION")),
+        ..ClientConfig::default()
+    });
+    let auth = match credentials {
+        Credentials::Anonymous => RegistryAuth::Anonymous,
+        Credentials::Basic { username, password } => {
+            RegistryAuth::Basic(username.clone(), password.clone())
+        }
+        Credentials::RegistryToken(token) => RegistryAuth::Bearer(token.clone()),
+        Credentials::IdentityToken(token) => {
+            RegistryAuth::Bearer(exchange_identity_token(endpoint, token).await?)
+        }
+    };
+    let session = Session {
+        client,
+        endpoint: endpoint.clone(),
+        auth,
+    };
+    let top_ref = session.reference(reference.tag.as_deref(), reference.digest.as_deref());
+    let what = reference.to_string();
+    session
+        .client
+        .auth(&top_ref, &session.auth, RegistryOperation::Pull)
+        .await
+        .map_err(|e| session.err(&what, e))?;
+
+    let (top_bytes, top_digest) = session
+        .client
+        .pull_manifest_raw(&top_ref, &session.auth, manifest::ACCEPTED)
+        .await
+        .map_err(|e| session.err(&what, e))?;
+    let top = parse_document(reference, &top_digest, &top_bytes)?;
+    let (manifest_bytes, manifest_digest, manifest) = if top.is_index() {
+        let platform = manifest::host_platform();
+        let chosen = manifest::choose(&top.manifests, &platform).ok_or_else(|| {
+            Error::NoMatchingPlatform {
+                reference: what.clone(),
+                platform: format!(
+                    "{}/{}{}",
+                    platform.os,
+                    platform.architecture,
+                    platform
+                        .variant
+                        .as_deref()
+                        .map(|v| format!("/{v}"))
+                        .unwrap_or_default()
+                ),
+            }
+        })?;
+        validate_digest(&chosen.digest)
+            .map_err(|reason| invalid(reference, "index", &top_digest, reason))?;
+        let child_ref = session.reference(None, Some(&chosen.digest));
+        let (bytes, digest) = session
+            .client
+            .pull_manifest_raw(&child_ref, &session.auth, manifest::ACCEPTED)
+            .await
+            .map_err(|e| session.err(&format!("{what} manifest {}", chosen.digest), e))?;
+        let doc = parse_document(reference, &digest, &bytes)?;
+        if doc.is_index() {
+            return Err(invalid(
+                reference,
+                "manifest",
+                &digest,
+                "nested index".into(),
+            ));
+        }
+        (bytes, digest, doc)
+    } else {
+        (top_bytes.clone(), top_digest.clone(), top)
+    };
+    let config_desc = manifest
+        .config
+        .clone()
+        .ok_or_else(|| invalid(reference, "manifest", &manifest_digest, "no config".into()))?;
+    validate_digest(&config_desc.digest)
+        .map_err(|reason| invalid(reference, "manifest", &manifest_digest, reason))?;
+    if config_desc.size > manifest::MAX_DOCUMENT_SIZE {
+        return Err(invalid(
+            reference,
+            "config",
+            &config_desc.digest,
+            "too large".into(),
+        ));
+    }
+    let config_bytes = fetch_small_blob(&session, reference, &config_desc).await?;
+    let config: ImageConfig = serde_json::from_slice(&config_bytes)
+        .map_err(|e| invalid(reference, "config", &config_desc.digest, e.to_string()))?;
+    let diff_ids = config.rootfs.diff_ids.clone();
+    if diff_ids.len() != manifest.layers.len() {
+        return Err(invalid(
+            reference,
+            "config",
+            &config_desc.digest,
+            format!(
+                "{} diff ids for {} layers",
+                diff_ids.len(),
+                manifest.layers.len()
+            ),
+        ));
+    }
+    for (layer, diff_id) in manifest.layers.iter().zip(&diff_ids) {
+        for d in [&layer.digest, diff_id] {
+            validate_digest(d)
+                .map_err(|reason| invalid(reference, "manifest", &manifest_digest, reason))?;
+        }
+    }
+
+    let store = &inner.store;
+    let _pin = store.pin_layers(&diff_ids);
+    progress
+        .layers_total
+        .store(manifest.layers.len(), Ordering::Relaxed);
+    progress.bytes_total.store(
+        manifest.layers.iter().map(|l| l.size).sum(),
+        Ordering::Relaxed,
+    );
+    let session = Arc::new(session);
+    let layer_ref = Arc::new(session.reference(None, Some(&manifest_digest)));
+    let tasks =
+        manifest
+            .layers
+            .iter()
+            .zip(&diff_ids)
+            .map(|(layer, diff_id)| {
+                let inner = inner.clone();
+                let session = session.clone();
+                let layer_ref = layer_ref.clone();
+                let progress = progress.clone();
+                let layer = layer.clone();
+                let diff_id = diff_id.clone();
+                async move {
+                    fetch_layer(&inner, &session, &layer_ref, &layer, &diff_id, &progress).await
+                }
+            });
+    futures_util::future::try_join_all(tasks).await?;
+
+    store.write_blob(&config_desc.digest, &config_bytes)?;
+    store.write_blob(&manifest_digest, &manifest_bytes)?;
+    store.write_blob(&top_digest, &top_bytes)?;
+    let container = config.config.clone().unwrap_or_default();
+    let record = ImageRecord {
+        version: 1,
+        id: config_desc.digest.clone(),
+        repo_tags: Vec::new(),
+        repo_digests: Vec::new(),
+        size: manifest.layers.iter().map(|l| l.size).sum::<u64>()
+            + config_desc.size
+            + manifest_bytes.len() as u64,
+        layers: diff_ids,
+        manifest_digest: manifest_digest.clone(),
+        top_digest: top_digest.clone(),
+        config: RuntimeConfig {
+            user: container.user.unwrap_or_default(),
+            env: container.env.unwrap_or_default(),
+            entrypoint: container.entrypoint.unwrap_or_default(),
+            cmd: container.cmd.unwrap_or_default(),
+            working_dir: container.working_dir.unwrap_or_default(),
+            stop_signal: container.stop_signal.unwrap_or_default(),
+            labels: container.labels.unwrap_or_default(),
+            exposed_ports: container
+                .exposed_ports
+                .unwrap_or_default()
+                .into_keys()
+                .collect(),
+            volumes: container.volumes.unwrap_or_default().into_keys().collect(),
+        },
+        annotations: manifest.annotations.clone(),
+        os: config.os.clone(),
+        architecture: config.architecture.clone(),
+        pulled_at: now_nanos(),
+    };
+    store.commit_image(record, reference.tagged(), reference.digested(&top_digest))
+}
+
+fn invalid(reference: &Reference, what: &'static str, digest: &str, reason: String) -> Error {
+    Error::InvalidContent {
+        reference: reference.to_string(),
+        what,
+        digest: digest.to_owned(),
+        reason,
+    }
+}
+
+fn parse_document(reference: &Reference, digest: &str, bytes: &[u8]) -> Result<Document> {
+    if bytes.len() as u64 > manifest::MAX_DOCUMENT_SIZE {
+        return Err(invalid(reference, "manifest", digest, "too large".into()));
+    }
+    let doc: Document = serde_json::from_slice(bytes)
+        .map_err(|e| invalid(reference, "manifest", digest, e.to_string()))?;
+    if doc.schema_version != 2 {
+        return Err(Error::UnsupportedMediaType {
+            reference: reference.to_string(),
+            media_type: format!(
+                "{} (schema version {})",
+                doc.media_type.clone().unwrap_or_default(),
+                doc.schema_version
+            ),
+        });
+    }
+    if let Some(mt) = &doc.media_type
+        && !manifest::ACCEPTED.contains(&mt.as_str())
+    {
+        return Err(Error::UnsupportedMediaType {
+            reference: reference.to_string(),
+            media_type: mt.clone(),
+        });
+    }
+    Ok(doc)
+}
+
+pub(crate) fn now_nanos() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
+
+/// A blob small enough to hold in memory (the config), digest-verified.
+async fn fetch_small_blob(
+    session: &Session,
+    reference: &Reference,
+    desc: &Descriptor,
+) -> Result<Vec<u8>> {
+    let blob_ref = session.reference(None, reference.digest.as_deref().or(Some(&desc.digest)));
+    let mut stream = session
+        .client
+        .pull_blob_stream(&blob_ref, desc.digest.as_str())
+        .await
+        .map_err(|e| session.err(&format!("blob {}", desc.digest), e))?;
+    let mut verifier = Verifier::new(&desc.digest, desc.size);
+    let mut data = Vec::with_capacity(usize::try_from(desc.size).unwrap_or(0));
+    while let Some(chunk) = stream.next().await {
+        match chunk {
+            Ok(chunk) => {
+                verifier.update(&chunk)?;
+                data.extend_from_slice(&chunk);
+            }
+            Err(source) => return Err(verifier.error_or(&session.endpoint.registry, source)),
+        }
+    }
+    verifier.finish()?;
+    Ok(data)
+}
+
+/// Streaming digest and size check of one blob.
+struct Verifier {
+    digest: String,
+    size: u64,
+    seen: u64,
+    hasher: Sha256,
+}
+
+impl Verifier {
+    fn new(digest: &str, size: u64) -> Verifier {
+        Verifier {
+            digest: digest.to_owned(),
+            size,
+            seen: 0,
+            hasher: Sha256::new(),
+        }
+    }
+
+    fn update(&mut self, chunk: &[u8]) -> Result<()> {
+        self.seen += chunk.len() as u64;
+        if self.seen > self.size {
+            return Err(Error::SizeMismatch {
+                digest: self.digest.clone(),
+                expected: self.size,
+                actual: self.seen,
+            });
+        }
+        self.hasher.update(chunk);
+        Ok(())
+    }
+
+    fn finish(self) -> Result<()> {
+        if self.seen != self.size {
+            return Err(Error::SizeMismatch {
+                digest: self.digest,
+                expected: self.size,
+                actual: self.seen,
+            });
+        }
+        let actual = format!("sha256:{}", hex::encode(self.hasher.finalize()));
+        if actual != self.digest {
+            return Err(Error::DigestMismatch {
+                expected: self.digest,
+                actual,
+            });
+        }
+        Ok(())
+    }
+
+    /// A stream error at the very end (oci-client's own check) is reported
+    /// as our digest mismatch when every byte arrived; otherwise it is a
+    /// download failure.
+    fn error_or(self, registry: &str, source: std::io::Error) -> Error {
+        let digest = self.digest.clone();
+        if self.seen == self.size
+            && let Err(e) = self.finish()
+        {
+            return e;
+        }
+        Error::Download {
+            registry: registry.to_owned(),
+            digest,
+            source,
+        }
+    }
+}
+
+/// Feeds the blocking unpacker from the async download.
+struct ChannelReader {
+    rx: tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>,
+    current: Bytes,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.current.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(Ok(chunk)) => self.current = chunk,
+                Some(Err(e)) => return Err(e),
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current.split_to(n));
+        Ok(n)
+    }
+}
+
+async fn fetch_layer(
+    inner: &Arc<Inner>,
+    session: &Session,
+    image_ref: &oci_client::Reference,
+    layer: &Descriptor,
+    diff_id: &str,
+    progress: &Progress,
+) -> Result<()> {
+    let store = &inner.store;
+    // One download per layer, however many pulls want it.
+    let lock = store.layer_lock(diff_id);
+    let _guard = lock.lock().await;
+    if store.layer(diff_id).is_some() {
+        progress.bytes.fetch_add(layer.size, Ordering::Relaxed);
+        progress.layers_done.fetch_add(1, Ordering::Relaxed);
+        return Ok(());
+    }
+    let _permit = inner.downloads.acquire().await.map_err(|e| {
+        Error::io(
+            "wait for a download slot",
+            store.dir(),
+            std::io::Error::other(e),
+        )
+    })?;
+    let started = Instant::now();
+    let mut stream = session
+        .client
+        .pull_blob_stream(image_ref, layer.digest.as_str())
+        .await
+        .map_err(|e| session.err(&format!("layer {}", layer.digest), e))?;
+    let staging = store.staging_dir()?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(64);
+    let unpack_dir = staging.clone();
+    let digest = layer.digest.clone();
+    let unpacker = tokio::task::spawn_blocking(move || {
+        crate::unpack::unpack_layer(
+            ChannelReader {
+                rx,
+                current: Bytes::new(),
+            },
+            &unpack_dir,
+            &digest,
+        )
+    });
+    let mut verifier = Verifier::new(&layer.digest, layer.size);
+    let mut download_error = None;
+    while let Some(chunk) = stream.next().await {
+        let chunk = match chunk {
+            Ok(chunk) => chunk,
+            Err(source) => {
+                let v = std::mem::replace(&mut verifier, Verifier::new(&layer.digest, layer.size));
+                download_error = Some(v.error_or(&session.endpoint.registry, source));
+                break;
+            }
+        };
+        if let Err(e) = verifier.update(&chunk) {
+            download_error = Some(e);
+            break;
+        }
+        progress
+            .bytes
+            .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        if tx.send(Ok(chunk)).await.is_err() {
+            // The unpacker stopped early; its error says why.
+            break;
+        }
+    }
+    if download_error.is_none() {
+        let v = std::mem::replace(&mut verifier, Verifier::new(&layer.digest, layer.size));
+        if let Err(e) = v.finish() {
+            download_error = Some(e);
+        }
+    }
+    // The unpacker only sees a clean end of input once the blob verified.
+    if download_error.is_some() {
+        let _ = tx
+            .send(Err(std::io::Error::other("blob failed verification")))
+            .await;
+    }
+    drop(tx);
+    let unpacked = unpacker.await.map_err(|source| Error::Task {
+        reference: layer.digest.clone(),
+        source,
+    });
+    let result = match (download_error, unpacked) {
+        (Some(e), _) => Err(e),
+        (None, Err(e)) => Err(e),
+        (None, Ok(Err(e))) => Err(e),
+        (None, Ok(Ok(out))) if out.diff_id != diff_id => Err(Error::DiffIdMismatch {
+            digest: layer.digest.clone(),
+            expected: diff_id.to_owned(),
+            actual: out.diff_id,
+        }),
+        (None, Ok(Ok(out))) => {
+            let staging = staging.clone();
+            let inner = inner.clone();
+            let digest = layer.digest.clone();
+            let diff_id = diff_id.to_owned();
+            let size = layer.size;
+            tokio::task::spawn_blocking(move || {
+                inner
+                    .store
+                    .commit_layer(&staging, &diff_id, out.tar_size, &digest, size)
+            })
+            .await
+            .map_err(|source| Error::Task {
+                reference: layer.digest.clone(),
+                source,
+            })
+            .and_then(|r| r)
+            .map(|_| ())
+        }
+    };
+    if result.is_err() {
+        let staging = staging.clone();
+        let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(staging)).await;
+    } else {
+        progress.layers_done.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(
+            digest = %layer.digest,
+            size = layer.size,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "layer unpacked"
+        );
+    }
+    result
+}
+
+/// The OAuth2 refresh-token grant of the distribution token spec: trade an
+/// identity token for a bearer token at the realm the registry names.
+async fn exchange_identity_token(endpoint: &Endpoint, token: &str) -> Result<String> {
+    let registry = endpoint.registry.clone();
+    let unavailable = |what: &str, e: reqwest::Error| Error::RegistryUnavailable {
+        registry: registry.clone(),
+        what: what.to_owned(),
+        source: e.into(),
+    };
+    let scheme = if endpoint.insecure { "http" } else { "https" };
+    let http = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| unavailable("an http client", e))?;
+    let response = http
+        .get(format!("{scheme}://{}/v2/", endpoint.registry))
+        .send()
+        .await
+        .map_err(|e| unavailable("/v2/", e))?;
+    let challenge = response
+        .headers()
+        .get(reqwest::header::WWW_AUTHENTICATE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let params = parse_bearer_challenge(&challenge).ok_or_else(|| Error::Credentials {
+        registry: registry.clone(),
+        message: "an identity token needs a registry with a bearer token challenge".into(),
+    })?;
+    let realm = params
+        .iter()
+        .find(|(k, _)| k == "realm")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
+    let mut form = vec![
+        ("grant_type".to_owned(), "refresh_token".to_owned()),
+        ("refresh_token".to_owned(), token.to_owned()),
+        ("client_id".to_owned(), "crius".to_owned()),
+        (
+            "scope".to_owned(),
+            format!("repository:{}:pull", endpoint.repository),
+        ),
+    ];
+    if let Some((_, service)) = params.iter().find(|(k, _)| k == "service") {
+        form.push(("service".to_owned(), service.clone()));
+    }
+    let response = http
+        .post(&realm)
+        .form(&form)
+        .send()
+        .await
+        .map_err(|e| unavailable("an identity token exchange", e))?;
+    if !response.status().is_success() {
+        let status = response.status();
+        return Err(Error::Unauthorized {
+            registry: registry.clone(),
+            what: format!("identity token exchange at {realm}"),
+            source: format!("status {status}").into(),
+        });
+    }
+    #[derive(serde::Deserialize)]
+    struct TokenResponse {
+        #[serde(default)]
+        access_token: String,
+        #[serde(default)]
+        token: String,
+    }
+    let body: TokenResponse = response
+        .json()
+        .await
+        .map_err(|e| unavailable("an identity token exchange", e))?;
+    let token = if body.access_token.is_empty() {
+        body.token
+    } else {
+        body.access_token
+    };
+    if token.is_empty() {
+        return Err(Error::Unauthorized {
+            registry,
+            what: format!("identity token exchange at {realm}"),
+            source: "no token in the response".into(),
+        });
+    }
+    Ok(token)
+}
+
+/// `Bearer realm="...",service="..."` -> key/value pairs.
+fn parse_bearer_challenge(header: &str) -> Option<Vec<(String, String)>> {
+    let rest = header
+        .trim()
+        .strip_prefix("Bearer ")
+        .or_else(|| header.trim().strip_prefix("bearer "))?;
+    let mut out = Vec::new();
+    let mut s = rest.trim();
+    while !s.is_empty() {
+        let (key, after) = s.split_once('=')?;
+        let after = after.trim_start();
+        let (value, remainder) = if let Some(quoted) = after.strip_prefix('"') {
+            let end = quoted.find('"')?;
+            (&quoted[..end], &quoted[end + 1..])
+        } else {
+            let end = after.find(',').unwrap_or(after.len());
+            (&after[..end], &after[end..])
+        };
+        out.push((key.trim().to_owned(), value.to_owned()));
+        s = remainder.trim_start().trim_start_matches(',').trim_start();
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_challenges_parse() {
+        let p = parse_bearer_challenge(
+            r#"Bearer realm="https://auth.example.com/token",service="registry.example.com",scope="a:b:pull""#,
+        )
+        .unwrap();
+        assert_eq!(
+            p[0],
+            ("realm".into(), "https://auth.example.com/token".into())
+        );
+        assert_eq!(p[1], ("service".into(), "registry.example.com".into()));
+        assert_eq!(p.len(), 3);
+        assert!(parse_bearer_challenge(r#"Basic realm="x""#).is_none());
+    }
+
+    #[test]
+    fn verifier_checks_size_and_digest() {
+        let data = b"hello";
+        let digest = format!("sha256:{}", hex::encode(Sha256::digest(data)));
+        let mut v = Verifier::new(&digest, 5);
+        v.update(data).unwrap();
+        v.finish().unwrap();
+        let mut v = Verifier::new(&digest, 4);
+        assert!(matches!(v.update(data), Err(Error::SizeMismatch { .. })));
+        let mut v = Verifier::new(&digest, 5);
+        v.update(b"hellO").unwrap();
+        assert!(matches!(v.finish(), Err(Error::DigestMismatch { .. })));
+        let mut v = Verifier::new(&digest, 5);
+        v.update(b"hel").unwrap();
+        assert!(matches!(v.finish(), Err(Error::SizeMismatch { .. })));
+    }
+}
