@@ -8,10 +8,11 @@ pub struct Cri {
     pub(crate) config: Config,
     /// The OCI runtime resolved at start; `None` makes RuntimeReady false.
     pub(crate) runtime_binary: Option<PathBuf>,
+    pub(crate) sandboxes: pod_sandbox::Sandboxes,
 }
 
 impl Cri {
-    pub fn new(config: Config) -> Cri {
+    pub fn new(config: Config, sandboxes: pod_sandbox::Sandboxes) -> Cri {
         let runtime_binary = which(&config.runtime.runtime_path);
         if runtime_binary.is_none() {
             tracing::warn!(runtime = ?config.runtime.runtime_path, "OCI runtime not found");
@@ -19,6 +20,7 @@ impl Cri {
         Cri {
             config,
             runtime_binary,
+            sandboxes,
         }
     }
 }

@@ -14,6 +14,8 @@ pub enum Error {
     Unimplemented { rpc: &'static str },
     #[error("invalid {what}: {message}")]
     InvalidArgument { what: &'static str, message: String },
+    #[error(transparent)]
+    Sandbox(#[from] pod_sandbox::Error),
 }
 
 impl Error {
@@ -21,6 +23,7 @@ impl Error {
         match self {
             Error::Unimplemented { .. } => ErrorKind::Unimplemented,
             Error::InvalidArgument { .. } => ErrorKind::InvalidArgument,
+            Error::Sandbox(err) => err.kind(),
         }
     }
 }
@@ -87,6 +90,18 @@ mod tests {
         let status = Status::from(Error::Unimplemented { rpc: "Attach" });
         assert_eq!(status.code(), Code::Unimplemented);
         assert_eq!(status.message(), "Attach is not implemented by crius yet");
+    }
+
+    #[test]
+    fn sandbox_errors_keep_their_kind() {
+        let status = Status::from(Error::from(pod_sandbox::Error::NameReserved {
+            name: "web_default_u1_0".into(),
+            id: "abc".into(),
+        }));
+        assert_eq!(status.code(), Code::AlreadyExists);
+        assert!(status.message().contains("abc"), "{}", status.message());
+        let status = Status::from(Error::from(pod_sandbox::Error::NotFound { id: "x".into() }));
+        assert_eq!(status.code(), Code::NotFound);
     }
 
     #[test]
