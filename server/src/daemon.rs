@@ -21,6 +21,9 @@ use crate::config::{Config, DEFAULT_CONFIG_PATH, LogFormat, LogLevel};
 /// kubelet's own limit for CRI messages; large ListContainers answers need it.
 const MAX_MESSAGE_SIZE: usize = 16 * 1024 * 1024;
 
+/// How long in-flight RPCs get to finish after SIGTERM.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Version => {
@@ -113,7 +116,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .context("failed to load pod sandboxes")?;
     let cri = Arc::new(Cri::new(config, sandboxes));
-    let result = tonic::transport::Server::builder()
+    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = async move {
+        shutdown_signal().await;
+        let _ = stopping_tx.send(());
+    };
+    let server = tonic::transport::Server::builder()
         .add_service(
             RuntimeServiceServer::from_arc(cri.clone())
                 .max_decoding_message_size(MAX_MESSAGE_SIZE)
@@ -124,8 +132,21 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                 .max_decoding_message_size(MAX_MESSAGE_SIZE)
                 .max_encoding_message_size(MAX_MESSAGE_SIZE),
         )
-        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown_signal())
-        .await;
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown);
+    // A graceful shutdown waits for clients to hang up, and the kubelet never
+    // does: give in-flight RPCs a grace period, then exit anyway.
+    let grace = async {
+        if stopping_rx.await.is_ok() {
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+            tracing::info!(grace = ?SHUTDOWN_GRACE, "clients still connected after grace period");
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    let result = tokio::select! {
+        result = server => result,
+        () = grace => Ok(()),
+    };
     if let Err(err) = std::fs::remove_file(&socket) {
         tracing::warn!(?socket, %err, "failed to remove socket");
     }
