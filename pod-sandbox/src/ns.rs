@@ -321,7 +321,8 @@ pub fn pinns_main(args: &PinnsArgs) -> Result<PinnsOutput, String> {
             // The first child after unshare(CLONE_NEWPID) is the new
             // namespace's PID 1; it outlives this helper.
             let child = std::process::Command::new("/proc/self/exe")
-                .args(["pause", "--id", &args.id])
+                .args(["pause", "--id", &args.id, "--ns-dir"])
+                .arg(&args.dir)
                 .stdin(std::process::Stdio::null())
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null())

@@ -36,6 +36,10 @@ pub enum Command {
         /// The sandbox this process belongs to (found by it after a crash).
         #[arg(long)]
         id: String,
+        /// The pin directory of the crius that started it, so that `ps`
+        /// tells which crius instance a pod belongs to.
+        #[arg(long)]
+        ns_dir: Option<PathBuf>,
     },
 }
 

@@ -52,7 +52,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string(&out)?);
             Ok(())
         }
-        Command::Pause { id: _ } => pod_sandbox::infra::pause_main(),
+        Command::Pause { .. } => pod_sandbox::infra::pause_main(),
         Command::Serve => {
             let config = load_config(cli.overrides)?;
             init_logging(&config);
