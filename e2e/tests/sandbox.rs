@@ -814,3 +814,128 @@ async fn crius_killed_mid_run_pod_sandbox_is_cleaned_up_at_start() {
     drop(daemon);
     net.assert_clean();
 }
+
+/// With systemd the root mount is shared; pins must then go into a private
+/// bind mount of `<runroot>/ns`, which crius removes again when it stops
+/// with no pods, also after a crash and restart.
+#[tokio::test]
+async fn pins_work_when_the_runroot_is_on_a_shared_mount() {
+    let dirs = Dirs::new();
+    let net = TestNet::new(&dirs, 16);
+    let runroot = dirs.runroot();
+    std::fs::create_dir_all(&runroot).unwrap();
+    let runroot_s = runroot.to_string_lossy().into_owned();
+    run("mount", &["-t", "tmpfs", "crius-e2e-shared", &runroot_s]);
+    run("mount", &["--make-shared", &runroot_s]);
+    struct Unmount(String);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").args(["-l", &self.0]).output();
+        }
+    }
+    let guard = Unmount(runroot_s.clone());
+
+    let mut daemon = start_daemon(&dirs, None).await;
+    let ns_dir = format!("{runroot_s}/ns");
+    let private = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .find(|l| l.split(' ').nth(4) == Some(ns_dir.as_str()))
+        .map(str::to_string)
+        .unwrap_or_else(|| panic!("{ns_dir} is not a mount point"));
+    assert!(!private.contains("shared:"), "{private}");
+
+    let mut client = daemon.runtime().await;
+    let id = run_pod(&mut client, pod_config("shared", "uid-shared", &dirs)).await;
+    let (_, info) = status(&mut client, &id).await;
+    let netns = info["namespaces"]["network"].as_str().unwrap().to_string();
+    nsenter(
+        "net",
+        &netns,
+        &["ip", "-4", "-o", "addr", "show", "dev", "eth0"],
+    );
+    drop(client);
+    daemon.crash_and_restart().await;
+    let mut client = daemon.runtime().await;
+    stop_and_remove(&mut client, &id).await;
+    drop(client);
+    drop(daemon);
+
+    let mounts = mounts_under(&runroot);
+    assert!(
+        mounts.len() == 1 && mounts[0] == runroot_s,
+        "only the test's own tmpfs may remain: {mounts:?}"
+    );
+    drop(guard);
+    net.assert_clean();
+}
+
+/// A plugin that sleeps on ADD for the pod named `slow` only, then hands
+/// the chain on through `tuning`.
+fn slow_plugin(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir).unwrap();
+    let path = dir.join("crius-e2e-slow");
+    let script = format!(
+        r#"#!/bin/sh
+case "$CNI_COMMAND:$CNI_ARGS" in
+ADD:*K8S_POD_NAME=slow\;*) sleep 3 ;;
+esac
+exec {plugins}/tuning
+"#,
+        plugins = CNI_PLUGIN_DIR
+    );
+    std::fs::write(&path, script).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+#[tokio::test]
+async fn a_slow_cni_add_does_not_block_list_or_status() {
+    let dirs = Dirs::new();
+    let net = TestNet::new(&dirs, 17);
+    let plugin_dir = dirs.base.path().join("plugins");
+    slow_plugin(&plugin_dir);
+    std::fs::write(
+        dirs.cni_config_dir().join("10-e2e.conflist"),
+        net.conflist_with("bridge", &["crius-e2e-slow"]),
+    )
+    .unwrap();
+    let daemon = start_daemon(&dirs, Some(&plugin_dir)).await;
+    let mut client = daemon.runtime().await;
+    let fast = run_pod(&mut client, pod_config("fast", "uid-fast", &dirs)).await;
+
+    let mut slow_client = daemon.runtime().await;
+    let slow_config = pod_config("slow", "uid-slow", &dirs);
+    let started = std::time::Instant::now();
+    let slow = tokio::spawn(async move {
+        let id = run_pod(&mut slow_client, slow_config).await;
+        (id, slow_client)
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let t = std::time::Instant::now();
+    assert_eq!(
+        list(&mut client, PodSandboxFilter::default()).await.len(),
+        1
+    );
+    let (st, _) = status(&mut client, &fast).await;
+    assert_eq!(st.state, PodSandboxState::SandboxReady as i32);
+    client
+        .stop_pod_sandbox(StopPodSandboxRequest {
+            pod_sandbox_id: fast.clone(),
+        })
+        .await
+        .unwrap();
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "list/status/stop waited {:?} behind a slow ADD",
+        t.elapsed()
+    );
+    let (slow_id, _slow_client) = slow.await.unwrap();
+    assert!(started.elapsed() >= Duration::from_secs(3));
+    for id in [&fast, &slow_id] {
+        stop_and_remove(&mut client, id).await;
+    }
+    drop(client);
+    drop(daemon);
+    net.assert_clean();
+}

@@ -54,7 +54,7 @@ pub struct Sandboxes {
     opts: Options,
     cni: Cni,
     store: Store,
-    /// Whether `<runroot>/ns` was bind-mounted by us (to be made private).
+    /// Whether `<runroot>/ns` is a bind mount of itself (made private).
     ns_bind_added: bool,
 }
 
@@ -104,9 +104,12 @@ impl Sandboxes {
         Ok(sandboxes)
     }
 
-    /// Undoes what `open` mounted, if no pins are left. Called at shutdown.
+    /// Undoes the private bind mount of the pin dir, if no pins are left,
+    /// so that a stopped crius with no pods leaves no mount. Called at
+    /// shutdown.
     pub fn close(&self) {
         let ns_dir = self.ns_dir();
+        let ns_dir = ns_dir.canonicalize().unwrap_or(ns_dir);
         if self.ns_bind_added && ns::mounts_under(&ns_dir).len() <= 1 {
             let _ = nix::mount::umount2(&ns_dir, nix::mount::MntFlags::MNT_DETACH);
         }

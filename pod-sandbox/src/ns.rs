@@ -172,7 +172,8 @@ pub fn unpin(path: &Path) -> Result<(), NsError> {
 /// Bind-mounting a namespace into a shared mount would propagate the pin to
 /// every peer (and nsfs mounts there can pin namespaces forever), so, as
 /// CRI-O does, `dir` is made a private bind mount of itself when the mount
-/// holding it is shared. Returns true when a bind mount was added.
+/// holding it is shared. Returns true when `dir` is its own mount point (made
+/// now or by an earlier crius), which `close` may then unmount.
 pub fn ensure_private(dir: &Path) -> Result<bool, NsError> {
     let err = |source| NsError::Private {
         dir: dir.to_owned(),
@@ -183,7 +184,7 @@ pub fn ensure_private(dir: &Path) -> Result<bool, NsError> {
         return Ok(false);
     };
     if !shared {
-        return Ok(false);
+        return Ok(mount_point == canonical);
     }
     let mut added = false;
     if mount_point != canonical {
