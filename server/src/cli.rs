@@ -27,6 +27,20 @@ pub enum Command {
     },
     /// Print version and git commit.
     Version,
+    /// Internal: create and pin a pod's namespaces (run by crius itself).
+    #[command(hide = true)]
+    Pinns(pod_sandbox::ns::PinnsArgs),
+    /// Internal: the infra process holding a pod's PID namespace.
+    #[command(hide = true)]
+    Pause {
+        /// The sandbox this process belongs to (found by it after a crash).
+        #[arg(long)]
+        id: String,
+        /// The pin directory of the crius that started it, so that `ps`
+        /// tells which crius instance a pod belongs to.
+        #[arg(long)]
+        ns_dir: Option<PathBuf>,
+    },
 }
 
 /// Flags shared by every subcommand; each maps to one config key.
@@ -73,6 +87,18 @@ pub struct Overrides {
     pub streaming_port: Option<u16>,
     #[arg(long, global = true, value_enum)]
     pub cgroup_manager: Option<CgroupManager>,
+    /// Repeatable; replaces the configured list.
+    #[arg(long = "runtime-handler", global = true, value_name = "NAME")]
+    pub runtime_handlers: Vec<String>,
+    #[arg(long, global = true, value_name = "DIR")]
+    pub cni_cache_dir: Option<PathBuf>,
+    #[arg(long, global = true, value_name = "SECONDS")]
+    pub cni_timeout_secs: Option<u64>,
+    /// Bytes.
+    #[arg(long, global = true, value_name = "BYTES")]
+    pub shm_size: Option<u64>,
+    #[arg(long, global = true, value_name = "SECONDS")]
+    pub sandbox_cleanup_timeout_secs: Option<u64>,
 }
 
 impl Overrides {
@@ -94,6 +120,16 @@ impl Overrides {
         set(&mut config.runtime.conmon_path, self.conmon_path);
         set(&mut config.runtime.cgroup_manager, self.cgroup_manager);
         set(&mut config.network.cni_config_dir, self.cni_config_dir);
+        set(&mut config.network.cni_cache_dir, self.cni_cache_dir);
+        set(&mut config.network.cni_timeout_secs, self.cni_timeout_secs);
+        set(&mut config.sandbox.shm_size, self.shm_size);
+        set(
+            &mut config.sandbox.cleanup_timeout_secs,
+            self.sandbox_cleanup_timeout_secs,
+        );
+        if !self.runtime_handlers.is_empty() {
+            config.runtime.handlers = self.runtime_handlers;
+        }
         if !self.cni_plugin_dirs.is_empty() {
             config.network.cni_plugin_dirs = self.cni_plugin_dirs;
         }

@@ -41,6 +41,7 @@ pub struct Config {
     pub runtime: RuntimeConfig,
     pub network: NetworkConfig,
     pub image: ImageConfig,
+    pub sandbox: SandboxConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -98,6 +99,8 @@ pub struct RuntimeConfig {
     pub runtime_path: PathBuf,
     pub conmon_path: PathBuf,
     pub cgroup_manager: CgroupManager,
+    /// Accepted RuntimeClass handlers; the first is the default.
+    pub handlers: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -105,6 +108,36 @@ pub struct RuntimeConfig {
 pub struct NetworkConfig {
     pub cni_config_dir: PathBuf,
     pub cni_plugin_dirs: Vec<PathBuf>,
+    /// Empty means `<root>/cni-cache`.
+    pub cni_cache_dir: PathBuf,
+    pub cni_timeout_secs: u64,
+}
+
+impl NetworkConfig {
+    /// The effective CNI result cache directory.
+    pub fn cache_dir(&self, root: &Path) -> PathBuf {
+        if self.cni_cache_dir.as_os_str().is_empty() {
+            root.join("cni-cache")
+        } else {
+            self.cni_cache_dir.clone()
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SandboxConfig {
+    pub shm_size: u64,
+    pub cleanup_timeout_secs: u64,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        SandboxConfig {
+            shm_size: 64 * 1024 * 1024,
+            cleanup_timeout_secs: 120,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -127,6 +160,7 @@ impl Default for Config {
             runtime: RuntimeConfig::default(),
             network: NetworkConfig::default(),
             image: ImageConfig::default(),
+            sandbox: SandboxConfig::default(),
         }
     }
 }
@@ -156,6 +190,7 @@ impl Default for RuntimeConfig {
             runtime_path: "runc".into(),
             conmon_path: "conmon".into(),
             cgroup_manager: CgroupManager::Cgroupfs,
+            handlers: vec!["runc".into()],
         }
     }
 }
@@ -165,6 +200,8 @@ impl Default for NetworkConfig {
         NetworkConfig {
             cni_config_dir: "/etc/cni/net.d".into(),
             cni_plugin_dirs: vec!["/opt/cni/bin".into(), "/usr/lib/cni".into()],
+            cni_cache_dir: PathBuf::new(),
+            cni_timeout_secs: 60,
         }
     }
 }
@@ -198,6 +235,10 @@ const SECTION_DOCS: &[(&str, &str)] = &[
     ),
     ("network", "CNI networking for pod sandboxes."),
     ("image", "Image pulls."),
+    (
+        "sandbox",
+        "Pod sandboxes: pinned namespaces and per-pod files.",
+    ),
 ];
 
 const KEY_DOCS: &[KeyDoc] = &[
@@ -260,6 +301,31 @@ const KEY_DOCS: &[KeyDoc] = &[
         key: "network.cni_plugin_dirs",
         flag: "--cni-plugin-dir",
         doc: "Directories searched for CNI plugin binaries, in order.",
+    },
+    KeyDoc {
+        key: "runtime.handlers",
+        flag: "--runtime-handler",
+        doc: "RuntimeClass handlers accepted in RunPodSandbox; the first is used when none is given.",
+    },
+    KeyDoc {
+        key: "network.cni_cache_dir",
+        flag: "--cni-cache-dir",
+        doc: "CNI result cache (libcni format) so DEL works after a restart; empty means <root>/cni-cache, kept apart from /var/lib/cni so that crius instances with different roots never share it.",
+    },
+    KeyDoc {
+        key: "network.cni_timeout_secs",
+        flag: "--cni-timeout-secs",
+        doc: "Timeout in seconds for one CNI plugin call and for the namespace helper.",
+    },
+    KeyDoc {
+        key: "sandbox.shm_size",
+        flag: "--shm-size",
+        doc: "Size in bytes of each pod's /dev/shm tmpfs (pods with host IPC use the host's).",
+    },
+    KeyDoc {
+        key: "sandbox.cleanup_timeout_secs",
+        flag: "--sandbox-cleanup-timeout-secs",
+        doc: "Budget in seconds for undoing a failed RunPodSandbox.",
     },
     KeyDoc {
         key: "image.registries_conf",
@@ -348,6 +414,32 @@ impl Config {
             return Err(ConfigError::Invalid {
                 key: "image.max_concurrent_downloads",
                 message: "must be at least 1".into(),
+            });
+        }
+        if !self.network.cni_cache_dir.as_os_str().is_empty()
+            && !self.network.cni_cache_dir.is_absolute()
+        {
+            return Err(ConfigError::Invalid {
+                key: "network.cni_cache_dir",
+                message: format!("{:?} is not an absolute path", self.network.cni_cache_dir),
+            });
+        }
+        if self.network.cni_timeout_secs == 0 {
+            return Err(ConfigError::Invalid {
+                key: "network.cni_timeout_secs",
+                message: "must be at least 1".into(),
+            });
+        }
+        if self.sandbox.shm_size < 1024 * 1024 {
+            return Err(ConfigError::Invalid {
+                key: "sandbox.shm_size",
+                message: format!("{} bytes is less than 1 MiB", self.sandbox.shm_size),
+            });
+        }
+        if self.runtime.handlers.is_empty() || self.runtime.handlers.iter().any(|h| h.is_empty()) {
+            return Err(ConfigError::Invalid {
+                key: "runtime.handlers",
+                message: "at least one non-empty handler name is needed".into(),
             });
         }
         if self.network.cni_plugin_dirs.is_empty() {

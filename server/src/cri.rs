@@ -9,10 +9,15 @@ pub struct Cri {
     pub(crate) images: image_service::ImageService,
     /// The OCI runtime resolved at start; `None` makes RuntimeReady false.
     pub(crate) runtime_binary: Option<PathBuf>,
+    pub(crate) sandboxes: pod_sandbox::Sandboxes,
 }
 
 impl Cri {
-    pub fn new(config: Config, images: image_service::ImageService) -> Cri {
+    pub fn new(
+        config: Config,
+        images: image_service::ImageService,
+        sandboxes: pod_sandbox::Sandboxes,
+    ) -> Cri {
         let runtime_binary = which(&config.runtime.runtime_path);
         if runtime_binary.is_none() {
             tracing::warn!(runtime = ?config.runtime.runtime_path, "OCI runtime not found");
@@ -21,6 +26,7 @@ impl Cri {
             config,
             images,
             runtime_binary,
+            sandboxes,
         }
     }
 }

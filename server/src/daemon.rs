@@ -44,6 +44,15 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", config.to_commented_toml());
             Ok(())
         }
+        Command::Pinns(args) => {
+            // No config, no logging, no async runtime: this process only
+            // unshares, pins and exits.
+            let out = pod_sandbox::ns::pinns_main(&args)
+                .map_err(|message| anyhow::anyhow!("pinns: {message}"))?;
+            println!("{}", serde_json::to_string(&out)?);
+            Ok(())
+        }
+        Command::Pause { .. } => pod_sandbox::infra::pause_main(),
         Command::Serve => {
             let config = load_config(cli.overrides)?;
             init_logging(&config);
@@ -104,7 +113,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     );
 
     let images = open_images(&config)?;
-    let cri = Arc::new(Cri::new(config, images));
+    let sandboxes = pod_sandbox::Sandboxes::open(sandbox_options(&config))
+        .await
+        .context("failed to load pod sandboxes")?;
+    let cri = Arc::new(Cri::new(config, images, sandboxes));
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
     let shutdown = async move {
         shutdown_signal().await;
@@ -117,7 +129,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                 .max_encoding_message_size(MAX_MESSAGE_SIZE),
         )
         .add_service(
-            ImageServiceServer::from_arc(cri)
+            ImageServiceServer::from_arc(cri.clone())
                 .max_decoding_message_size(MAX_MESSAGE_SIZE)
                 .max_encoding_message_size(MAX_MESSAGE_SIZE),
         )
@@ -139,6 +151,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     if let Err(err) = std::fs::remove_file(&socket) {
         tracing::warn!(?socket, %err, "failed to remove socket");
     }
+    cri.sandboxes.close();
     result.context("gRPC server failed")?;
     tracing::info!("crius stopped");
     Ok(())
@@ -157,6 +170,24 @@ fn open_images(config: &Config) -> anyhow::Result<image_service::ImageService> {
         pinned_images: image.pinned_images.clone(),
     };
     image_service::ImageService::open(options).context("failed to open the image store")
+}
+
+fn sandbox_options(config: &Config) -> pod_sandbox::Options {
+    use std::time::Duration;
+    pod_sandbox::Options {
+        root: config.root.clone(),
+        runroot: config.runroot.clone(),
+        // Our own binary, even if the file was replaced since we started.
+        exe: "/proc/self/exe".into(),
+        cni_config_dir: config.network.cni_config_dir.clone(),
+        cni_plugin_dirs: config.network.cni_plugin_dirs.clone(),
+        cni_cache_dir: config.network.cache_dir(&config.root),
+        cni_timeout: Duration::from_secs(config.network.cni_timeout_secs),
+        shm_size: config.sandbox.shm_size,
+        runtime_handlers: config.runtime.handlers.clone(),
+        host_resolv_conf: "/etc/resolv.conf".into(),
+        cleanup_timeout: Duration::from_secs(config.sandbox.cleanup_timeout_secs),
+    }
 }
 
 fn create_private_dir(dir: &Path) -> anyhow::Result<()> {

@@ -16,6 +16,8 @@ pub enum Error {
     InvalidArgument { what: &'static str, message: String },
     #[error(transparent)]
     Image(#[from] image_service::Error),
+    #[error(transparent)]
+    Sandbox(#[from] pod_sandbox::Error),
 }
 
 impl Error {
@@ -24,6 +26,7 @@ impl Error {
             Error::Unimplemented { .. } => ErrorKind::Unimplemented,
             Error::InvalidArgument { .. } => ErrorKind::InvalidArgument,
             Error::Image(err) => err.kind(),
+            Error::Sandbox(err) => err.kind(),
         }
     }
 }
@@ -101,6 +104,18 @@ mod tests {
         let status = Status::from(err);
         assert_eq!(status.code(), Code::InvalidArgument);
         assert!(status.message().contains("\"Bad\""), "{}", status.message());
+    }
+
+    #[test]
+    fn sandbox_errors_keep_their_kind() {
+        let status = Status::from(Error::from(pod_sandbox::Error::NameReserved {
+            name: "web_default_u1_0".into(),
+            id: "abc".into(),
+        }));
+        assert_eq!(status.code(), Code::AlreadyExists);
+        assert!(status.message().contains("abc"), "{}", status.message());
+        let status = Status::from(Error::from(pod_sandbox::Error::NotFound { id: "x".into() }));
+        assert_eq!(status.code(), Code::NotFound);
     }
 
     #[test]

@@ -47,6 +47,9 @@ pub struct NetworkConfigList {
     pub plugins: Vec<Value>,
     /// The file it came from.
     pub source: PathBuf,
+    /// The file's bytes, kept for the libcni result cache so that DEL after a
+    /// restart uses the configuration ADD used.
+    pub bytes: Vec<u8>,
 }
 
 impl NetworkConfigList {
@@ -65,7 +68,13 @@ impl NetworkConfigList {
             .and_then(Value::as_str)
             .unwrap_or("0.1.0")
             .to_string();
-        let is_list = source.extension().is_some_and(|e| e == "conflist");
+        // A `.conflist` is a list; other extensions hold one plugin, except
+        // that a cached config (no extension) is a list when it has plugins.
+        let is_list = match source.extension().and_then(|e| e.to_str()) {
+            Some("conflist") => true,
+            Some("conf" | "json") => false,
+            _ => obj.contains_key("plugins"),
+        };
         let plugins = if is_list {
             obj.get("plugins")
                 .and_then(Value::as_array)
@@ -91,6 +100,7 @@ impl NetworkConfigList {
                 .unwrap_or(false),
             plugins,
             source: source.to_owned(),
+            bytes: bytes.to_vec(),
         })
     }
 

@@ -10,8 +10,13 @@ use tokio_stream::Stream;
 use crate::Cri;
 use crate::rpc::forward_rpcs;
 
+mod list_pod_sandbox;
+mod pod_sandbox_status;
+mod remove_pod_sandbox;
+mod run_pod_sandbox;
 mod runtime_config;
 mod status;
+mod stop_pod_sandbox;
 mod version;
 
 pub use version::RUNTIME_API_VERSION;
@@ -27,13 +32,13 @@ impl RuntimeService {
         version(VersionRequest) -> VersionResponse = "Version";
         status(StatusRequest) -> StatusResponse = "Status";
         runtime_config(RuntimeConfigRequest) -> RuntimeConfigResponse = "RuntimeConfig";
-    }
-    unimplemented {
         run_pod_sandbox(RunPodSandboxRequest) -> RunPodSandboxResponse = "RunPodSandbox";
         stop_pod_sandbox(StopPodSandboxRequest) -> StopPodSandboxResponse = "StopPodSandbox";
         remove_pod_sandbox(RemovePodSandboxRequest) -> RemovePodSandboxResponse = "RemovePodSandbox";
         pod_sandbox_status(PodSandboxStatusRequest) -> PodSandboxStatusResponse = "PodSandboxStatus";
         list_pod_sandbox(ListPodSandboxRequest) -> ListPodSandboxResponse = "ListPodSandbox";
+    }
+    unimplemented {
         create_container(CreateContainerRequest) -> CreateContainerResponse = "CreateContainer";
         start_container(StartContainerRequest) -> StartContainerResponse = "StartContainer";
         stop_container(StopContainerRequest) -> StopContainerResponse = "StopContainer";

@@ -1,0 +1,23 @@
+//! `RunPodSandbox`: pinned namespaces, per-pod files and the CNI network.
+
+use crius_proto::{RunPodSandboxRequest, RunPodSandboxResponse};
+
+use crate::Cri;
+use crate::error::Error;
+
+impl Cri {
+    pub(crate) async fn run_pod_sandbox(
+        &self,
+        req: RunPodSandboxRequest,
+    ) -> Result<RunPodSandboxResponse, Error> {
+        let config = req.config.ok_or(Error::InvalidArgument {
+            what: "RunPodSandboxRequest",
+            message: "config is missing".into(),
+        })?;
+        let sandbox = self.sandboxes.run(&config, &req.runtime_handler).await?;
+        tracing::info!(id = sandbox.id(), name = %sandbox.spec().metadata.reserved_name(), "pod sandbox ready");
+        Ok(RunPodSandboxResponse {
+            pod_sandbox_id: sandbox.id().to_string(),
+        })
+    }
+}
