@@ -879,7 +879,7 @@ fn slow_plugin(dir: &Path) {
     let script = format!(
         r#"#!/bin/sh
 case "$CNI_COMMAND:$CNI_ARGS" in
-ADD:*K8S_POD_NAME=slow\;*) sleep 3 ;;
+ADD:*K8S_POD_NAME=slow\;*) sleep 6 ;;
 esac
 exec {plugins}/tuning
 "#,
@@ -926,12 +926,12 @@ async fn a_slow_cni_add_does_not_block_list_or_status() {
         .await
         .unwrap();
     assert!(
-        t.elapsed() < Duration::from_secs(2),
+        t.elapsed() < Duration::from_secs(4),
         "list/status/stop waited {:?} behind a slow ADD",
         t.elapsed()
     );
     let (slow_id, _slow_client) = slow.await.unwrap();
-    assert!(started.elapsed() >= Duration::from_secs(3));
+    assert!(started.elapsed() >= Duration::from_secs(6));
     for id in [&fast, &slow_id] {
         stop_and_remove(&mut client, id).await;
     }
