@@ -939,3 +939,64 @@ async fn a_slow_cni_add_does_not_block_list_or_status() {
     drop(daemon);
     net.assert_clean();
 }
+
+/// The kubelet gives up on a RunPodSandbox after its deadline; the request
+/// must still finish (or roll back) rather than stop half-way with pins,
+/// leases and the name left behind.
+#[tokio::test]
+async fn a_client_deadline_does_not_abandon_run_pod_sandbox() {
+    let dirs = Dirs::new();
+    let net = TestNet::new(&dirs, 18);
+    let plugin_dir = dirs.base.path().join("plugins");
+    slow_plugin(&plugin_dir);
+    std::fs::write(
+        dirs.cni_config_dir().join("10-e2e.conflist"),
+        net.conflist_with("bridge", &["crius-e2e-slow"]),
+    )
+    .unwrap();
+    let daemon = start_daemon(&dirs, Some(&plugin_dir)).await;
+    let mut client = daemon.runtime().await;
+    let config = pod_config("slow", "uid-deadline", &dirs);
+    let mut request = tonic::Request::new(RunPodSandboxRequest {
+        config: Some(config.clone()),
+        runtime_handler: String::new(),
+    });
+    request.set_timeout(Duration::from_secs(1));
+    let err = client.run_pod_sandbox(request).await.unwrap_err();
+    assert!(
+        matches!(
+            err.code(),
+            tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
+        ),
+        "{err:?}"
+    );
+    // The slow plugin sleeps 6 s; the sandbox then completes on its own.
+    let mut pods = Vec::new();
+    for _ in 0..200 {
+        pods = list(&mut client, PodSandboxFilter::default()).await;
+        if !pods.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        pods.len(),
+        1,
+        "the abandoned RunPodSandbox did not complete"
+    );
+    assert_eq!(pods[0].state, PodSandboxState::SandboxReady as i32);
+    // The kubelet's retry learns which sandbox holds the name.
+    let err = client
+        .run_pod_sandbox(RunPodSandboxRequest {
+            config: Some(config),
+            runtime_handler: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::AlreadyExists);
+    assert!(err.message().contains(&pods[0].id), "{err:?}");
+    stop_and_remove(&mut client, &pods[0].id).await;
+    drop(client);
+    drop(daemon);
+    net.assert_clean();
+}

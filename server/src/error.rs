@@ -16,6 +16,8 @@ pub enum Error {
     InvalidArgument { what: &'static str, message: String },
     #[error(transparent)]
     Sandbox(#[from] pod_sandbox::Error),
+    #[error("request aborted: crius is shutting down")]
+    Aborted,
 }
 
 impl Error {
@@ -24,6 +26,7 @@ impl Error {
             Error::Unimplemented { .. } => ErrorKind::Unimplemented,
             Error::InvalidArgument { .. } => ErrorKind::InvalidArgument,
             Error::Sandbox(err) => err.kind(),
+            Error::Aborted => ErrorKind::Unavailable,
         }
     }
 }
