@@ -676,39 +676,126 @@ fn fake_image(
     );
 }
 
+/// Bearer-token auth as Docker Hub does it: `/v2/` challenges with a token
+/// realm, the realm trades basic credentials (GET) or a refresh token
+/// (POST, the identity-token grant) for `token`.
+#[derive(Clone)]
+struct BearerAuth {
+    user: &'static str,
+    password: &'static str,
+    refresh_token: &'static str,
+    token: &'static str,
+}
+
 async fn fake_registry(routes: HashMap<String, Blob>) -> FakeRegistry {
+    fake_registry_with(routes, None).await
+}
+
+async fn fake_registry_with(
+    routes: HashMap<String, Blob>,
+    auth: Option<BearerAuth>,
+) -> FakeRegistry {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let routes = Arc::new(routes);
+    let realm = format!("http://{addr}/token");
     let task = tokio::spawn(async move {
         loop {
             let Ok((mut stream, _)) = listener.accept().await else {
                 return;
             };
             let routes = routes.clone();
+            let auth = auth.clone();
+            let realm = realm.clone();
             tokio::spawn(async move {
                 let mut request = Vec::new();
                 let mut buf = [0u8; 4096];
-                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                let header_end = loop {
+                    if let Some(i) = request.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break i + 4;
+                    }
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                };
+                let head_text = String::from_utf8_lossy(&request[..header_end]).into_owned();
+                let header = |name: &str| {
+                    head_text.lines().find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.trim()
+                            .eq_ignore_ascii_case(name)
+                            .then(|| v.trim().to_owned())
+                    })
+                };
+                let length: usize = header("content-length")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                while request.len() < header_end + length {
                     match stream.read(&mut buf).await {
                         Ok(0) | Err(_) => return,
                         Ok(n) => request.extend_from_slice(&buf[..n]),
                     }
                 }
-                let text = String::from_utf8_lossy(&request);
-                let path = text.split_whitespace().nth(1).unwrap_or("/").to_owned();
-                let head = text.starts_with("HEAD");
-                let (status, blob) = match routes.get(&path) {
-                    Some(blob) => ("200 OK", Some(blob.clone())),
-                    None if path == "/v2/" => ("200 OK", None),
-                    None => ("404 Not Found", None),
+                let body = String::from_utf8_lossy(&request[header_end..]).into_owned();
+                let method = head_text.split_whitespace().next().unwrap_or("").to_owned();
+                let target = head_text
+                    .split_whitespace()
+                    .nth(1)
+                    .unwrap_or("/")
+                    .to_owned();
+                let path = target.split('?').next().unwrap_or("/").to_owned();
+                let head = method == "HEAD";
+                let mut extra = String::new();
+                let (status, blob) = if let Some(auth) = &auth {
+                    let authorization = header("authorization").unwrap_or_default();
+                    if path == "/token" {
+                        let basic = format!(
+                            "Basic {}",
+                            base64::engine::general_purpose::STANDARD
+                                .encode(format!("{}:{}", auth.user, auth.password))
+                        );
+                        let refresh_ok = method == "POST"
+                            && body.contains("grant_type=refresh_token")
+                            && body.contains(&format!("refresh_token={}", auth.refresh_token));
+                        if (method == "GET" && authorization == basic) || refresh_ok {
+                            let json = serde_json::json!({"token": auth.token, "access_token": auth.token});
+                            (
+                                "200 OK",
+                                Some(Blob {
+                                    content_type: "application/json",
+                                    data: Arc::new(json.to_string().into_bytes()),
+                                    stall_after: None,
+                                }),
+                            )
+                        } else {
+                            ("401 Unauthorized", None)
+                        }
+                    } else if authorization != format!("Bearer {}", auth.token) {
+                        extra = format!(
+                            "WWW-Authenticate: Bearer realm=\"{realm}\",service=\"fake\"\r\n"
+                        );
+                        ("401 Unauthorized", None)
+                    } else {
+                        match routes.get(&path) {
+                            Some(blob) => ("200 OK", Some(blob.clone())),
+                            None if path == "/v2/" => ("200 OK", None),
+                            None => ("404 Not Found", None),
+                        }
+                    }
+                } else {
+                    match routes.get(&path) {
+                        Some(blob) => ("200 OK", Some(blob.clone())),
+                        None if path == "/v2/" => ("200 OK", None),
+                        None => ("404 Not Found", None),
+                    }
                 };
                 let (content_type, data, stall) = match &blob {
                     Some(b) => (b.content_type, b.data.as_slice(), b.stall_after),
                     None => ("application/json", &b"{}"[..], None),
                 };
                 let mut response = format!(
-                    "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n",
+                    "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n{extra}",
                     data.len()
                 );
                 if blob.is_some() && path.contains("/manifests/") {
@@ -879,4 +966,53 @@ async fn crash_mid_pull_leaves_no_half_image() {
     );
     assert!(entries(&store.join("l")).is_empty());
     assert!(daemon.log().contains("interrupted pull"));
+}
+
+#[tokio::test]
+async fn bearer_token_flow_with_password_registry_token_and_identity_token() {
+    let auth = BearerAuth {
+        user: "alice",
+        password: "secret",
+        refresh_token: "refresh-123",
+        token: "token-abc",
+    };
+    let mut routes = HashMap::new();
+    let layer = hostile_tar(&[("hello", tar::EntryType::Regular, "", b"hello")]);
+    fake_image(&mut routes, "private", layer, None, None);
+    let fake = fake_registry_with(routes, Some(auth)).await;
+    let image = format!("{}/private", fake.addr);
+    let daemon = daemon().await;
+    let mut c = daemon.images().await;
+
+    let err = pull(&mut c, &image).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    assert!(err.message().contains(&fake.addr), "{}", err.message());
+
+    let cases = [
+        AuthConfig {
+            username: "alice".into(),
+            password: "secret".into(),
+            ..Default::default()
+        },
+        AuthConfig {
+            registry_token: "token-abc".into(),
+            ..Default::default()
+        },
+        AuthConfig {
+            identity_token: "refresh-123".into(),
+            ..Default::default()
+        },
+    ];
+    for auth in cases {
+        let id = pull_auth(&mut c, &image, Some(auth.clone()))
+            .await
+            .unwrap_or_else(|e| panic!("{auth:?}: {e:?}"));
+        remove(&mut c, &id).await;
+    }
+    let bad = AuthConfig {
+        identity_token: "stolen".into(),
+        ..Default::default()
+    };
+    let err = pull_auth(&mut c, &image, Some(bad)).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
 }

@@ -97,7 +97,12 @@ impl TestNet {
             serde_json::json!({"type": "portmap", "capabilities": {"portMappings": true}}),
         ];
         for t in extra {
-            plugins.push(serde_json::json!({"type": t}));
+            plugins.push(match *t {
+                "bandwidth" => {
+                    serde_json::json!({"type": t, "capabilities": {"bandwidth": true}})
+                }
+                _ => serde_json::json!({"type": t}),
+            });
         }
         plugins.push(serde_json::json!({"type": "loopback"}));
         // 1.1.0 is more than Debian's plugins speak: the invoker negotiates.
@@ -141,12 +146,104 @@ impl TestNet {
 }
 
 impl Drop for TestNet {
+    /// A passing test has cleaned up already. A failing one may have left
+    /// pods running: take down what would outlive the temp dir (infra
+    /// processes, pins and their netns with the veths, iptables rules, the
+    /// bridge) so that one failure does not leak into the machine.
     fn drop(&mut self) {
-        // Best effort on a failed test; a passing one has deleted it already.
+        if std::thread::panicking() {
+            let ns_dir = self.dirs.runroot().join("ns");
+            for line in processes_mentioning(&format!("--ns-dir {}", ns_dir.display())) {
+                if let Some(pid) = line.split(':').next() {
+                    let _ = Command::new("kill").args(["-9", pid]).output();
+                }
+            }
+            // Host-side devices from the recorded CNI results (the
+            // bandwidth plugin's ifb lives outside the netns).
+            let records = self.dirs.root().join("sandboxes");
+            for entry in std::fs::read_dir(records).into_iter().flatten().flatten() {
+                let record: Value = std::fs::read(entry.path().join("sandbox.json"))
+                    .ok()
+                    .and_then(|b| serde_json::from_slice(&b).ok())
+                    .unwrap_or_default();
+                let ifaces = record["status"]["cni_result"]["interfaces"]
+                    .as_array()
+                    .cloned();
+                for iface in ifaces.unwrap_or_default() {
+                    let name = iface["name"].as_str().unwrap_or_default();
+                    if iface.get("sandbox").is_none() && name != self.bridge() && !name.is_empty() {
+                        let _ = Command::new("ip").args(["link", "del", name]).output();
+                    }
+                }
+            }
+            let mut mounts = mounts_under(self.dirs.base.path());
+            mounts.sort();
+            for mount in mounts.iter().rev() {
+                let _ = Command::new("umount").args(["-l", mount]).output();
+            }
+            let rules = Command::new("iptables-save")
+                .args(["-t", "nat"])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default();
+            let mut chains = Vec::new();
+            for rule in rules.lines().filter(|l| l.contains(&self.subnet_prefix())) {
+                let mut args: Vec<String> = shell_words(rule);
+                if args.first().map(String::as_str) == Some("-A") {
+                    args[0] = "-D".into();
+                    if let Some(pos) = args.iter().position(|a| a == "-j") {
+                        chains.extend(args.get(pos + 1).filter(|c| c.starts_with("CNI-")).cloned());
+                    }
+                    let _ = Command::new("iptables")
+                        .args(["-t", "nat"])
+                        .args(&args)
+                        .output();
+                }
+            }
+            for chain in chains {
+                let _ = Command::new("iptables")
+                    .args(["-t", "nat", "-F", &chain])
+                    .output();
+                let _ = Command::new("iptables")
+                    .args(["-t", "nat", "-X", &chain])
+                    .output();
+            }
+        }
         let _ = Command::new("ip")
             .args(["link", "del", &self.bridge()])
             .output();
     }
+}
+
+/// Splits an iptables-save line into arguments (double quotes group words).
+fn shell_words(line: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut word = String::new();
+    let (mut quoted, mut escaped, mut any) = (false, false, false);
+    for c in line.chars() {
+        match c {
+            _ if escaped => {
+                word.push(c);
+                escaped = false;
+            }
+            '\\' => escaped = true,
+            '"' => {
+                quoted = !quoted;
+                any = true;
+            }
+            ' ' if !quoted => {
+                if any || !word.is_empty() {
+                    out.push(std::mem::take(&mut word));
+                }
+                any = false;
+            }
+            _ => word.push(c),
+        }
+    }
+    if any || !word.is_empty() {
+        out.push(word);
+    }
+    out
 }
 
 /// host-local keeps one file per leased IP under `<dataDir>/<network>/`.
@@ -334,6 +431,11 @@ async fn start_daemon(dirs: &Arc<Dirs>, extra_plugin_dir: Option<&Path>) -> Daem
 async fn two_pods_get_distinct_ips_and_configured_namespaces() {
     let dirs = Dirs::new();
     let net = TestNet::new(&dirs, 11);
+    std::fs::write(
+        dirs.cni_config_dir().join("10-e2e.conflist"),
+        net.conflist_with("bridge", &["bandwidth"]),
+    )
+    .unwrap();
     let daemon = start_daemon(&dirs, None).await;
     let mut client = daemon.runtime().await;
 
@@ -344,6 +446,12 @@ async fn two_pods_get_distinct_ips_and_configured_namespaces() {
         host_port: 18011,
         host_ip: String::new(),
     }];
+    first
+        .annotations
+        .insert("kubernetes.io/ingress-bandwidth".into(), "1M".into());
+    first
+        .annotations
+        .insert("kubernetes.io/egress-bandwidth".into(), "2M".into());
     first.linux.as_mut().unwrap().sysctls = [(
         "net.ipv4.ip_unprivileged_port_start".to_string(),
         "123".to_string(),
@@ -416,6 +524,25 @@ async fn two_pods_get_distinct_ips_and_configured_namespaces() {
         .find(|l| l.starts_with("NSpid:"))
         .unwrap();
     assert!(nspid.trim_end().ends_with("\t1"), "{nspid}");
+    // The bandwidth annotations reached the bandwidth plugin: a token
+    // bucket on the host veth (ingress) and an ifb device (egress).
+    let host_ifaces: Vec<String> = info_a["cniResult"]["interfaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i.get("sandbox").is_none())
+        .map(|i| i["name"].as_str().unwrap().to_string())
+        .collect();
+    let shaped: Vec<String> = host_ifaces
+        .iter()
+        .map(|i| run("tc", &["qdisc", "show", "dev", i]))
+        .filter(|q| q.contains("tbf"))
+        .collect();
+    assert_eq!(
+        shaped.len(),
+        2,
+        "expected tbf on the veth and the ifb: {host_ifaces:?}"
+    );
     // The hostPort mapping reached portmap.
     let rules = run("iptables-save", &["-t", "nat"]);
     assert!(rules.contains("18011"), "no portmap rule:\n{rules}");
@@ -475,6 +602,16 @@ async fn two_pods_get_distinct_ips_and_configured_namespaces() {
     )
     .await;
     assert_eq!(not_ready.iter().map(|p| &p.id).collect::<Vec<_>>(), [&a]);
+
+    for iface in host_ifaces.iter().filter(|i| **i != net.bridge()) {
+        let gone = !Command::new("ip")
+            .args(["link", "show", iface])
+            .output()
+            .unwrap()
+            .status
+            .success();
+        assert!(gone, "{iface} survived StopPodSandbox");
+    }
 
     // Remove twice; status is NotFound afterwards.
     for id in [&a, &b] {
@@ -879,7 +1016,7 @@ fn slow_plugin(dir: &Path) {
     let script = format!(
         r#"#!/bin/sh
 case "$CNI_COMMAND:$CNI_ARGS" in
-ADD:*K8S_POD_NAME=slow\;*) sleep 3 ;;
+ADD:*K8S_POD_NAME=slow\;*) sleep 6 ;;
 esac
 exec {plugins}/tuning
 "#,
@@ -926,15 +1063,76 @@ async fn a_slow_cni_add_does_not_block_list_or_status() {
         .await
         .unwrap();
     assert!(
-        t.elapsed() < Duration::from_secs(2),
+        t.elapsed() < Duration::from_secs(4),
         "list/status/stop waited {:?} behind a slow ADD",
         t.elapsed()
     );
     let (slow_id, _slow_client) = slow.await.unwrap();
-    assert!(started.elapsed() >= Duration::from_secs(3));
+    assert!(started.elapsed() >= Duration::from_secs(6));
     for id in [&fast, &slow_id] {
         stop_and_remove(&mut client, id).await;
     }
+    drop(client);
+    drop(daemon);
+    net.assert_clean();
+}
+
+/// The kubelet gives up on a RunPodSandbox after its deadline; the request
+/// must still finish (or roll back) rather than stop half-way with pins,
+/// leases and the name left behind.
+#[tokio::test]
+async fn a_client_deadline_does_not_abandon_run_pod_sandbox() {
+    let dirs = Dirs::new();
+    let net = TestNet::new(&dirs, 18);
+    let plugin_dir = dirs.base.path().join("plugins");
+    slow_plugin(&plugin_dir);
+    std::fs::write(
+        dirs.cni_config_dir().join("10-e2e.conflist"),
+        net.conflist_with("bridge", &["crius-e2e-slow"]),
+    )
+    .unwrap();
+    let daemon = start_daemon(&dirs, Some(&plugin_dir)).await;
+    let mut client = daemon.runtime().await;
+    let config = pod_config("slow", "uid-deadline", &dirs);
+    let mut request = tonic::Request::new(RunPodSandboxRequest {
+        config: Some(config.clone()),
+        runtime_handler: String::new(),
+    });
+    request.set_timeout(Duration::from_secs(1));
+    let err = client.run_pod_sandbox(request).await.unwrap_err();
+    assert!(
+        matches!(
+            err.code(),
+            tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
+        ),
+        "{err:?}"
+    );
+    // The slow plugin sleeps 6 s; the sandbox then completes on its own.
+    let mut pods = Vec::new();
+    for _ in 0..200 {
+        pods = list(&mut client, PodSandboxFilter::default()).await;
+        if !pods.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        pods.len(),
+        1,
+        "the abandoned RunPodSandbox did not complete"
+    );
+    assert_eq!(pods[0].state, PodSandboxState::SandboxReady as i32);
+    // The kubelet's retry learns which sandbox holds the name.
+    let err = client
+        .run_pod_sandbox(RunPodSandboxRequest {
+            config: Some(config),
+            runtime_handler: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::AlreadyExists);
+    assert!(err.message().contains(&pods[0].id), "{err:?}");
+    stop_and_remove(&mut client, &pods[0].id).await;
     drop(client);
     drop(daemon);
     net.assert_clean();

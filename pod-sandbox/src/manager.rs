@@ -72,7 +72,7 @@ enum Undo {
 impl Sandboxes {
     /// Opens the store: creates the directories, reloads the records and
     /// cleans up what a crius killed mid-RunPodSandbox left behind.
-    pub async fn open(opts: Options) -> Result<Sandboxes, Error> {
+    pub async fn open(mut opts: Options) -> Result<Sandboxes, Error> {
         for dir in [
             opts.root.join("sandboxes"),
             opts.runroot.join("sandboxes"),
@@ -80,6 +80,16 @@ impl Sandboxes {
         ] {
             std::fs::create_dir_all(&dir).map_err(|source| Error::Io {
                 what: "create directory",
+                path: dir.clone(),
+                source,
+            })?;
+        }
+        // Paths are compared with /proc/self/mountinfo, which shows them
+        // resolved: a runroot of /var/run/crius must become /run/crius, or
+        // pins would look lost and a mount under a pod dir would go unseen.
+        for dir in [&mut opts.root, &mut opts.runroot] {
+            *dir = dir.canonicalize().map_err(|source| Error::Io {
+                what: "resolve",
                 path: dir.clone(),
                 source,
             })?;

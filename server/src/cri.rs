@@ -1,15 +1,18 @@
 //! `Cri`: the state behind both CRI services.
 
+use std::future::Future;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use crate::config::Config;
+use crate::error::Error;
 
 pub struct Cri {
     pub(crate) config: Config,
     pub(crate) images: image_service::ImageService,
     /// The OCI runtime resolved at start; `None` makes RuntimeReady false.
     pub(crate) runtime_binary: Option<PathBuf>,
-    pub(crate) sandboxes: pod_sandbox::Sandboxes,
+    pub(crate) sandboxes: Arc<pod_sandbox::Sandboxes>,
 }
 
 impl Cri {
@@ -26,8 +29,24 @@ impl Cri {
             config,
             images,
             runtime_binary,
-            sandboxes,
+            sandboxes: Arc::new(sandboxes),
         }
+    }
+}
+
+/// Runs `work` on its own task so that it completes even when the client
+/// hangs up: tonic drops a handler's future when the kubelet's deadline
+/// passes, and a RunPodSandbox dropped half-way would skip its rollback
+/// (pins, leases and the reserved name would stay behind).
+pub(crate) async fn detached<T, F>(work: F) -> Result<T, Error>
+where
+    T: Send + 'static,
+    F: Future<Output = Result<T, Error>> + Send + 'static,
+{
+    match tokio::spawn(work).await {
+        Ok(result) => result,
+        Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
+        Err(_) => Err(Error::Aborted),
     }
 }
 

@@ -18,6 +18,8 @@ pub enum Error {
     Image(#[from] image_service::Error),
     #[error(transparent)]
     Sandbox(#[from] pod_sandbox::Error),
+    #[error("request aborted: crius is shutting down")]
+    Aborted,
 }
 
 impl Error {
@@ -27,6 +29,7 @@ impl Error {
             Error::InvalidArgument { .. } => ErrorKind::InvalidArgument,
             Error::Image(err) => err.kind(),
             Error::Sandbox(err) => err.kind(),
+            Error::Aborted => ErrorKind::Unavailable,
         }
     }
 }

@@ -5,6 +5,7 @@
 use crius_proto::{RemovePodSandboxRequest, RemovePodSandboxResponse};
 
 use crate::Cri;
+use crate::cri::detached;
 use crate::error::Error;
 
 impl Cri {
@@ -12,7 +13,8 @@ impl Cri {
         &self,
         req: RemovePodSandboxRequest,
     ) -> Result<RemovePodSandboxResponse, Error> {
-        self.sandboxes.remove(&req.pod_sandbox_id).await?;
+        let sandboxes = self.sandboxes.clone();
+        detached(async move { Ok(sandboxes.remove(&req.pod_sandbox_id).await?) }).await?;
         Ok(RemovePodSandboxResponse {})
     }
 }

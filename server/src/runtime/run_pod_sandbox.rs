@@ -3,6 +3,7 @@
 use crius_proto::{RunPodSandboxRequest, RunPodSandboxResponse};
 
 use crate::Cri;
+use crate::cri::detached;
 use crate::error::Error;
 
 impl Cri {
@@ -14,7 +15,10 @@ impl Cri {
             what: "RunPodSandboxRequest",
             message: "config is missing".into(),
         })?;
-        let sandbox = self.sandboxes.run(&config, &req.runtime_handler).await?;
+        let sandboxes = self.sandboxes.clone();
+        let sandbox =
+            detached(async move { Ok(sandboxes.run(&config, &req.runtime_handler).await?) })
+                .await?;
         tracing::info!(id = sandbox.id(), name = %sandbox.spec().metadata.reserved_name(), "pod sandbox ready");
         Ok(RunPodSandboxResponse {
             pod_sandbox_id: sandbox.id().to_string(),

@@ -9,6 +9,7 @@
 use crius_proto::{StopPodSandboxRequest, StopPodSandboxResponse};
 
 use crate::Cri;
+use crate::cri::detached;
 use crate::error::Error;
 
 impl Cri {
@@ -17,7 +18,8 @@ impl Cri {
         req: StopPodSandboxRequest,
     ) -> Result<StopPodSandboxResponse, Error> {
         // Containers do not exist yet; their stop hook goes here.
-        self.sandboxes.stop(&req.pod_sandbox_id).await?;
+        let sandboxes = self.sandboxes.clone();
+        detached(async move { Ok(sandboxes.stop(&req.pod_sandbox_id).await?) }).await?;
         Ok(StopPodSandboxResponse {})
     }
 }

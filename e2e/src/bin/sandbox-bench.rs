@@ -1,0 +1,383 @@
+//! Pod sandbox benchmark: RunPodSandbox / StopPodSandbox / RemovePodSandbox
+//! latency (median, p95) over N pods, sequentially and P at a time, and the
+//! runtime's memory with N pods up.
+//!
+//! By default it starts crius itself (`$CRIUS_BIN`, build with
+//! `cargo build --release` for real numbers) in temp dirs with a bridge
+//! conflist on `crius-bench0` / 10.88.250.0/24. With `--socket PATH --pid
+//! PID` it drives another CRI runtime (e.g. containerd) that the caller has
+//! set up with an equivalent CNI config. `--helpers SUBSTR` names the
+//! per-pod helper processes (by command line) whose RSS is summed too.
+//!
+//! Must run as root. Prints a Markdown table. Run with `RUST_LOG=warn` so
+//! that the daemon's debug log (the harness default) does not skew it.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crius_e2e::{Daemon, Dirs, connect, require_root};
+use crius_proto::runtime_service_client::RuntimeServiceClient;
+use crius_proto::*;
+use tonic::transport::Channel;
+
+const BRIDGE: &str = "crius-bench0";
+
+struct Args {
+    pods: usize,
+    parallel: usize,
+    socket: Option<PathBuf>,
+    pid: Option<u32>,
+    helpers: Option<String>,
+    label: String,
+}
+
+fn parse_args() -> Args {
+    let mut args = Args {
+        pods: 100,
+        parallel: 10,
+        socket: None,
+        pid: None,
+        helpers: None,
+        label: "crius".into(),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
+        match flag.as_str() {
+            "--pods" => args.pods = value().parse().expect("--pods N"),
+            "--parallel" => args.parallel = value().parse().expect("--parallel N"),
+            "--socket" => args.socket = Some(value().into()),
+            "--pid" => args.pid = Some(value().parse().expect("--pid PID")),
+            "--helpers" => args.helpers = Some(value()),
+            "--label" => args.label = value(),
+            other => panic!("unknown flag {other}"),
+        }
+    }
+    args
+}
+
+fn conflist(ipam_dir: &Path) -> String {
+    serde_json::json!({
+        "cniVersion": "1.0.0",
+        "name": "crius-bench",
+        "plugins": [
+            {
+                "type": "bridge", "bridge": BRIDGE, "isGateway": true, "ipMasq": true,
+                "ipam": {
+                    "type": "host-local", "dataDir": ipam_dir,
+                    "routes": [{"dst": "0.0.0.0/0"}],
+                    "ranges": [[{"subnet": "10.88.250.0/24"}]]
+                }
+            },
+            {"type": "portmap", "capabilities": {"portMappings": true}},
+            {"type": "loopback"}
+        ]
+    })
+    .to_string()
+}
+
+fn config(i: usize, run: &str) -> PodSandboxConfig {
+    PodSandboxConfig {
+        metadata: Some(PodSandboxMetadata {
+            name: format!("bench-{run}-{i}"),
+            uid: format!("uid-bench-{run}-{i}"),
+            namespace: "bench".into(),
+            attempt: 0,
+        }),
+        hostname: format!("bench-{i}"),
+        log_directory: format!("/tmp/crius-bench-logs/{run}-{i}"),
+        linux: Some(LinuxPodSandboxConfig::default()),
+        ..Default::default()
+    }
+}
+
+fn percentile(samples: &mut [Duration], p: f64) -> Duration {
+    samples.sort();
+    let idx = ((samples.len() as f64 - 1.0) * p).round() as usize;
+    samples[idx]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1}", d.as_secs_f64() * 1000.0)
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Proportional set size: shared pages (the mapped binary) split among the
+/// processes sharing them, so N helpers are not charged N times for one file.
+fn pss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("Pss:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Count, summed RSS and summed PSS of processes matching `pattern`.
+fn helpers_rss_kib(pattern: &str) -> (usize, u64, u64) {
+    let mut count = 0;
+    let mut total = 0;
+    let mut pss = 0;
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmdline)
+            .replace('\0', " ")
+            .contains(pattern)
+        {
+            count += 1;
+            total += rss_kib(pid);
+            pss += pss_kib(pid);
+        }
+    }
+    (count, total, pss)
+}
+
+async fn timed<T, F: std::future::Future<Output = Result<T, tonic::Status>>>(
+    f: F,
+) -> (T, Duration) {
+    let start = Instant::now();
+    let out = f.await.unwrap_or_else(|s| panic!("CRI call failed: {s:?}"));
+    (out, start.elapsed())
+}
+
+async fn run_one(
+    client: &mut RuntimeServiceClient<Channel>,
+    cfg: PodSandboxConfig,
+) -> (String, Duration) {
+    let (resp, d) = timed(client.run_pod_sandbox(RunPodSandboxRequest {
+        config: Some(cfg),
+        runtime_handler: String::new(),
+    }))
+    .await;
+    (resp.into_inner().pod_sandbox_id, d)
+}
+
+async fn stop_one(client: &mut RuntimeServiceClient<Channel>, id: &str) -> Duration {
+    timed(client.stop_pod_sandbox(StopPodSandboxRequest {
+        pod_sandbox_id: id.into(),
+    }))
+    .await
+    .1
+}
+
+async fn remove_one(client: &mut RuntimeServiceClient<Channel>, id: &str) -> Duration {
+    timed(client.remove_pod_sandbox(RemovePodSandboxRequest {
+        pod_sandbox_id: id.into(),
+    }))
+    .await
+    .1
+}
+
+struct Phase {
+    name: &'static str,
+    samples: Vec<Duration>,
+    wall: Duration,
+}
+
+/// Runs `op` over `ids` with `parallel` workers, each with its own client.
+async fn parallel_phase<F, Fut>(
+    channel: &Channel,
+    items: Vec<usize>,
+    parallel: usize,
+    op: F,
+) -> (Vec<(usize, String, Duration)>, Duration)
+where
+    F: Fn(RuntimeServiceClient<Channel>, usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = (String, Duration)> + Send,
+{
+    let op = Arc::new(op);
+    let queue = Arc::new(std::sync::Mutex::new(items));
+    let start = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..parallel {
+        let (op, queue, channel) = (op.clone(), queue.clone(), channel.clone());
+        workers.push(tokio::spawn(async move {
+            let mut out = Vec::new();
+            loop {
+                let Some(i) = queue.lock().unwrap().pop() else {
+                    break;
+                };
+                let (id, d) = op(RuntimeServiceClient::new(channel.clone()), i).await;
+                out.push((i, id, d));
+            }
+            out
+        }));
+    }
+    let mut all = Vec::new();
+    for w in workers {
+        all.extend(w.await.unwrap());
+    }
+    (all, start.elapsed())
+}
+
+#[tokio::main]
+async fn main() {
+    require_root();
+    let args = parse_args();
+    let dirs = Dirs::new();
+    let ipam = dirs.base.path().join("ipam");
+    let (daemon, channel, pid) = match &args.socket {
+        None => {
+            std::fs::write(
+                dirs.cni_config_dir().join("10-bench.conflist"),
+                conflist(&ipam),
+            )
+            .unwrap();
+            let daemon =
+                Daemon::start_with(dirs.clone(), &["--cni-plugin-dir", "/usr/lib/cni"]).await;
+            let channel = daemon.channel().await;
+            let pid = daemon.pid();
+            (Some(daemon), channel, pid)
+        }
+        Some(socket) => {
+            let channel = connect(socket).await.expect("connect to --socket");
+            (
+                None,
+                channel,
+                args.pid.expect("--pid of the runtime daemon"),
+            )
+        }
+    };
+    let helpers = args.helpers.clone().or_else(|| {
+        daemon
+            .as_ref()
+            .map(|_| format!("--ns-dir {}", dirs.runroot().join("ns").display()))
+    });
+    let mut client = RuntimeServiceClient::new(channel.clone());
+    let idle_rss = rss_kib(pid);
+
+    // Sequential.
+    let mut phases = Vec::new();
+    let mut ids = Vec::new();
+    let mut samples = Vec::new();
+    let start = Instant::now();
+    for i in 0..args.pods {
+        let (id, d) = run_one(&mut client, config(i, "seq")).await;
+        ids.push(id);
+        samples.push(d);
+    }
+    phases.push(Phase {
+        name: "RunPodSandbox (sequential)",
+        samples,
+        wall: start.elapsed(),
+    });
+    let full_rss = rss_kib(pid);
+    let full_pss = pss_kib(pid);
+    let helper_rss = helpers.as_deref().map(helpers_rss_kib);
+    for (name, remove) in [
+        ("StopPodSandbox (sequential)", false),
+        ("RemovePodSandbox (sequential)", true),
+    ] {
+        let mut samples = Vec::new();
+        let start = Instant::now();
+        for id in &ids {
+            samples.push(if remove {
+                remove_one(&mut client, id).await
+            } else {
+                stop_one(&mut client, id).await
+            });
+        }
+        phases.push(Phase {
+            name,
+            samples,
+            wall: start.elapsed(),
+        });
+    }
+
+    // Parallel.
+    let (ran, wall) = parallel_phase(
+        &channel,
+        (0..args.pods).collect(),
+        args.parallel,
+        |mut c, i| async move { run_one(&mut c, config(i, "par")).await },
+    )
+    .await;
+    phases.push(Phase {
+        name: "RunPodSandbox (parallel)",
+        samples: ran.iter().map(|r| r.2).collect(),
+        wall,
+    });
+    let ids: Arc<Vec<String>> = Arc::new(ran.into_iter().map(|r| r.1).collect());
+    for (name, remove) in [
+        ("StopPodSandbox (parallel)", false),
+        ("RemovePodSandbox (parallel)", true),
+    ] {
+        let ids2 = ids.clone();
+        let (done, wall) = parallel_phase(
+            &channel,
+            (0..ids.len()).collect(),
+            args.parallel,
+            move |mut c, i| {
+                let id = ids2[i].clone();
+                async move {
+                    let d = if remove {
+                        remove_one(&mut c, &id).await
+                    } else {
+                        stop_one(&mut c, &id).await
+                    };
+                    (id, d)
+                }
+            },
+        )
+        .await;
+        phases.push(Phase {
+            name,
+            samples: done.iter().map(|r| r.2).collect(),
+            wall,
+        });
+    }
+
+    println!(
+        "### {} — {} pods, parallelism {}\n",
+        args.label, args.pods, args.parallel
+    );
+    println!("| operation | median ms | p95 ms | max ms | wall s |");
+    println!("|---|---|---|---|---|");
+    for mut p in phases {
+        let (med, p95) = (
+            percentile(&mut p.samples, 0.5),
+            percentile(&mut p.samples, 0.95),
+        );
+        let max = *p.samples.iter().max().unwrap();
+        println!(
+            "| {} | {} | {} | {} | {:.2} |",
+            p.name,
+            ms(med),
+            ms(p95),
+            ms(max),
+            p.wall.as_secs_f64()
+        );
+    }
+    println!();
+    println!("| memory | KiB |");
+    println!("|---|---|");
+    println!("| daemon RSS, no pods | {idle_rss} |");
+    println!("| daemon RSS, {} pods | {full_rss} |", args.pods);
+    println!("| daemon PSS, {} pods | {full_pss} |", args.pods);
+    if let Some((count, rss, pss)) = helper_rss {
+        println!("| per-pod helper processes ({count}), summed RSS | {rss} |");
+        println!("| per-pod helper processes ({count}), summed PSS | {pss} |");
+    }
+    drop(client);
+    drop(channel);
+    drop(daemon);
+    if args.socket.is_none() {
+        let _ = std::process::Command::new("ip")
+            .args(["link", "del", BRIDGE])
+            .output();
+    }
+}

@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# Runs the pod sandbox benchmark (e2e/src/bin/sandbox-bench.rs) against
+# containerd on this machine, for comparison with crius. containerd needs a
+# pause image; nothing may be pulled from the internet, so a stand-in is
+# built locally: static busybox running `sleep` as PID 1 (containerd stops
+# sandboxes with SIGKILL, so a signal-ignoring PID 1 is fine).
+#
+# Everything lives in a temp dir (containerd root/state/socket, CNI config,
+# host-local leases); the bridge crius-bench1 on 10.88.251.0/24 is deleted at
+# the end. Needs root, Debian packages containerd, busybox-static,
+# containernetworking-plugins, python3, and `cargo build --release`.
+#
+# Usage: hack/bench-containerd.sh [sandbox-bench flags...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+[ "$(id -u)" -eq 0 ] || { echo "bench-containerd: must run as root" >&2; exit 1; }
+for tool in containerd ctr python3 ip; do
+    command -v "$tool" >/dev/null || { echo "bench-containerd: $tool is required" >&2; exit 1; }
+done
+bench=target/release/sandbox-bench
+[ -x "$bench" ] || { echo "bench-containerd: build $bench first (cargo build --release -p crius-e2e)" >&2; exit 1; }
+
+work=$(mktemp -d /tmp/crius-bench-containerd.XXXXXX)
+bridge=crius-bench1
+containerd_pid=
+cleanup() {
+    status=$?
+    if [ "$status" -ne 0 ] && [ -f "$work/containerd.log" ]; then
+        echo "----- containerd log (tail) -----" >&2
+        tail -n 40 "$work/containerd.log" >&2
+    fi
+    if [ -n "$containerd_pid" ]; then
+        kill "$containerd_pid" 2>/dev/null || true
+        wait "$containerd_pid" 2>/dev/null || true
+    fi
+    # Lazily unmount whatever containerd left under the work dir, deepest first.
+    grep -o " $work[^ ]*" /proc/self/mounts | sort -r | while read -r m; do umount -l "$m" || true; done
+    ip link del "$bridge" 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+# The stand-in pause image as an OCI archive.
+python3 - "$work/pause.tar" <<'EOF'
+import hashlib, io, json, sys, tarfile
+def blob(files, data):
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    files["blobs/sha256/" + digest[7:]] = data
+    return {"digest": digest, "size": len(data)}
+layer = io.BytesIO()
+with tarfile.open(fileobj=layer, mode="w") as t:
+    d = tarfile.TarInfo("bin"); d.type = tarfile.DIRTYPE; d.mode = 0o755; t.addfile(d)
+    t.add("/bin/busybox", arcname="bin/busybox")
+    s = tarfile.TarInfo("bin/sleep"); s.type = tarfile.SYMTYPE; s.linkname = "busybox"; t.addfile(s)
+layer = layer.getvalue()
+files = {}
+diff_id = "sha256:" + hashlib.sha256(layer).hexdigest()
+config = json.dumps({"architecture": "amd64", "os": "linux",
+    "config": {"Entrypoint": ["/bin/sleep", "2147483647"]},
+    "rootfs": {"type": "layers", "diff_ids": [diff_id]}}).encode()
+manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+    "config": dict(blob(files, config), mediaType="application/vnd.oci.image.config.v1+json"),
+    "layers": [dict(blob(files, layer), mediaType="application/vnd.oci.image.layer.v1.tar")]}).encode()
+m = dict(blob(files, manifest), mediaType="application/vnd.oci.image.manifest.v1+json")
+m["annotations"] = {"io.containerd.image.name": "registry.k8s.io/pause:3.6",
+                    "org.opencontainers.image.ref.name": "3.6"}
+files["index.json"] = json.dumps({"schemaVersion": 2, "manifests": [m]}).encode()
+files["oci-layout"] = b'{"imageLayoutVersion":"1.0.0"}'
+with tarfile.open(sys.argv[1], "w") as out:
+    for name, data in files.items():
+        info = tarfile.TarInfo(name); info.size = len(data)
+        out.addfile(info, io.BytesIO(data))
+EOF
+
+mkdir -p "$work/net.d"
+cat > "$work/net.d/10-bench.conflist" <<EOF
+{"cniVersion":"1.0.0","name":"crius-bench","plugins":[
+ {"type":"bridge","bridge":"$bridge","isGateway":true,"ipMasq":true,
+  "ipam":{"type":"host-local","dataDir":"$work/ipam","routes":[{"dst":"0.0.0.0/0"}],
+          "ranges":[[{"subnet":"10.88.251.0/24"}]]}},
+ {"type":"portmap","capabilities":{"portMappings":true}},
+ {"type":"loopback"}]}
+EOF
+cat > "$work/config.toml" <<EOF
+version = 2
+root = "$work/root"
+state = "$work/state"
+[grpc]
+  address = "$work/containerd.sock"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "registry.k8s.io/pause:3.6"
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "$work/net.d"
+EOF
+
+containerd --config "$work/config.toml" --log-level "${CONTAINERD_LOG_LEVEL:-warn}" >"$work/containerd.log" 2>&1 &
+containerd_pid=$!
+for _ in $(seq 100); do [ -S "$work/containerd.sock" ] && break; sleep 0.1; done
+[ -S "$work/containerd.sock" ] || { cat "$work/containerd.log"; exit 1; }
+ctr --address "$work/containerd.sock" -n k8s.io images import --all-platforms "$work/pause.tar" >/dev/null
+# containerd refuses a CNI config until it has loaded one; give it a moment.
+sleep 2
+
+"$bench" --socket "$work/containerd.sock" --pid "$containerd_pid" \
+    --helpers containerd-shim --label "containerd $(containerd --version | awk '{print $3}')" "$@"
