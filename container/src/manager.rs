@@ -293,6 +293,7 @@ impl ContainerManager {
             stdin_once: config.stdin_once,
             stop_signal: image.config.stop_signal.clone(),
             termination_log,
+            cgroups_path: spec::cgroups_path(self.cfg.cgroup_manager, &sandbox.cgroup_parent, id),
             created_at: now_nanos(),
         };
         // The record goes to disk before any mount or process exists, marked
@@ -625,7 +626,10 @@ impl ContainerManager {
         message: Option<String>,
     ) -> Result<Status> {
         let bundle = self.cfg.bundle_dir(&ctr.meta.id);
-        let oom = bundle.join("oom").exists();
+        // conmon marks OOM kills with an `oom` file; the cgroup's own
+        // counter covers a kill conmon did not see (e.g. while it was down).
+        let oom = bundle.join("oom").exists()
+            || (code == 137 && cgroup_oom_killed(&ctr.meta.cgroups_path));
         let term = ctr
             .meta
             .termination_log
@@ -1004,6 +1008,34 @@ impl ContainerManager {
     }
 }
 
+/// True if the kernel OOM killer fired in the container's memory cgroup
+/// (v1 `memory.oom_control`, v2 `memory.events`).
+fn cgroup_oom_killed(cgroups_path: &str) -> bool {
+    if cgroups_path.is_empty() || cgroups_path.contains("..") {
+        return false;
+    }
+    let rel = cgroups_path.trim_start_matches('/');
+    let candidates = [
+        (Path::new("/sys/fs/cgroup/memory")
+            .join(rel)
+            .join("memory.oom_control")),
+        (Path::new("/sys/fs/cgroup").join(rel).join("memory.events")),
+    ];
+    candidates.iter().any(|f| {
+        std::fs::read_to_string(f)
+            .map(|text| parse_oom_kill_count(&text) > 0)
+            .unwrap_or(false)
+    })
+}
+
+fn parse_oom_kill_count(text: &str) -> u64 {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("oom_kill "))
+        .filter_map(|v| v.trim().parse::<u64>().ok())
+        .next()
+        .unwrap_or(0)
+}
+
 /// `SIGTERM`, `TERM` or `15` as runc kill wants it; default SIGTERM.
 pub fn stop_signal(image_signal: &str) -> String {
     let s = image_signal.trim();
@@ -1079,6 +1111,7 @@ mod tests {
             stdin_once: false,
             stop_signal: String::new(),
             termination_log: None,
+            cgroups_path: String::new(),
             created_at: 0,
         }
     }
@@ -1140,6 +1173,20 @@ mod tests {
             State::Running,
             &f("", None, "", &[("app", "web"), ("tier", "x")])
         ));
+    }
+
+    #[test]
+    fn oom_kill_counters() {
+        assert_eq!(
+            parse_oom_kill_count("oom_kill_disable 0\nunder_oom 0\noom_kill 2\n"),
+            2
+        );
+        assert_eq!(
+            parse_oom_kill_count("low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n"),
+            1
+        );
+        assert_eq!(parse_oom_kill_count("oom_kill_disable 0\n"), 0);
+        assert!(!cgroup_oom_killed("/../etc"));
     }
 
     #[test]

@@ -517,6 +517,63 @@ pub fn pid_namespace(config: &ContainerConfig, sandbox: &SandboxInfo) -> Result<
     }
 }
 
+fn cri_resources(config: &ContainerConfig) -> Option<&crius_proto::LinuxContainerResources> {
+    config.linux.as_ref().and_then(|l| l.resources.as_ref())
+}
+
+/// The CRI `oom_score_adj`, only when non-negative: lowering it needs
+/// CAP_SYS_RESOURCE, which crius may not have, and a failed write would make
+/// every create fail (issue 6 decides the policy).
+pub fn oom_score_adj(config: &ContainerConfig) -> Option<i32> {
+    cri_resources(config)
+        .map(|r| r.oom_score_adj)
+        .filter(|v| *v > 0)
+        .and_then(|v| i32::try_from(v).ok())
+}
+
+/// CPU and memory limits of the CRI request (the rest is issue 6).
+pub fn apply_resources(
+    config: &ContainerConfig,
+    resources: &mut oci_spec::runtime::LinuxResources,
+) {
+    let Some(r) = cri_resources(config) else {
+        return;
+    };
+    if r.memory_limit_in_bytes > 0 {
+        let mut mem = oci_spec::runtime::LinuxMemory::default();
+        mem.set_limit(Some(r.memory_limit_in_bytes));
+        if r.memory_swap_limit_in_bytes > 0 {
+            mem.set_swap(Some(r.memory_swap_limit_in_bytes));
+        }
+        resources.set_memory(Some(mem));
+    }
+    let mut cpu = oci_spec::runtime::LinuxCpu::default();
+    let mut any = false;
+    if r.cpu_shares > 0 {
+        cpu.set_shares(Some(r.cpu_shares as u64));
+        any = true;
+    }
+    if r.cpu_quota != 0 {
+        cpu.set_quota(Some(r.cpu_quota));
+        any = true;
+    }
+    if r.cpu_period > 0 {
+        cpu.set_period(Some(r.cpu_period as u64));
+        any = true;
+    }
+    if !r.cpuset_cpus.is_empty() {
+        cpu.set_cpus(Some(r.cpuset_cpus.clone()));
+        any = true;
+    }
+    if !r.cpuset_mems.is_empty() {
+        cpu.set_mems(Some(r.cpuset_mems.clone()));
+        any = true;
+    }
+    if any {
+        resources.set_cpu(Some(cpu));
+    }
+}
+
 /// Masked and read-only paths: the defaults unless the request gives its
 /// own lists (issue 6: privileged clears both).
 pub fn apply_security_defaults(config: &ContainerConfig, linux: &mut oci_spec::runtime::Linux) {
@@ -562,7 +619,7 @@ pub fn build_spec(input: &SpecInput<'_>) -> Result<Spec> {
         .set_capabilities(Some(capabilities(config, input.default_capabilities)?))
         .set_rlimits(None)
         .set_no_new_privileges(Some(sec.map(|s| s.no_new_privs).unwrap_or(false)))
-        .set_oom_score_adj(None);
+        .set_oom_score_adj(oom_score_adj(config));
 
     let mut root = Root::default();
     root.set_path(input.rootfs.to_path_buf())
@@ -591,10 +648,11 @@ pub fn build_spec(input: &SpecInput<'_>) -> Result<Spec> {
         .access("rwm")
         .build()
         .map_err(spec_err)?;
-    let resources = LinuxResourcesBuilder::default()
+    let mut resources = LinuxResourcesBuilder::default()
         .devices(vec![deny_all])
         .build()
         .map_err(spec_err)?;
+    apply_resources(config, &mut resources);
     let mut linux = LinuxBuilder::default()
         .namespaces(namespaces)
         .resources(resources)
@@ -1055,6 +1113,42 @@ mod tests {
         let json = serde_json::to_value(&spec).unwrap();
         assert_eq!(json["process"]["user"]["uid"], 0);
         assert_eq!(json["linux"]["namespaces"][0]["type"], "mount");
+    }
+
+    #[test]
+    fn resources_and_oom_score() {
+        let mut c = cfg(&[], &[]);
+        c.linux = Some(LinuxContainerConfig {
+            resources: Some(crius_proto::LinuxContainerResources {
+                memory_limit_in_bytes: 1 << 20,
+                cpu_shares: 512,
+                cpu_quota: 50_000,
+                cpu_period: 100_000,
+                oom_score_adj: -997,
+                ..Default::default()
+            }),
+            security_context: None,
+        });
+        let spec = build(&c, &sandbox(), PidNamespace::Private).unwrap();
+        let r = spec.linux().as_ref().unwrap().resources().clone().unwrap();
+        assert_eq!(r.memory().unwrap().limit(), Some(1 << 20));
+        assert_eq!(r.memory().unwrap().swap(), None);
+        let cpu = r.cpu().clone().unwrap();
+        assert_eq!(
+            (cpu.shares(), cpu.quota(), cpu.period()),
+            (Some(512), Some(50_000), Some(100_000))
+        );
+        // negative adjustments need CAP_SYS_RESOURCE: left out
+        assert_eq!(spec.process().as_ref().unwrap().oom_score_adj(), None);
+        c.linux
+            .as_mut()
+            .unwrap()
+            .resources
+            .as_mut()
+            .unwrap()
+            .oom_score_adj = 1000;
+        assert_eq!(oom_score_adj(&c), Some(1000));
+        assert!(!r.devices().as_ref().unwrap()[0].allow());
     }
 
     #[test]

@@ -106,6 +106,10 @@ pub struct ContainerMeta {
     pub stop_signal: String,
     /// Host file holding the termination message.
     pub termination_log: Option<PathBuf>,
+    /// The cgroups path given to runc (relative to each hierarchy for
+    /// cgroupfs).
+    #[serde(default)]
+    pub cgroups_path: String,
     pub created_at: i64,
 }
 
@@ -359,6 +363,7 @@ mod tests {
             stdin_once: false,
             stop_signal: String::new(),
             termination_log: None,
+            cgroups_path: String::new(),
             created_at: 1,
         }
     }

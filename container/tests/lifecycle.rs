@@ -595,3 +595,32 @@ async fn joins_the_pod_network_namespace() {
     assert_eq!(ifaces, ["lo"]);
     env.mgr.remove(&id).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn oom_kill_is_reported_as_oomkilled() {
+    let env = Env::new();
+    let mut cfg = sh(
+        "hog",
+        "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived ${#x}",
+    );
+    cfg.linux = Some(crius_proto::LinuxContainerConfig {
+        resources: Some(crius_proto::LinuxContainerResources {
+            memory_limit_in_bytes: 16 << 20,
+            ..Default::default()
+        }),
+        security_context: None,
+    });
+    let id = env
+        .mgr
+        .create(&env.sandbox, &env.image, &cfg)
+        .await
+        .unwrap();
+    env.mgr.start(&id).await.unwrap();
+    let st = wait_exited(&env, &id, Duration::from_secs(30)).await;
+    assert_eq!(
+        (st.exit_code, st.reason.as_str()),
+        (137, "OOMKilled"),
+        "{st:?}"
+    );
+    env.mgr.remove(&id).await.unwrap();
+}
