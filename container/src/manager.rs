@@ -368,6 +368,11 @@ impl ContainerManager {
             })??;
 
         let pid_namespace = self.resolve_pid_namespace(config, sandbox)?;
+        let user_record = crate::store::UserRecord {
+            uid: user.uid,
+            gid: user.gid,
+            supplemental_groups: user.additional_gids.clone(),
+        };
         let spec = spec::build_spec(&SpecInput {
             id,
             config,
@@ -421,6 +426,7 @@ impl ContainerManager {
 
         ctr.update(|s| {
             s.pid = pid;
+            s.user = Some(user_record.clone());
             s.create_complete = true;
             Ok(())
         })?;
@@ -587,9 +593,14 @@ impl ContainerManager {
     /// Polls until the container has exited (true) or `limit` passed.
     async fn wait_exit(&self, ctr: &Container, limit: Duration) -> Result<bool> {
         let deadline = tokio::time::Instant::now() + limit;
+        let mut polls = 0u32;
         loop {
             let st = self.refresh(ctr)?;
             if st.state() == State::Exited {
+                return Ok(true);
+            }
+            polls += 1;
+            if polls % 25 == 0 && self.monitor_gone(ctr).await? {
                 return Ok(true);
             }
             if tokio::time::Instant::now() >= deadline {
@@ -597,6 +608,48 @@ impl ContainerManager {
             }
             tokio::time::sleep(POLL).await;
         }
+    }
+
+    /// If conmon is gone, no exit file will ever come: when runc also says
+    /// the container stopped, record an exit with an unknown code so that
+    /// stop and remove do not wait forever. Returns true if it did.
+    async fn monitor_gone(&self, ctr: &Container) -> Result<bool> {
+        let id = &ctr.meta.id;
+        let pidfile = self.cfg.bundle_dir(id).join(CONMON_PID_FILE);
+        if monitor::running_conmon(&pidfile, id).is_some() {
+            return Ok(false);
+        }
+        let stopped = match self.runc.state(id).await? {
+            None => true,
+            Some(rs) => rs.status == "stopped",
+        };
+        if !stopped {
+            return Ok(false);
+        }
+        // conmon may have written the file just before exiting.
+        if self.refresh(ctr)?.state() == State::Exited {
+            return Ok(true);
+        }
+        tracing::warn!(%id, "container stopped while conmon was not running");
+        self.record_exit(
+            ctr,
+            255,
+            now_nanos(),
+            Some("container exited while its monitor was not running; exit code unknown".into()),
+        )?;
+        Ok(true)
+    }
+
+    /// conmon's attach socket for the container (for the streaming server).
+    pub fn attach_socket_path(&self, id: &str) -> Result<PathBuf> {
+        let ctr = self.store.get(id)?;
+        Ok(self.cfg.bundle_dir(&ctr.meta.id).join("attach"))
+    }
+
+    /// The OCI bundle of the container (config.json, conmon's ctl fifo).
+    pub fn bundle_path(&self, id: &str) -> Result<PathBuf> {
+        let ctr = self.store.get(id)?;
+        Ok(self.cfg.bundle_dir(&ctr.meta.id))
     }
 
     /// Folds conmon's exit file (and OOM marker, termination message) into
@@ -734,6 +787,17 @@ impl ContainerManager {
                 .as_ref()
                 .map(|p| p.display().to_string())
                 .unwrap_or_default(),
+            user: st.user.as_ref().map(|u| crius_proto::ContainerUser {
+                linux: Some(crius_proto::LinuxContainerUser {
+                    uid: u.uid.into(),
+                    gid: u.gid.into(),
+                    supplemental_groups: u
+                        .supplemental_groups
+                        .iter()
+                        .map(|g| (*g).into())
+                        .collect(),
+                }),
+            }),
             ..Default::default()
         };
         let mut info = BTreeMap::new();

@@ -113,6 +113,14 @@ pub struct ContainerMeta {
     pub created_at: i64,
 }
 
+/// The resolved process identity, reported in ContainerStatus.user.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserRecord {
+    pub uid: u32,
+    pub gid: u32,
+    pub supplemental_groups: Vec<u32>,
+}
+
 /// What changes over the container's life.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Status {
@@ -126,6 +134,9 @@ pub struct Status {
     pub reason: String,
     pub message: String,
     pub removing: bool,
+    /// The resolved user, known once the rootfs is mounted.
+    #[serde(default)]
+    pub user: Option<UserRecord>,
 }
 
 impl Status {

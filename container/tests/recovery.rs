@@ -122,3 +122,40 @@ async fn recover_cleans_half_created_containers() {
         .unwrap();
     env.mgr.remove(&id).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stop_works_when_conmon_died() {
+    let env = Env::new();
+    let id = env
+        .mgr
+        .create(&env.sandbox, &env.image, &sh("orphan", SERVE))
+        .await
+        .unwrap();
+    env.mgr.start(&id).await.unwrap();
+    let (st, _) = env.mgr.status(&id, false).unwrap();
+    let user = st.user.unwrap().linux.unwrap();
+    assert_eq!((user.uid, user.gid), (0, 0));
+    let pidfile = env.mgr.bundle_path(&id).unwrap().join("conmon.pid");
+    let conmon: i32 = std::fs::read_to_string(pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // the pid file names our conmon (its command line carries our id)
+    let cmdline = std::fs::read_to_string(format!("/proc/{conmon}/cmdline")).unwrap();
+    assert!(cmdline.contains(&id));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(conmon),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let t = std::time::Instant::now();
+    env.mgr.stop(&id, 10).await.unwrap();
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    let (st, _) = env.mgr.status(&id, false).unwrap();
+    assert_eq!(st.state, EXITED);
+    assert!(st.message.contains("monitor was not running"), "{st:?}");
+    env.mgr.remove(&id).await.unwrap();
+    assert!(env.mounts_under_test_dir().is_empty());
+}
