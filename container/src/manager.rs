@@ -528,6 +528,9 @@ impl ContainerManager {
                 op: "start",
             });
         }
+        // Taken before the call: a quick process may exit (and conmon stamp
+        // its exit file) before runc start returns.
+        let started = now_nanos();
         if let Err(e) = self.runc.start(&ctr.meta.id).await {
             // The process may have died trying: record what conmon saw.
             let _ = self.wait_exit(&ctr, Duration::from_millis(500)).await;
@@ -537,7 +540,7 @@ impl ContainerManager {
             if s.state() == State::Created {
                 s.state = Some(State::Running);
             }
-            s.started_at = now_nanos();
+            s.started_at = started;
             Ok(())
         })?;
         tracing::info!(id = %ctr.meta.id, "container started");
@@ -600,7 +603,7 @@ impl ContainerManager {
                 return Ok(true);
             }
             polls += 1;
-            if polls % 25 == 0 && self.monitor_gone(ctr).await? {
+            if polls.is_multiple_of(25) && self.monitor_gone(ctr).await? {
                 return Ok(true);
             }
             if tokio::time::Instant::now() >= deadline {
@@ -694,7 +697,8 @@ impl ContainerManager {
             }
             s.state = Some(State::Exited);
             s.exit_code = code;
-            s.finished_at = finished;
+            // The exit file's mtime can trail the start stamp by a tick.
+            s.finished_at = finished.max(s.started_at);
             s.reason = if oom {
                 REASON_OOM.into()
             } else if code == 0 {
