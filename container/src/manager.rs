@@ -31,7 +31,10 @@ const UNDO_TIMEOUT: Duration = Duration::from_secs(60);
 const CREATE_TIMEOUT: Duration = Duration::from_secs(240);
 /// After SIGKILL, how long to wait for the exit to be recorded.
 const KILL_WAIT: Duration = Duration::from_secs(30);
+/// Exit polling starts fast (most processes die within milliseconds of
+/// SIGKILL) and backs off to this.
 const POLL: Duration = Duration::from_millis(20);
+const FIRST_POLL: Duration = Duration::from_millis(1);
 
 pub const REASON_COMPLETED: &str = "Completed";
 pub const REASON_ERROR: &str = "Error";
@@ -299,7 +302,7 @@ impl ContainerManager {
         // The record goes to disk before any mount or process exists, marked
         // incomplete: a crius killed mid-create is cleaned up by recover().
         let ctr = Arc::new(Container::new(meta, cdir.clone()));
-        ctr.update(|s| {
+        ctr.update_unsynced(|s| {
             s.state = Some(State::Created);
             s.create_complete = false;
             Ok(())
@@ -392,7 +395,8 @@ impl ContainerManager {
             path: spec_path.clone(),
             source: e,
         })?;
-        crate::store::write_atomic(&spec_path, &data)?;
+        // The bundle is volatile (runroot): atomic, but no fsync needed.
+        crate::store::write_replace(&spec_path, &data)?;
 
         let conmon_log = log_path.clone().unwrap_or_else(|| bundle.join(HIDDEN_LOG));
         if let Some(parent) = conmon_log.parent() {
@@ -521,7 +525,7 @@ impl ContainerManager {
         let ctr = self.store.get(id)?;
         let _op = ctr.op_lock.lock().await;
         let st = self.refresh(&ctr)?;
-        if st.state() != State::Created || st.removing {
+        if st.state() != State::Created {
             return Err(Error::FailedPrecondition {
                 id: ctr.meta.id.clone(),
                 state: st.state().as_str(),
@@ -597,19 +601,21 @@ impl ContainerManager {
     async fn wait_exit(&self, ctr: &Container, limit: Duration) -> Result<bool> {
         let deadline = tokio::time::Instant::now() + limit;
         let mut polls = 0u32;
+        let mut pause = FIRST_POLL;
         loop {
             let st = self.refresh(ctr)?;
             if st.state() == State::Exited {
                 return Ok(true);
             }
             polls += 1;
-            if polls.is_multiple_of(25) && self.monitor_gone(ctr).await? {
+            if polls >= 10 && polls.is_multiple_of(25) && self.monitor_gone(ctr).await? {
                 return Ok(true);
             }
             if tokio::time::Instant::now() >= deadline {
                 return Ok(false);
             }
-            tokio::time::sleep(POLL).await;
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(POLL);
         }
     }
 
@@ -727,14 +733,29 @@ impl ContainerManager {
         if matches!(st.state(), State::Running | State::Created | State::Unknown) {
             self.stop_locked(&ctr, 0).await?;
         }
-        ctr.update(|s| {
-            s.removing = true;
-            Ok(())
-        })?;
+        // Dropping the record first makes the rest crash-safe and cheap: a
+        // crius killed from here on finds a container dir without a record,
+        // which recover() cleans up completely.
+        let record = ctr.record_path();
+        match std::fs::remove_file(&record) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(Error::io("failed to remove", record, e));
+            }
+            _ => {}
+        }
         let id = ctr.meta.id.clone();
-        self.runc.delete(&id).await?;
+        // The process is dead: runc's cleanup and the unmount are independent.
+        let merged = self.overlay(&id).merged;
+        let unmount = tokio::task::spawn_blocking(move || rootfs::unmount(&merged));
+        let deleted = self.runc.delete(&id).await;
+        let unmounted = unmount.await.map_err(|e| Error::Mount {
+            id: id.clone(),
+            target: self.overlay(&id).merged,
+            reason: e.to_string(),
+        })?;
+        deleted?;
+        unmounted?;
         self.kill_conmon(&id);
-        rootfs::unmount(&self.overlay(&id).merged)?;
         for d in [self.cfg.bundle_dir(&id), self.cfg.container_dir(&id)] {
             match std::fs::remove_dir_all(&d) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
@@ -816,7 +837,6 @@ impl ContainerManager {
                 "pid": st.pid,
                 "name": m.name,
                 "runtimeSpec": spec,
-                "removing": st.removing,
             });
             info.insert("info".to_string(), v.to_string());
         }
@@ -981,7 +1001,7 @@ impl ContainerManager {
                 }
             };
             let st = ctr.status();
-            if !st.create_complete || st.removing {
+            if !st.create_complete {
                 self.cleanup_stray(&id).await;
                 report.cleaned.push(id);
                 continue;

@@ -133,7 +133,6 @@ pub struct Status {
     pub exit_code: i32,
     pub reason: String,
     pub message: String,
-    pub removing: bool,
     /// The resolved user, known once the rootfs is mounted.
     #[serde(default)]
     pub user: Option<UserRecord>,
@@ -191,10 +190,28 @@ impl Container {
     where
         F: FnOnce(&mut Status) -> Result<()>,
     {
+        self.update_inner(true, f)
+    }
+
+    /// [`update`](Self::update) without fsync: for states that only have to
+    /// survive a crius crash (the page cache does), not a machine crash
+    /// (after which the container is gone anyway), like the incomplete
+    /// marker written at the start of create.
+    pub fn update_unsynced<F>(&self, f: F) -> Result<Status>
+    where
+        F: FnOnce(&mut Status) -> Result<()>,
+    {
+        self.update_inner(false, f)
+    }
+
+    fn update_inner<F>(&self, durable: bool, f: F) -> Result<Status>
+    where
+        F: FnOnce(&mut Status) -> Result<()>,
+    {
         let mut guard = self.status.write().unwrap_or_else(|e| e.into_inner());
         let mut next = guard.clone();
         f(&mut next)?;
-        write_record(&self.dir, &self.meta, &next)?;
+        write_record(&self.dir, &self.meta, &next, durable)?;
         *guard = next.clone();
         Ok(next)
     }
@@ -226,7 +243,7 @@ impl Container {
     }
 }
 
-fn write_record(dir: &Path, meta: &ContainerMeta, status: &Status) -> Result<()> {
+fn write_record(dir: &Path, meta: &ContainerMeta, status: &Status, durable: bool) -> Result<()> {
     let rec = Record {
         version: RECORD_VERSION,
         meta: meta.clone(),
@@ -237,7 +254,11 @@ fn write_record(dir: &Path, meta: &ContainerMeta, status: &Status) -> Result<()>
         path: path.clone(),
         source: e,
     })?;
-    write_atomic(&path, &data)
+    if durable {
+        write_atomic(&path, &data)
+    } else {
+        write_replace(&path, &data)
+    }
 }
 
 /// temp file, fsync, rename, fsync dir.
@@ -261,6 +282,24 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
         let _ = std::fs::remove_file(&tmp);
         Error::io("failed to write", path, e)
     })
+}
+
+/// Atomic replace without fsync, for volatile files (runroot is tmpfs on a
+/// real node; after a crash they are rebuilt or cleaned anyway).
+pub fn write_replace(path: &Path, data: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    let tmp = dir.join(format!(
+        ".{}.tmp",
+        path.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    ));
+    std::fs::write(&tmp, data)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            Error::io("failed to write", path, e)
+        })
 }
 
 /// Names to ids; a name is reserved before any side effect of create and
