@@ -4,6 +4,19 @@
 //! The crate takes plain inputs ([`ImageInfo`], [`SandboxInfo`], the CRI
 //! `ContainerConfig`) so it depends on neither the image store nor the
 //! sandbox store; `server/` wires them together.
+//!
+//! # Wiring (server/)
+//!
+//! - Build one [`RuntimeConfig`] from the daemon config (state dir ->
+//!   `root`, run dir -> `runroot`, `runtime_path`, `conmon_path`) and one
+//!   [`ContainerManager`]; call [`ContainerManager::recover`] once at start,
+//!   before serving, and after the sandbox store has recovered.
+//! - CreateContainer: resolve the image (by reference or id) in the image
+//!   store into an [`ImageInfo`] (NotFound if not pulled), the sandbox into a
+//!   [`SandboxInfo`], then [`ContainerManager::create`].
+//! - StopPodSandbox / RemovePodSandbox: [`ContainerManager::containers_of_sandbox`]
+//!   then `stop` / `remove` each.
+//! - Errors carry a [`crius_proto::ErrorKind`] via [`Error::kind`].
 
 pub mod error;
 pub mod manager;

@@ -163,7 +163,7 @@ pub struct Container {
 }
 
 impl Container {
-    /// A new container; its record is written by the first [`update`].
+    /// A new container; its record is written by the first [`update`](Self::update).
     pub fn new(meta: ContainerMeta, dir: PathBuf) -> Self {
         Container {
             meta,

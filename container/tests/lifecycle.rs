@@ -624,3 +624,48 @@ async fn oom_kill_is_reported_as_oomkilled() {
     );
     env.mgr.remove(&id).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn many_layers_beyond_one_page_of_mount_options() {
+    let env = Env::new();
+    // 56 layers with 64-character names: ~5 KiB of absolute lowerdirs,
+    // more than the kernel takes in one mount call.
+    let layers_dir = env.dir.path().join("layers");
+    std::fs::create_dir_all(&layers_dir).unwrap();
+    let mut layers = vec![];
+    for i in 0..56 {
+        let l = layers_dir.join(format!("{i:064}"));
+        if i == 0 {
+            std::fs::rename(&env.image.layers[0], &l).unwrap();
+        } else {
+            std::fs::create_dir_all(&l).unwrap();
+            std::fs::write(l.join(format!("file{i}")), format!("layer {i}\n")).unwrap();
+        }
+        layers.push(l);
+    }
+    // an upper layer shadows a lower one
+    std::fs::write(layers[55].join("file1"), "shadowed by 55\n").unwrap();
+    let total: usize = layers.iter().map(|l| l.as_os_str().len() + 1).sum();
+    assert!(total > 4096, "{total}");
+    let mut image = env.image.clone();
+    image.layers = layers;
+    let id = env
+        .mgr
+        .create(
+            &env.sandbox,
+            &image,
+            &sh("layered", "cat /file1 /file2 /file55"),
+        )
+        .await
+        .unwrap();
+    env.mgr.start(&id).await.unwrap();
+    let st = wait_exited(&env, &id, Duration::from_secs(10)).await;
+    assert_eq!(st.exit_code, 0);
+    let out: Vec<String> = log_lines(&env.log_path("layered"))
+        .into_iter()
+        .map(|(_, _, c)| c)
+        .collect();
+    assert_eq!(out, ["shadowed by 55", "layer 2", "layer 55"]);
+    env.mgr.remove(&id).await.unwrap();
+    assert!(env.mounts_under_test_dir().is_empty());
+}
