@@ -1,0 +1,1308 @@
+//! The container lifecycle: create (with rollback), start, stop, remove,
+//! status, list, exec, log reopen and recovery after a crius restart.
+//!
+//! Locking: the store's map lock is held only to look containers up; each
+//! container has its own operation lock, so a long stop of one container
+//! never delays List/Status or operations on others.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crius_proto::{ContainerConfig, ContainerFilter, NamespaceMode};
+
+use crate::error::{Error, Result};
+use crate::monitor::{self, ConmonCreate};
+use crate::rootfs::{self, OverlayPaths};
+use crate::runtime::{ExecOutput, Runc};
+use crate::spec::{self, PidNamespace, SpecInput};
+use crate::store::{Container, ContainerMeta, ContainerStore, MountRecord, State, Status};
+use crate::types::{CgroupManager, ImageInfo, RuntimeConfig, SandboxInfo};
+use crate::user::{self, UserRequest};
+
+/// The termination message is cut to this many bytes, as kubelet does.
+pub const MAX_TERMINATION_MESSAGE: u64 = 4096;
+/// Undo steps of a failed create get their own time budget.
+const UNDO_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long conmon may take to run `runc create`.
+const CREATE_TIMEOUT: Duration = Duration::from_secs(240);
+/// After SIGKILL, how long to wait for the exit to be recorded.
+const KILL_WAIT: Duration = Duration::from_secs(30);
+/// Exit polling starts fast (most processes die within milliseconds of
+/// SIGKILL) and backs off to this.
+const POLL: Duration = Duration::from_millis(20);
+const FIRST_POLL: Duration = Duration::from_millis(1);
+
+pub const REASON_COMPLETED: &str = "Completed";
+pub const REASON_ERROR: &str = "Error";
+pub const REASON_OOM: &str = "OOMKilled";
+
+const CONFIG_JSON: &str = "config.json";
+const PID_FILE: &str = "pidfile";
+const CONMON_PID_FILE: &str = "conmon.pid";
+const TERMINATION_LOG: &str = "termination-log";
+const HIDDEN_LOG: &str = "container.log";
+
+pub fn now_nanos() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+fn nanos_of(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+/// A new 64-hex-digit id.
+fn new_id() -> Result<String> {
+    let mut buf = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut buf))
+        .map_err(|e| Error::io("failed to read", "/dev/urandom", e))?;
+    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// The side effects of a create, undone in reverse order if it fails.
+#[derive(Debug)]
+enum Undo {
+    ReleaseName(String),
+    RemoveDir(PathBuf),
+    /// A host path created for a CRI mount (removed only if still empty).
+    RemoveEmptyDir(PathBuf),
+    Unmount(PathBuf),
+    RuncDelete(String),
+}
+
+/// What `exec_sync` returns.
+pub type ExecSyncOutput = ExecOutput;
+
+/// What [`ContainerManager::recover`] found.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct RecoveryReport {
+    /// Containers reloaded from their records.
+    pub restored: Vec<String>,
+    /// Half-created containers (or stray state without a record) removed.
+    pub cleaned: Vec<String>,
+    /// Records that could not be read, with the reason (left on disk).
+    pub failed: Vec<(PathBuf, String)>,
+}
+
+pub struct ContainerManager {
+    cfg: RuntimeConfig,
+    store: ContainerStore,
+    runc: Runc,
+}
+
+impl ContainerManager {
+    /// Creates the state dirs. Call [`recover`](Self::recover) before
+    /// serving requests.
+    pub fn new(cfg: RuntimeConfig) -> Result<Self> {
+        for d in [
+            cfg.root.join("containers"),
+            cfg.runroot.join("containers"),
+            cfg.exits_dir(),
+            cfg.runc_root(),
+            cfg.runroot.join("runc-logs"),
+            cfg.runroot.join("socks"),
+        ] {
+            std::fs::create_dir_all(&d)
+                .map_err(|e| Error::io("failed to create directory", &d, e))?;
+        }
+        if cfg.cgroup_manager == CgroupManager::Systemd {
+            return Err(Error::Unsupported("systemd".into()));
+        }
+        let runc = Runc::new(
+            cfg.runtime_path.clone(),
+            cfg.runc_root(),
+            cfg.runroot.join("runc-logs"),
+        );
+        Ok(ContainerManager {
+            cfg,
+            store: ContainerStore::default(),
+            runc,
+        })
+    }
+
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.cfg
+    }
+
+    pub fn store(&self) -> &ContainerStore {
+        &self.store
+    }
+
+    /// Looks a container up by id or unique id prefix.
+    pub fn get(&self, id: &str) -> Result<Arc<Container>> {
+        self.store.get(id)
+    }
+
+    /// Ids of the containers of one sandbox (for StopPodSandbox /
+    /// RemovePodSandbox).
+    pub fn containers_of_sandbox(&self, sandbox_id: &str) -> Vec<String> {
+        self.store
+            .list()
+            .into_iter()
+            .filter(|c| c.meta.sandbox_id == sandbox_id)
+            .map(|c| c.meta.id.clone())
+            .collect()
+    }
+
+    fn exit_file(&self, id: &str) -> PathBuf {
+        self.cfg.exits_dir().join(id)
+    }
+
+    fn overlay(&self, id: &str) -> OverlayPaths {
+        OverlayPaths::new(&self.cfg.container_dir(id))
+    }
+
+    // ---------------------------------------------------------------- create
+
+    /// CreateContainer: reserves the name, mounts the rootfs, writes the
+    /// spec and has conmon run `runc create`. Any failure undoes every step
+    /// and returns the cause (with runc's message).
+    pub async fn create(
+        &self,
+        sandbox: &SandboxInfo,
+        image: &ImageInfo,
+        config: &ContainerConfig,
+    ) -> Result<String> {
+        let md = config
+            .metadata
+            .as_ref()
+            .ok_or_else(|| Error::InvalidArgument("container metadata is required".into()))?;
+        if md.name.is_empty() || !user::is_plain_component(&md.name) {
+            return Err(Error::InvalidArgument(format!(
+                "invalid container name {:?}",
+                md.name
+            )));
+        }
+        if sandbox.id.is_empty() {
+            return Err(Error::InvalidArgument("sandbox id is required".into()));
+        }
+        let id = new_id()?;
+        let name = format!(
+            "{}_{}_{}_{}_{}",
+            md.name, sandbox.name, sandbox.namespace, sandbox.uid, md.attempt
+        );
+        self.store.names.reserve(&name, &id)?;
+        let mut undo = vec![Undo::ReleaseName(name.clone())];
+        match self
+            .create_steps(&id, &name, sandbox, image, config, &mut undo)
+            .await
+        {
+            Ok(()) => Ok(id),
+            Err(e) => {
+                tracing::warn!(%id, %e, "create failed, rolling back");
+                self.run_undo(&id, undo).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn create_steps(
+        &self,
+        id: &str,
+        name: &str,
+        sandbox: &SandboxInfo,
+        image: &ImageInfo,
+        config: &ContainerConfig,
+        undo: &mut Vec<Undo>,
+    ) -> Result<()> {
+        let md = config.metadata.clone().unwrap_or_default();
+        let log_path = match (&sandbox.log_directory, config.log_path.as_str()) {
+            (Some(dir), p) if !p.is_empty() => {
+                let rel = Path::new(p);
+                if rel.is_absolute()
+                    || rel
+                        .components()
+                        .any(|c| matches!(c, std::path::Component::ParentDir))
+                {
+                    return Err(Error::InvalidArgument(format!(
+                        "log path {p:?} must be relative to the pod log directory without \"..\""
+                    )));
+                }
+                Some(dir.join(rel))
+            }
+            _ => None,
+        };
+        let cdir = self.cfg.container_dir(id);
+        let bundle = self.cfg.bundle_dir(id);
+        for d in [&cdir, &bundle] {
+            std::fs::create_dir_all(d)
+                .map_err(|e| Error::io("failed to create directory", d, e))?;
+            undo.push(Undo::RemoveDir(d.clone()));
+        }
+
+        // The termination message: kubelet mounts its own file at the path
+        // it names in the annotation; otherwise crius provides one.
+        let term_dest = config
+            .annotations
+            .get(spec::annotations::TERMINATION_MESSAGE_PATH)
+            .filter(|p| !p.is_empty())
+            .cloned();
+        let mut termination_log = None;
+        let mut own_termination_log = None;
+        if let Some(dest) = &term_dest {
+            if let Some(m) = config
+                .mounts
+                .iter()
+                .find(|m| m.container_path.trim_end_matches('/') == dest.trim_end_matches('/'))
+            {
+                termination_log = Some(PathBuf::from(&m.host_path));
+            } else {
+                let host = cdir.join(TERMINATION_LOG);
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .mode(0o666)
+                    .open(&host)
+                    .map_err(|e| Error::io("failed to create termination log", &host, e))?;
+                termination_log = Some(host.clone());
+                own_termination_log = Some((dest.clone(), host));
+            }
+        }
+
+        let meta = ContainerMeta {
+            id: id.into(),
+            name: name.into(),
+            sandbox_id: sandbox.id.clone(),
+            metadata_name: md.name.clone(),
+            attempt: md.attempt,
+            image: config
+                .image
+                .as_ref()
+                .map(|i| i.image.clone())
+                .unwrap_or_else(|| image.reference.clone()),
+            image_annotations: config
+                .image
+                .as_ref()
+                .map(|i| i.annotations.clone().into_iter().collect())
+                .unwrap_or_default(),
+            image_id: image.id.clone(),
+            image_ref: image.reference.clone(),
+            labels: config.labels.clone().into_iter().collect(),
+            annotations: config.annotations.clone().into_iter().collect(),
+            mounts: config.mounts.iter().map(MountRecord::from).collect(),
+            log_path: log_path.clone(),
+            tty: config.tty,
+            stdin: config.stdin,
+            stdin_once: config.stdin_once,
+            stop_signal: image.config.stop_signal.clone(),
+            termination_log,
+            cgroups_path: spec::cgroups_path(self.cfg.cgroup_manager, &sandbox.cgroup_parent, id),
+            created_at: now_nanos(),
+        };
+        // The record goes to disk before any mount or process exists, marked
+        // incomplete: a crius killed mid-create is cleaned up by recover().
+        let ctr = Arc::new(Container::new(meta, cdir.clone()));
+        ctr.update_unsynced(|s| {
+            s.state = Some(State::Created);
+            s.create_complete = false;
+            Ok(())
+        })?;
+
+        // Missing host paths of bind mounts are created as directories, as
+        // kubelet expects.
+        for m in &config.mounts {
+            let hp = Path::new(&m.host_path);
+            if !m.host_path.is_empty() && hp.is_absolute() && !hp.exists() {
+                let mut first_missing = hp.to_path_buf();
+                while let Some(parent) = first_missing.parent() {
+                    if parent.exists() {
+                        break;
+                    }
+                    first_missing = parent.to_path_buf();
+                }
+                std::fs::create_dir_all(hp)
+                    .map_err(|e| Error::io("failed to create mount source", hp, e))?;
+                // Remove what we created, deepest first.
+                let mut p = hp.to_path_buf();
+                loop {
+                    undo.push(Undo::RemoveEmptyDir(p.clone()));
+                    if p == first_missing {
+                        break;
+                    }
+                    match p.parent() {
+                        Some(parent) => p = parent.to_path_buf(),
+                        None => break,
+                    }
+                }
+            }
+        }
+
+        let overlay = self.overlay(id);
+        let layers = image.layers.clone();
+        let (oid, ov) = (id.to_string(), overlay.clone());
+        tokio::task::spawn_blocking(move || rootfs::mount_overlay(&oid, &layers, &ov))
+            .await
+            .map_err(|e| Error::Mount {
+                id: id.into(),
+                target: overlay.merged.clone(),
+                reason: e.to_string(),
+            })??;
+        undo.push(Undo::Unmount(overlay.merged.clone()));
+
+        let sec = config
+            .linux
+            .as_ref()
+            .and_then(|l| l.security_context.as_ref());
+        let req = UserRequest {
+            run_as_user: sec.and_then(|s| s.run_as_user.as_ref()).map(|v| v.value),
+            run_as_username: sec.map(|s| s.run_as_username.clone()).unwrap_or_default(),
+            run_as_group: sec.and_then(|s| s.run_as_group.as_ref()).map(|v| v.value),
+            image_user: image.config.user.clone(),
+            supplemental_groups: sec
+                .map(|s| s.supplemental_groups.clone())
+                .unwrap_or_default(),
+        };
+        let merged = overlay.merged.clone();
+        let user = tokio::task::spawn_blocking(move || user::resolve_user(&merged, &req))
+            .await
+            .map_err(|e| Error::User {
+                user: image.config.user.clone(),
+                reason: e.to_string(),
+            })??;
+
+        let pid_namespace = self.resolve_pid_namespace(config, sandbox)?;
+        let user_record = crate::store::UserRecord {
+            uid: user.uid,
+            gid: user.gid,
+            supplemental_groups: user.additional_gids.clone(),
+        };
+        let spec = spec::build_spec(&SpecInput {
+            id,
+            config,
+            image,
+            sandbox,
+            rootfs: &overlay.merged,
+            user: &user,
+            pid_namespace,
+            termination_log: own_termination_log
+                .as_ref()
+                .map(|(d, h)| (d.as_str(), h.as_path())),
+            default_capabilities: &self.cfg.default_capabilities,
+            cgroup_manager: self.cfg.cgroup_manager,
+        })?;
+        let spec_path = bundle.join(CONFIG_JSON);
+        let data = serde_json::to_vec_pretty(&spec).map_err(|e| Error::Json {
+            path: spec_path.clone(),
+            source: e,
+        })?;
+        // The bundle is volatile (runroot): atomic, but no fsync needed.
+        crate::store::write_replace(&spec_path, &data)?;
+
+        let conmon_log = log_path.clone().unwrap_or_else(|| bundle.join(HIDDEN_LOG));
+        if let Some(parent) = conmon_log.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| Error::io("failed to create log directory", parent, e))?;
+        }
+        let runtime_log = bundle.join("runc-create.log");
+        let runtime_args = self.runc.global_args(&runtime_log);
+        undo.push(Undo::RuncDelete(id.into()));
+        let pid = monitor::create(&ConmonCreate {
+            conmon_path: self.cfg.conmon_path.clone(),
+            runtime_path: self.cfg.runtime_path.clone(),
+            runtime_args,
+            runtime_log,
+            id: id.into(),
+            name: name.into(),
+            bundle: bundle.clone(),
+            pid_file: bundle.join(PID_FILE),
+            conmon_pid_file: bundle.join(CONMON_PID_FILE),
+            log_path: conmon_log,
+            exit_dir: self.cfg.exits_dir(),
+            persist_dir: bundle.clone(),
+            socket_dir: self.cfg.runroot.join("socks"),
+            terminal: config.tty,
+            stdin: config.stdin,
+            stdin_once: config.stdin_once,
+            systemd_cgroup: self.cfg.cgroup_manager == CgroupManager::Systemd,
+            timeout: CREATE_TIMEOUT,
+        })
+        .await?;
+
+        ctr.update(|s| {
+            s.pid = pid;
+            s.user = Some(user_record.clone());
+            s.create_complete = true;
+            Ok(())
+        })?;
+        self.store.insert(ctr);
+        tracing::info!(%id, %name, pid, "container created");
+        Ok(())
+    }
+
+    fn resolve_pid_namespace(
+        &self,
+        config: &ContainerConfig,
+        sandbox: &SandboxInfo,
+    ) -> Result<PidNamespace> {
+        let ns = config
+            .linux
+            .as_ref()
+            .and_then(|l| l.security_context.as_ref())
+            .and_then(|s| s.namespace_options.as_ref());
+        if let Some(ns) = ns
+            && ns.pid == NamespaceMode::Target as i32
+        {
+            let target = self.store.get(&ns.target_id)?;
+            let st = target.status();
+            if st.state() != State::Running && st.state() != State::Created || st.pid <= 0 {
+                return Err(Error::FailedPrecondition {
+                    id: target.meta.id.clone(),
+                    state: st.state().as_str(),
+                    op: "share its pid namespace",
+                });
+            }
+            return Ok(PidNamespace::Join(PathBuf::from(format!(
+                "/proc/{}/ns/pid",
+                st.pid
+            ))));
+        }
+        spec::pid_namespace(config, sandbox)
+    }
+
+    async fn run_undo(&self, id: &str, undo: Vec<Undo>) {
+        let work = async {
+            for step in undo.into_iter().rev() {
+                let res: Result<()> = match &step {
+                    Undo::ReleaseName(n) => {
+                        self.store.names.release(n);
+                        Ok(())
+                    }
+                    Undo::RemoveDir(d) => match std::fs::remove_dir_all(d) {
+                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                            Err(Error::io("failed to remove", d, e))
+                        }
+                        _ => Ok(()),
+                    },
+                    Undo::RemoveEmptyDir(d) => {
+                        let _ = std::fs::remove_dir(d);
+                        Ok(())
+                    }
+                    Undo::Unmount(t) => rootfs::unmount(t),
+                    Undo::RuncDelete(cid) => {
+                        let r = self.runc.delete(cid).await;
+                        self.kill_conmon(cid);
+                        let _ = std::fs::remove_file(self.exit_file(cid));
+                        let _ = std::fs::remove_file(self.cfg.runroot.join("socks").join(cid));
+                        r
+                    }
+                };
+                if let Err(e) = res {
+                    tracing::error!(%id, ?step, %e, "undo step failed");
+                }
+            }
+        };
+        if tokio::time::timeout(UNDO_TIMEOUT, work).await.is_err() {
+            tracing::error!(%id, "undo timed out");
+        }
+    }
+
+    /// Kills a conmon still monitoring `id` (a half-created container).
+    fn kill_conmon(&self, id: &str) {
+        let pidfile = self.cfg.bundle_dir(id).join(CONMON_PID_FILE);
+        if let Some(pid) = monitor::running_conmon(&pidfile, id) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+
+    // ----------------------------------------------------------------- start
+
+    /// StartContainer: `runc start`; the container is RUNNING with
+    /// started_at set.
+    pub async fn start(&self, id: &str) -> Result<()> {
+        let ctr = self.store.get(id)?;
+        let _op = ctr.op_lock.lock().await;
+        let st = self.refresh(&ctr)?;
+        if st.state() != State::Created {
+            return Err(Error::FailedPrecondition {
+                id: ctr.meta.id.clone(),
+                state: st.state().as_str(),
+                op: "start",
+            });
+        }
+        // Taken before the call: a quick process may exit (and conmon stamp
+        // its exit file) before runc start returns.
+        let started = now_nanos();
+        if let Err(e) = self.runc.start(&ctr.meta.id).await {
+            // The process may have died trying: record what conmon saw.
+            let _ = self.wait_exit(&ctr, Duration::from_millis(500)).await;
+            return Err(e);
+        }
+        ctr.update(|s| {
+            if s.state() == State::Created {
+                s.state = Some(State::Running);
+            }
+            s.started_at = started;
+            Ok(())
+        })?;
+        tracing::info!(id = %ctr.meta.id, "container started");
+        Ok(())
+    }
+
+    // ------------------------------------------------------------------ stop
+
+    /// StopContainer: the image STOPSIGNAL (else SIGTERM), SIGKILL after
+    /// `timeout` seconds. Stopping a missing or exited container succeeds
+    /// (CRI: "If the container has already been stopped, the call must not
+    /// return an error").
+    pub async fn stop(&self, id: &str, timeout: i64) -> Result<()> {
+        let ctr = match self.store.get(id) {
+            Ok(c) => c,
+            Err(Error::NotFound(_)) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let _op = ctr.op_lock.lock().await;
+        self.stop_locked(&ctr, timeout).await
+    }
+
+    async fn stop_locked(&self, ctr: &Container, timeout: i64) -> Result<()> {
+        let st = self.refresh(ctr)?;
+        match st.state() {
+            State::Exited => return Ok(()),
+            State::Created | State::Running | State::Unknown => {}
+        }
+        let id = &ctr.meta.id;
+        if timeout > 0 && st.state() == State::Running {
+            let sig = stop_signal(&ctr.meta.stop_signal);
+            self.runc.kill(id, &sig, false).await?;
+            if self
+                .wait_exit(ctr, Duration::from_secs(timeout as u64))
+                .await?
+            {
+                return Ok(());
+            }
+            tracing::info!(%id, timeout, "stop signal ignored, killing");
+        }
+        self.runc.kill(id, "KILL", false).await?;
+        if self.wait_exit(ctr, KILL_WAIT).await? {
+            Ok(())
+        } else {
+            Err(Error::Timeout {
+                id: id.clone(),
+                op: "stop",
+                timeout: KILL_WAIT,
+            })
+        }
+    }
+
+    /// Polls until the container has exited (true) or `limit` passed.
+    async fn wait_exit(&self, ctr: &Container, limit: Duration) -> Result<bool> {
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut polls = 0u32;
+        let mut pause = FIRST_POLL;
+        loop {
+            let st = self.refresh(ctr)?;
+            if st.state() == State::Exited {
+                return Ok(true);
+            }
+            polls += 1;
+            if polls >= 10 && polls.is_multiple_of(25) && self.monitor_gone(ctr).await? {
+                return Ok(true);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(false);
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(POLL);
+        }
+    }
+
+    /// If conmon is gone, no exit file will ever come: when runc also says
+    /// the container stopped, record an exit with an unknown code so that
+    /// stop and remove do not wait forever. Returns true if it did.
+    async fn monitor_gone(&self, ctr: &Container) -> Result<bool> {
+        let id = &ctr.meta.id;
+        let pidfile = self.cfg.bundle_dir(id).join(CONMON_PID_FILE);
+        if monitor::running_conmon(&pidfile, id).is_some() {
+            return Ok(false);
+        }
+        let stopped = match self.runc.state(id).await? {
+            None => true,
+            Some(rs) => rs.status == "stopped",
+        };
+        if !stopped {
+            return Ok(false);
+        }
+        // conmon may have written the file just before exiting.
+        if self.refresh(ctr)?.state() == State::Exited {
+            return Ok(true);
+        }
+        tracing::warn!(%id, "container stopped while conmon was not running");
+        self.record_exit(
+            ctr,
+            255,
+            now_nanos(),
+            Some("container exited while its monitor was not running; exit code unknown".into()),
+        )?;
+        Ok(true)
+    }
+
+    /// conmon's attach socket for the container (for the streaming server).
+    pub fn attach_socket_path(&self, id: &str) -> Result<PathBuf> {
+        let ctr = self.store.get(id)?;
+        Ok(self.cfg.bundle_dir(&ctr.meta.id).join("attach"))
+    }
+
+    /// The OCI bundle of the container (config.json, conmon's ctl fifo).
+    pub fn bundle_path(&self, id: &str) -> Result<PathBuf> {
+        let ctr = self.store.get(id)?;
+        Ok(self.cfg.bundle_dir(&ctr.meta.id))
+    }
+
+    /// Folds conmon's exit file (and OOM marker, termination message) into
+    /// the record of a container that has exited.
+    fn refresh(&self, ctr: &Container) -> Result<Status> {
+        let st = ctr.status();
+        if !matches!(st.state(), State::Created | State::Running) {
+            return Ok(st);
+        }
+        let exit = self.exit_file(&ctr.meta.id);
+        let Ok(md) = std::fs::metadata(&exit) else {
+            return Ok(st);
+        };
+        let code = std::fs::read_to_string(&exit)
+            .ok()
+            .and_then(|s| s.trim().parse::<i32>().ok())
+            .unwrap_or(-1);
+        let finished = md.modified().map(nanos_of).unwrap_or_else(|_| now_nanos());
+        self.record_exit(ctr, code, finished, None)
+    }
+
+    fn record_exit(
+        &self,
+        ctr: &Container,
+        code: i32,
+        finished: i64,
+        message: Option<String>,
+    ) -> Result<Status> {
+        let bundle = self.cfg.bundle_dir(&ctr.meta.id);
+        // conmon marks OOM kills with an `oom` file; the cgroup's own
+        // counter covers a kill conmon did not see (e.g. while it was down).
+        let oom = bundle.join("oom").exists()
+            || (code == 137 && cgroup_oom_killed(&ctr.meta.cgroups_path));
+        let term = ctr
+            .meta
+            .termination_log
+            .as_deref()
+            .and_then(read_termination_message);
+        ctr.update(|s| {
+            if s.state() == State::Exited {
+                return Ok(());
+            }
+            s.state = Some(State::Exited);
+            s.exit_code = code;
+            // The exit file's mtime can trail the start stamp by a tick.
+            s.finished_at = finished.max(s.started_at);
+            s.reason = if oom {
+                REASON_OOM.into()
+            } else if code == 0 {
+                REASON_COMPLETED.into()
+            } else {
+                REASON_ERROR.into()
+            };
+            s.message = term.clone().or(message.clone()).unwrap_or_default();
+            Ok(())
+        })
+    }
+
+    // ---------------------------------------------------------------- remove
+
+    /// RemoveContainer: kills it if running, `runc delete`, unmounts the
+    /// rootfs, removes its dirs and releases its name. Removing a missing
+    /// container succeeds.
+    pub async fn remove(&self, id: &str) -> Result<()> {
+        let ctr = match self.store.get(id) {
+            Ok(c) => c,
+            Err(Error::NotFound(_)) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let _op = ctr.op_lock.lock().await;
+        let st = self.refresh(&ctr)?;
+        if matches!(st.state(), State::Running | State::Created | State::Unknown) {
+            self.stop_locked(&ctr, 0).await?;
+        }
+        // Dropping the record first makes the rest crash-safe and cheap: a
+        // crius killed from here on finds a container dir without a record,
+        // which recover() cleans up completely.
+        let record = ctr.record_path();
+        match std::fs::remove_file(&record) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(Error::io("failed to remove", record, e));
+            }
+            _ => {}
+        }
+        let id = ctr.meta.id.clone();
+        // The process is dead: runc's cleanup and the unmount are independent.
+        let merged = self.overlay(&id).merged;
+        let unmount = tokio::task::spawn_blocking(move || rootfs::unmount(&merged));
+        let deleted = self.runc.delete(&id).await;
+        let unmounted = unmount.await.map_err(|e| Error::Mount {
+            id: id.clone(),
+            target: self.overlay(&id).merged,
+            reason: e.to_string(),
+        })?;
+        deleted?;
+        unmounted?;
+        self.kill_conmon(&id);
+        for d in [self.cfg.bundle_dir(&id), self.cfg.container_dir(&id)] {
+            match std::fs::remove_dir_all(&d) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(Error::io("failed to remove", d, e));
+                }
+                _ => {}
+            }
+        }
+        let _ = std::fs::remove_file(self.exit_file(&id));
+        let _ = std::fs::remove_file(self.cfg.runroot.join("socks").join(&id));
+        self.store.remove(&id);
+        self.store.names.release(&ctr.meta.name);
+        tracing::info!(%id, "container removed");
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------- status
+
+    /// ContainerStatus; with `verbose`, `info["info"]` holds a JSON object
+    /// with the pid, sandbox id and runtime spec.
+    pub fn status(
+        &self,
+        id: &str,
+        verbose: bool,
+    ) -> Result<(crius_proto::ContainerStatus, BTreeMap<String, String>)> {
+        let ctr = self.store.get(id)?;
+        let st = self.refresh(&ctr)?;
+        let m = &ctr.meta;
+        let status = crius_proto::ContainerStatus {
+            id: m.id.clone(),
+            metadata: Some(crius_proto::ContainerMetadata {
+                name: m.metadata_name.clone(),
+                attempt: m.attempt,
+            }),
+            state: st.state().to_cri() as i32,
+            created_at: m.created_at,
+            started_at: st.started_at,
+            finished_at: st.finished_at,
+            exit_code: st.exit_code,
+            image: Some(crius_proto::ImageSpec {
+                image: m.image.clone(),
+                annotations: m.image_annotations.clone().into_iter().collect(),
+                ..Default::default()
+            }),
+            image_ref: m.image_ref.clone(),
+            image_id: m.image_id.clone(),
+            reason: st.reason.clone(),
+            message: st.message.clone(),
+            labels: m.labels.clone().into_iter().collect(),
+            annotations: m.annotations.clone().into_iter().collect(),
+            mounts: m.mounts.iter().map(crius_proto::Mount::from).collect(),
+            log_path: m
+                .log_path
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            user: st.user.as_ref().map(|u| crius_proto::ContainerUser {
+                linux: Some(crius_proto::LinuxContainerUser {
+                    uid: u.uid.into(),
+                    gid: u.gid.into(),
+                    supplemental_groups: u
+                        .supplemental_groups
+                        .iter()
+                        .map(|g| (*g).into())
+                        .collect(),
+                }),
+            }),
+            ..Default::default()
+        };
+        let mut info = BTreeMap::new();
+        if verbose {
+            let spec: serde_json::Value =
+                std::fs::read(self.cfg.bundle_dir(&m.id).join(CONFIG_JSON))
+                    .ok()
+                    .and_then(|d| serde_json::from_slice(&d).ok())
+                    .unwrap_or(serde_json::Value::Null);
+            let v = serde_json::json!({
+                "sandboxID": m.sandbox_id,
+                "pid": st.pid,
+                "name": m.name,
+                "runtimeSpec": spec,
+            });
+            info.insert("info".to_string(), v.to_string());
+        }
+        Ok((status, info))
+    }
+
+    /// ListContainers with the CRI filter (id prefix, state, sandbox id,
+    /// label selector).
+    pub fn list(&self, filter: Option<&ContainerFilter>) -> Vec<crius_proto::Container> {
+        let mut out: Vec<crius_proto::Container> = Vec::new();
+        for ctr in self.store.list() {
+            let st = match self.refresh(&ctr) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(id = %ctr.meta.id, %e, "failed to refresh container");
+                    ctr.status()
+                }
+            };
+            if let Some(f) = filter
+                && !matches_filter(&ctr.meta, st.state(), f)
+            {
+                continue;
+            }
+            let m = &ctr.meta;
+            out.push(crius_proto::Container {
+                id: m.id.clone(),
+                pod_sandbox_id: m.sandbox_id.clone(),
+                metadata: Some(crius_proto::ContainerMetadata {
+                    name: m.metadata_name.clone(),
+                    attempt: m.attempt,
+                }),
+                image: Some(crius_proto::ImageSpec {
+                    image: m.image.clone(),
+                    annotations: m.image_annotations.clone().into_iter().collect(),
+                    ..Default::default()
+                }),
+                image_ref: m.image_ref.clone(),
+                image_id: m.image_id.clone(),
+                state: st.state().to_cri() as i32,
+                created_at: m.created_at,
+                labels: m.labels.clone().into_iter().collect(),
+                annotations: m.annotations.clone().into_iter().collect(),
+            });
+        }
+        out.sort_by_key(|c| c.created_at);
+        out
+    }
+
+    // ------------------------------------------------------------------ exec
+
+    /// ExecSync: runs `cmd` in the running container with its process
+    /// settings (user, env, cwd, capabilities). `timeout` 0 means none.
+    pub async fn exec_sync(
+        &self,
+        id: &str,
+        cmd: &[String],
+        timeout: Duration,
+    ) -> Result<ExecSyncOutput> {
+        if cmd.is_empty() {
+            return Err(Error::InvalidArgument("exec command is empty".into()));
+        }
+        let ctr = self.store.get(id)?;
+        let st = self.refresh(&ctr)?;
+        if st.state() != State::Running {
+            return Err(Error::FailedPrecondition {
+                id: ctr.meta.id.clone(),
+                state: st.state().as_str(),
+                op: "exec in it",
+            });
+        }
+        let bundle = self.cfg.bundle_dir(&ctr.meta.id);
+        let spec_path = bundle.join(CONFIG_JSON);
+        let spec: oci_spec::runtime::Spec = serde_json::from_slice(
+            &std::fs::read(&spec_path).map_err(|e| Error::io("failed to read", &spec_path, e))?,
+        )
+        .map_err(|e| Error::Json {
+            path: spec_path.clone(),
+            source: e,
+        })?;
+        let mut process = spec.process().clone().unwrap_or_default();
+        process
+            .set_args(Some(cmd.to_vec()))
+            .set_terminal(Some(false));
+        let seq = new_id()?;
+        let process_file = bundle.join(format!("exec-{}.json", &seq[..16]));
+        let pid_file = bundle.join(format!("exec-{}.pid", &seq[..16]));
+        let data = serde_json::to_vec(&process).map_err(|e| Error::Json {
+            path: process_file.clone(),
+            source: e,
+        })?;
+        std::fs::write(&process_file, data)
+            .map_err(|e| Error::io("failed to write", &process_file, e))?;
+        let timeout = (!timeout.is_zero()).then_some(timeout);
+        let res = self
+            .runc
+            .exec_sync(&ctr.meta.id, &process_file, &pid_file, timeout)
+            .await;
+        let _ = std::fs::remove_file(&process_file);
+        let _ = std::fs::remove_file(&pid_file);
+        res
+    }
+
+    // -------------------------------------------------------------- log file
+
+    /// ReopenContainerLog: conmon closes and reopens the log path, so a
+    /// file renamed by kubelet's rotation stops growing and a new one starts.
+    pub async fn reopen_log(&self, id: &str) -> Result<()> {
+        let ctr = self.store.get(id)?;
+        let st = self.refresh(&ctr)?;
+        if st.state() != State::Running {
+            return Err(Error::FailedPrecondition {
+                id: ctr.meta.id.clone(),
+                state: st.state().as_str(),
+                op: "reopen its log",
+            });
+        }
+        let bundle = self.cfg.bundle_dir(&ctr.meta.id);
+        monitor::reopen_log(&ctr.meta.id, &bundle)?;
+        if let Some(log) = &ctr.meta.log_path {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+            while !log.exists() {
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(Error::Timeout {
+                        id: ctr.meta.id.clone(),
+                        op: "reopen the log of",
+                        timeout: Duration::from_secs(5),
+                    });
+                }
+                tokio::time::sleep(POLL).await;
+            }
+        }
+        Ok(())
+    }
+
+    // -------------------------------------------------------------- recovery
+
+    /// Reloads every record and reconciles it with runc, conmon's exit
+    /// files and mounts. Containers that exited while crius was down get
+    /// their real exit code; half-created ones are removed.
+    pub async fn recover(&self) -> Result<RecoveryReport> {
+        let mut report = RecoveryReport::default();
+        let dir = self.cfg.root.join("containers");
+        let entries =
+            std::fs::read_dir(&dir).map_err(|e| Error::io("failed to read directory", &dir, e))?;
+        let mut known = std::collections::HashSet::new();
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let id = entry.file_name().to_string_lossy().into_owned();
+            if !path.join(crate::store::RECORD_FILE).exists() {
+                // A create killed before its record was written.
+                self.cleanup_stray(&id).await;
+                report.cleaned.push(id);
+                continue;
+            }
+            let ctr = match Container::load(&path) {
+                Ok(c) => Arc::new(c),
+                Err(e) => {
+                    tracing::error!(?path, %e, "cannot load container record");
+                    report.failed.push((path, e.to_string()));
+                    known.insert(id);
+                    continue;
+                }
+            };
+            let st = ctr.status();
+            if !st.create_complete {
+                self.cleanup_stray(&id).await;
+                report.cleaned.push(id);
+                continue;
+            }
+            known.insert(id.clone());
+            if let Err(e) = self.store.names.reserve(&ctr.meta.name, &id) {
+                tracing::error!(%id, %e, "duplicate container name in records");
+            }
+            self.store.insert(ctr.clone());
+            if let Err(e) = self.reconcile(&ctr).await {
+                tracing::warn!(%id, %e, "failed to reconcile container");
+            }
+            report.restored.push(id);
+        }
+        // runc containers and bundles nobody has a record for.
+        for d in [self.cfg.runc_root(), self.cfg.runroot.join("containers")] {
+            if let Ok(entries) = std::fs::read_dir(&d) {
+                for e in entries.flatten() {
+                    let id = e.file_name().to_string_lossy().into_owned();
+                    if !known.contains(&id) && !report.cleaned.contains(&id) {
+                        self.cleanup_stray(&id).await;
+                        report.cleaned.push(id);
+                    }
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    async fn reconcile(&self, ctr: &Container) -> Result<()> {
+        let st = self.refresh(ctr)?;
+        if !matches!(st.state(), State::Created | State::Running) {
+            return Ok(());
+        }
+        let id = &ctr.meta.id;
+        match self.runc.state(id).await? {
+            Some(rs) if rs.status == "running" => {
+                if st.state() == State::Created {
+                    ctr.update(|s| {
+                        s.state = Some(State::Running);
+                        if s.started_at == 0 {
+                            s.started_at = now_nanos();
+                        }
+                        Ok(())
+                    })?;
+                }
+            }
+            Some(rs) if rs.status == "created" => {}
+            other => {
+                // Stopped (or gone) without an exit file: conmon died too,
+                // the exit code is lost.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let st = self.refresh(ctr)?;
+                if st.state() != State::Exited {
+                    let why = match other {
+                        Some(rs) => format!("runc reports {}", rs.status),
+                        None => "runc no longer knows it".into(),
+                    };
+                    self.record_exit(
+                        ctr,
+                        255,
+                        now_nanos(),
+                        Some(format!(
+                            "container exited while its monitor was not running ({why}); exit code unknown"
+                        )),
+                    )?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes every trace of a container that has no usable record.
+    async fn cleanup_stray(&self, id: &str) {
+        if !user::is_plain_component(id) {
+            return;
+        }
+        tracing::info!(%id, "cleaning up half-created container");
+        let _ = self.runc.kill(id, "KILL", false).await;
+        if let Err(e) = self.runc.delete(id).await {
+            tracing::warn!(%id, %e, "runc delete failed");
+        }
+        self.kill_conmon(id);
+        if let Err(e) = rootfs::unmount(&self.overlay(id).merged) {
+            tracing::warn!(%id, %e, "unmount failed");
+        }
+        let _ = std::fs::remove_dir_all(self.cfg.bundle_dir(id));
+        let _ = std::fs::remove_dir_all(self.cfg.container_dir(id));
+        let _ = std::fs::remove_file(self.exit_file(id));
+        let _ = std::fs::remove_file(self.cfg.runroot.join("socks").join(id));
+        let _ = std::fs::remove_dir_all(self.cfg.runc_root().join(id));
+    }
+}
+
+/// True if the kernel OOM killer fired in the container's memory cgroup
+/// (v1 `memory.oom_control`, v2 `memory.events`).
+fn cgroup_oom_killed(cgroups_path: &str) -> bool {
+    if cgroups_path.is_empty() || cgroups_path.contains("..") {
+        return false;
+    }
+    let rel = cgroups_path.trim_start_matches('/');
+    let candidates = [
+        (Path::new("/sys/fs/cgroup/memory")
+            .join(rel)
+            .join("memory.oom_control")),
+        (Path::new("/sys/fs/cgroup").join(rel).join("memory.events")),
+    ];
+    candidates.iter().any(|f| {
+        std::fs::read_to_string(f)
+            .map(|text| parse_oom_kill_count(&text) > 0)
+            .unwrap_or(false)
+    })
+}
+
+fn parse_oom_kill_count(text: &str) -> u64 {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("oom_kill "))
+        .filter_map(|v| v.trim().parse::<u64>().ok())
+        .next()
+        .unwrap_or(0)
+}
+
+/// `SIGTERM`, `TERM` or `15` as runc kill wants it; default SIGTERM.
+pub fn stop_signal(image_signal: &str) -> String {
+    let s = image_signal.trim();
+    if s.is_empty() {
+        return "TERM".into();
+    }
+    if s.parse::<u32>().is_ok() {
+        return s.into();
+    }
+    let upper = s.to_ascii_uppercase();
+    upper.strip_prefix("SIG").unwrap_or(&upper).to_string()
+}
+
+/// The termination message file, bounded and not following symlinks.
+fn read_termination_message(path: &Path) -> Option<String> {
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .ok()?;
+    if !f.metadata().ok()?.is_file() {
+        return None;
+    }
+    let mut buf = Vec::new();
+    f.take(MAX_TERMINATION_MESSAGE).read_to_end(&mut buf).ok()?;
+    if buf.is_empty() {
+        return None;
+    }
+    Some(String::from_utf8_lossy(&buf).into_owned())
+}
+
+/// The CRI filter semantics: every given field must match; the id may be a
+/// prefix.
+pub fn matches_filter(meta: &ContainerMeta, state: State, f: &ContainerFilter) -> bool {
+    if !f.id.is_empty() && !meta.id.starts_with(&f.id) {
+        return false;
+    }
+    if let Some(s) = &f.state
+        && s.state != state.to_cri() as i32
+    {
+        return false;
+    }
+    if !f.pod_sandbox_id.is_empty() && !meta.sandbox_id.starts_with(&f.pod_sandbox_id) {
+        return false;
+    }
+    f.label_selector
+        .iter()
+        .all(|(k, v)| meta.labels.get(k) == Some(v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crius_proto::ContainerStateValue;
+
+    fn meta() -> ContainerMeta {
+        ContainerMeta {
+            id: "abcdef".into(),
+            name: "n".into(),
+            sandbox_id: "pod123".into(),
+            metadata_name: "n".into(),
+            attempt: 0,
+            image: "i".into(),
+            image_annotations: Default::default(),
+            image_id: "x".into(),
+            image_ref: "y".into(),
+            labels: [("app".to_string(), "web".to_string())].into(),
+            annotations: Default::default(),
+            mounts: vec![],
+            log_path: None,
+            tty: false,
+            stdin: false,
+            stdin_once: false,
+            stop_signal: String::new(),
+            termination_log: None,
+            cgroups_path: String::new(),
+            created_at: 0,
+        }
+    }
+
+    #[test]
+    fn filters() {
+        let m = meta();
+        let f =
+            |id: &str, state: Option<State>, pod: &str, labels: &[(&str, &str)]| ContainerFilter {
+                id: id.into(),
+                state: state.map(|s| ContainerStateValue {
+                    state: s.to_cri() as i32,
+                }),
+                pod_sandbox_id: pod.into(),
+                label_selector: labels
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            };
+        assert!(matches_filter(&m, State::Running, &f("", None, "", &[])));
+        assert!(matches_filter(&m, State::Running, &f("abc", None, "", &[])));
+        assert!(!matches_filter(
+            &m,
+            State::Running,
+            &f("abd", None, "", &[])
+        ));
+        assert!(matches_filter(
+            &m,
+            State::Running,
+            &f("", Some(State::Running), "", &[])
+        ));
+        assert!(!matches_filter(
+            &m,
+            State::Exited,
+            &f("", Some(State::Running), "", &[])
+        ));
+        assert!(matches_filter(
+            &m,
+            State::Running,
+            &f("", None, "pod123", &[])
+        ));
+        assert!(!matches_filter(
+            &m,
+            State::Running,
+            &f("", None, "pod9", &[])
+        ));
+        assert!(matches_filter(
+            &m,
+            State::Running,
+            &f("", None, "", &[("app", "web")])
+        ));
+        assert!(!matches_filter(
+            &m,
+            State::Running,
+            &f("", None, "", &[("app", "db")])
+        ));
+        assert!(!matches_filter(
+            &m,
+            State::Running,
+            &f("", None, "", &[("app", "web"), ("tier", "x")])
+        ));
+    }
+
+    #[test]
+    fn oom_kill_counters() {
+        assert_eq!(
+            parse_oom_kill_count("oom_kill_disable 0\nunder_oom 0\noom_kill 2\n"),
+            2
+        );
+        assert_eq!(
+            parse_oom_kill_count("low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n"),
+            1
+        );
+        assert_eq!(parse_oom_kill_count("oom_kill_disable 0\n"), 0);
+        assert!(!cgroup_oom_killed("/../etc"));
+    }
+
+    #[test]
+    fn stop_signals() {
+        assert_eq!(stop_signal(""), "TERM");
+        assert_eq!(stop_signal("SIGQUIT"), "QUIT");
+        assert_eq!(stop_signal("sigint"), "INT");
+        assert_eq!(stop_signal("9"), "9");
+        assert_eq!(stop_signal("USR1"), "USR1");
+    }
+
+    #[test]
+    fn termination_message_is_bounded_and_no_symlinks() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t");
+        std::fs::write(&p, vec![b'a'; 10_000]).unwrap();
+        assert_eq!(read_termination_message(&p).unwrap().len(), 4096);
+        let l = dir.path().join("l");
+        std::os::unix::fs::symlink(&p, &l).unwrap();
+        assert_eq!(read_termination_message(&l), None);
+        std::fs::write(&p, "").unwrap();
+        assert_eq!(read_termination_message(&p), None);
+    }
+
+    #[test]
+    fn ids_are_64_hex() {
+        let id = new_id().unwrap();
+        assert_eq!(id.len(), 64);
+        assert!(id.chars().all(|c| c.is_ascii_hexdigit()));
+    }
+}

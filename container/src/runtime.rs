@@ -1,0 +1,316 @@
+//! Driving the OCI runtime (runc) directly: start, state, kill, delete and
+//! exec. `create` goes through conmon (see [`crate::monitor`]).
+//!
+//! runc always runs as `runc --root <runroot>/runc --log-format json --log
+//! <file>`, so its error comes back as a parsed message, not a wall of text.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::process::Command;
+
+use crate::error::{Error, Result, parse_runc_message};
+
+/// ExecSync output beyond this many bytes per stream is dropped.
+pub const MAX_EXEC_OUTPUT: usize = 16 << 20;
+
+static LOG_SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// `runc state` output.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RuncState {
+    pub id: String,
+    pub pid: i32,
+    pub status: String,
+    #[serde(default)]
+    pub bundle: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Runc {
+    pub path: PathBuf,
+    pub root: PathBuf,
+    log_dir: PathBuf,
+}
+
+/// Output of a finished command run inside a container.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ExecOutput {
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub exit_code: i32,
+}
+
+impl Runc {
+    pub fn new(path: PathBuf, root: PathBuf, log_dir: PathBuf) -> Self {
+        Runc {
+            path,
+            root,
+            log_dir,
+        }
+    }
+
+    /// A fresh log file for one runc call.
+    pub fn log_file(&self, id: &str, op: &str) -> PathBuf {
+        let n = LOG_SEQ.fetch_add(1, Ordering::Relaxed);
+        self.log_dir
+            .join(format!("{id}-{op}-{}-{n}.log", std::process::id()))
+    }
+
+    /// The global args every runc call carries.
+    pub fn global_args(&self, log: &Path) -> Vec<OsString> {
+        let mut root = OsString::from("--root=");
+        root.push(&self.root);
+        let mut log_arg = OsString::from("--log=");
+        log_arg.push(log);
+        vec![root, "--log-format=json".into(), log_arg]
+    }
+
+    fn command(&self, log: &Path) -> Command {
+        let mut c = Command::new(&self.path);
+        c.args(self.global_args(log))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        c
+    }
+
+    async fn run(&self, id: &str, op: &str, args: &[&str]) -> Result<Vec<u8>> {
+        std::fs::create_dir_all(&self.log_dir)
+            .map_err(|e| Error::io("failed to create directory", &self.log_dir, e))?;
+        let log = self.log_file(id, op);
+        let out = self
+            .command(&log)
+            .args(args)
+            .output()
+            .await
+            .map_err(|e| Error::Spawn {
+                id: id.into(),
+                program: self.path.clone(),
+                source: e,
+            });
+        let log_text = std::fs::read_to_string(&log).unwrap_or_default();
+        let _ = std::fs::remove_file(&log);
+        let out = out?;
+        if out.status.success() {
+            return Ok(out.stdout);
+        }
+        let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        Err(Error::CommandFailed {
+            id: id.into(),
+            command: format!("runc {op}"),
+            status: out.status.to_string(),
+            message: parse_runc_message(&log_text)
+                .or_else(|| parse_runc_message(&stderr))
+                .unwrap_or_else(|| "no error message".into()),
+            stderr,
+        })
+    }
+
+    pub async fn start(&self, id: &str) -> Result<()> {
+        self.run(id, "start", &["start", id]).await.map(drop)
+    }
+
+    /// `None` if runc does not know the container.
+    pub async fn state(&self, id: &str) -> Result<Option<RuncState>> {
+        match self.run(id, "state", &["state", id]).await {
+            Ok(out) => serde_json::from_slice(&out)
+                .map(Some)
+                .map_err(|e| Error::Json {
+                    path: self.root.join(id).join("state.json"),
+                    source: e,
+                }),
+            Err(Error::CommandFailed { ref message, .. }) if is_not_exist(message) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub async fn kill(&self, id: &str, signal: &str, all: bool) -> Result<()> {
+        let mut args = vec!["kill"];
+        if all {
+            args.push("--all");
+        }
+        args.extend([id, signal]);
+        match self.run(id, "kill", &args).await {
+            Err(Error::CommandFailed { ref message, .. })
+                if is_not_exist(message) || message.contains("not running") =>
+            {
+                Ok(())
+            }
+            r => r.map(drop),
+        }
+    }
+
+    /// `runc delete --force`; a container runc does not know is fine.
+    pub async fn delete(&self, id: &str) -> Result<()> {
+        match self.run(id, "delete", &["delete", "--force", id]).await {
+            Err(Error::CommandFailed { ref message, .. }) if is_not_exist(message) => Ok(()),
+            r => r.map(drop),
+        }
+    }
+
+    /// Runs the process described by `process_file` in the container,
+    /// capturing at most [`MAX_EXEC_OUTPUT`] bytes of each stream. On
+    /// timeout the process is SIGKILLed and a `Timeout` error returned.
+    pub async fn exec_sync(
+        &self,
+        id: &str,
+        process_file: &Path,
+        pid_file: &Path,
+        timeout: Option<Duration>,
+    ) -> Result<ExecOutput> {
+        std::fs::create_dir_all(&self.log_dir)
+            .map_err(|e| Error::io("failed to create directory", &self.log_dir, e))?;
+        let log = self.log_file(id, "exec");
+        let mut child = self
+            .command(&log)
+            .arg("exec")
+            .arg("--process")
+            .arg(process_file)
+            .arg("--pid-file")
+            .arg(pid_file)
+            .arg(id)
+            .spawn()
+            .map_err(|e| Error::Spawn {
+                id: id.into(),
+                program: self.path.clone(),
+                source: e,
+            })?;
+        let stdout = child.stdout.take().map(|s| tokio::spawn(read_bounded(s)));
+        let stderr = child.stderr.take().map(|s| tokio::spawn(read_bounded(s)));
+        let waited = match timeout {
+            Some(t) => tokio::time::timeout(t, child.wait()).await.ok(),
+            None => Some(child.wait().await),
+        };
+        let status = match waited {
+            Some(s) => s.map_err(|e| Error::Spawn {
+                id: id.into(),
+                program: self.path.clone(),
+                source: e,
+            })?,
+            None => {
+                // runc forwards catchable signals only: kill the exec'd
+                // process itself, then runc exits with it.
+                if let Some(pid) = read_pid(pid_file) {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+                let _ = child.start_kill();
+                let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
+                for h in [stdout, stderr].into_iter().flatten() {
+                    h.abort();
+                }
+                let _ = std::fs::remove_file(&log);
+                return Err(Error::Timeout {
+                    id: id.into(),
+                    op: "exec in",
+                    timeout: timeout.unwrap_or_default(),
+                });
+            }
+        };
+        // A background child of the command may keep the pipes open: give
+        // the readers a moment, then take what they have.
+        let collect = |h: Option<tokio::task::JoinHandle<Vec<u8>>>| async move {
+            match h {
+                Some(h) => tokio::time::timeout(Duration::from_secs(2), h)
+                    .await
+                    .ok()
+                    .and_then(|r| r.ok())
+                    .unwrap_or_default(),
+                None => Vec::new(),
+            }
+        };
+        let out = collect(stdout).await;
+        let err = collect(stderr).await;
+        let log_text = std::fs::read_to_string(&log).unwrap_or_default();
+        let _ = std::fs::remove_file(&log);
+        // runc logs an error only when it failed itself (e.g. the binary
+        // is missing); the command's own non-zero exit is not an error.
+        if let Some(message) = runc_error_in_log(&log_text) {
+            return Err(Error::CommandFailed {
+                id: id.into(),
+                command: "runc exec".into(),
+                status: status.to_string(),
+                message,
+                stderr: String::from_utf8_lossy(&err).into_owned(),
+            });
+        }
+        Ok(ExecOutput {
+            stdout: out,
+            stderr: err,
+            exit_code: status.code().unwrap_or_else(|| {
+                use std::os::unix::process::ExitStatusExt;
+                128 + status.signal().unwrap_or(0)
+            }),
+        })
+    }
+}
+
+fn runc_error_in_log(log: &str) -> Option<String> {
+    let has_error = log.lines().any(|l| {
+        serde_json::from_str::<serde_json::Value>(l)
+            .ok()
+            .and_then(|v| v.get("level").and_then(|x| x.as_str()).map(String::from))
+            .map(|lvl| matches!(lvl.as_str(), "error" | "fatal" | "panic"))
+            .unwrap_or(false)
+    });
+    if has_error {
+        parse_runc_message(log)
+    } else {
+        None
+    }
+}
+
+pub(crate) fn read_pid(path: &Path) -> Option<i32> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+fn is_not_exist(message: &str) -> bool {
+    message.contains("does not exist") || message.contains("not exist")
+}
+
+/// Reads a stream to its end, keeping at most [`MAX_EXEC_OUTPUT`] bytes.
+async fn read_bounded(mut r: impl AsyncRead + Unpin) -> Vec<u8> {
+    let mut kept = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match r.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                let room = MAX_EXEC_OUTPUT.saturating_sub(kept.len());
+                kept.extend_from_slice(&buf[..n.min(room)]);
+            }
+        }
+    }
+    kept
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn bounded_reader_drops_the_excess() {
+        let data = vec![7u8; MAX_EXEC_OUTPUT + 12345];
+        let out = read_bounded(&data[..]).await;
+        assert_eq!(out.len(), MAX_EXEC_OUTPUT);
+    }
+
+    #[test]
+    fn exec_log_errors() {
+        assert_eq!(runc_error_in_log(""), None);
+        assert_eq!(runc_error_in_log(r#"{"level":"info","msg":"x"}"#), None);
+        assert_eq!(
+            runc_error_in_log(r#"{"level":"error","msg":"exec failed: nope"}"#).as_deref(),
+            Some("exec failed: nope")
+        );
+    }
+}

@@ -1,0 +1,491 @@
+//! Container records in memory and on disk.
+//!
+//! Each container is one versioned JSON file, `<root>/containers/<id>/
+//! container.json`, written atomically (temp file, fsync, rename, fsync
+//! dir). Status changes go through [`Container::update`], which writes the
+//! file and memory together so the two never disagree.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+pub const RECORD_VERSION: u32 = 1;
+pub const RECORD_FILE: &str = "container.json";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    Created,
+    Running,
+    Exited,
+    Unknown,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Created => "created",
+            State::Running => "running",
+            State::Exited => "exited",
+            State::Unknown => "unknown",
+        }
+    }
+
+    pub fn to_cri(self) -> crius_proto::ContainerState {
+        match self {
+            State::Created => crius_proto::ContainerState::ContainerCreated,
+            State::Running => crius_proto::ContainerState::ContainerRunning,
+            State::Exited => crius_proto::ContainerState::ContainerExited,
+            State::Unknown => crius_proto::ContainerState::ContainerUnknown,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MountRecord {
+    pub container_path: String,
+    pub host_path: String,
+    pub readonly: bool,
+    pub selinux_relabel: bool,
+    pub propagation: i32,
+}
+
+impl From<&crius_proto::Mount> for MountRecord {
+    fn from(m: &crius_proto::Mount) -> Self {
+        MountRecord {
+            container_path: m.container_path.clone(),
+            host_path: m.host_path.clone(),
+            readonly: m.readonly,
+            selinux_relabel: m.selinux_relabel,
+            propagation: m.propagation,
+        }
+    }
+}
+
+impl From<&MountRecord> for crius_proto::Mount {
+    fn from(m: &MountRecord) -> Self {
+        crius_proto::Mount {
+            container_path: m.container_path.clone(),
+            host_path: m.host_path.clone(),
+            readonly: m.readonly,
+            selinux_relabel: m.selinux_relabel,
+            propagation: m.propagation,
+            ..Default::default()
+        }
+    }
+}
+
+/// What never changes after create.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContainerMeta {
+    pub id: String,
+    /// The reserved full name `<name>_<pod>_<namespace>_<uid>_<attempt>`.
+    pub name: String,
+    pub sandbox_id: String,
+    pub metadata_name: String,
+    pub attempt: u32,
+    /// The image as the request named it (CRI `image.image`).
+    pub image: String,
+    pub image_annotations: BTreeMap<String, String>,
+    pub image_id: String,
+    pub image_ref: String,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    pub mounts: Vec<MountRecord>,
+    /// The CRI log path (pod log dir + container log path), if any.
+    pub log_path: Option<PathBuf>,
+    pub tty: bool,
+    pub stdin: bool,
+    pub stdin_once: bool,
+    /// Signal name or number from the image's STOPSIGNAL.
+    pub stop_signal: String,
+    /// Host file holding the termination message.
+    pub termination_log: Option<PathBuf>,
+    /// The cgroups path given to runc (relative to each hierarchy for
+    /// cgroupfs).
+    #[serde(default)]
+    pub cgroups_path: String,
+    pub created_at: i64,
+}
+
+/// The resolved process identity, reported in ContainerStatus.user.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserRecord {
+    pub uid: u32,
+    pub gid: u32,
+    pub supplemental_groups: Vec<u32>,
+}
+
+/// What changes over the container's life.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    pub state: Option<State>,
+    /// False until runc create succeeded: recovery cleans such records up.
+    pub create_complete: bool,
+    pub pid: i32,
+    pub started_at: i64,
+    pub finished_at: i64,
+    pub exit_code: i32,
+    pub reason: String,
+    pub message: String,
+    /// The resolved user, known once the rootfs is mounted.
+    #[serde(default)]
+    pub user: Option<UserRecord>,
+}
+
+impl Status {
+    pub fn state(&self) -> State {
+        self.state.unwrap_or(State::Unknown)
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Record {
+    version: u32,
+    meta: ContainerMeta,
+    status: Status,
+}
+
+/// One container: immutable metadata, a status behind a short lock, and an
+/// operation lock so start/stop/remove of the same container serialize
+/// without blocking any other container.
+#[derive(Debug)]
+pub struct Container {
+    pub meta: ContainerMeta,
+    status: RwLock<Status>,
+    dir: PathBuf,
+    pub(crate) op_lock: tokio::sync::Mutex<()>,
+}
+
+impl Container {
+    /// A new container; its record is written by the first [`update`](Self::update).
+    pub fn new(meta: ContainerMeta, dir: PathBuf) -> Self {
+        Container {
+            meta,
+            status: RwLock::new(Status::default()),
+            dir,
+            op_lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.meta.id
+    }
+
+    pub fn status(&self) -> Status {
+        self.status
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Applies `f` to a copy of the status, persists it, then publishes it.
+    /// If `f` or the write fails, memory keeps the old status.
+    pub fn update<F>(&self, f: F) -> Result<Status>
+    where
+        F: FnOnce(&mut Status) -> Result<()>,
+    {
+        self.update_inner(true, f)
+    }
+
+    /// [`update`](Self::update) without fsync: for states that only have to
+    /// survive a crius crash (the page cache does), not a machine crash
+    /// (after which the container is gone anyway), like the incomplete
+    /// marker written at the start of create.
+    pub fn update_unsynced<F>(&self, f: F) -> Result<Status>
+    where
+        F: FnOnce(&mut Status) -> Result<()>,
+    {
+        self.update_inner(false, f)
+    }
+
+    fn update_inner<F>(&self, durable: bool, f: F) -> Result<Status>
+    where
+        F: FnOnce(&mut Status) -> Result<()>,
+    {
+        let mut guard = self.status.write().unwrap_or_else(|e| e.into_inner());
+        let mut next = guard.clone();
+        f(&mut next)?;
+        write_record(&self.dir, &self.meta, &next, durable)?;
+        *guard = next.clone();
+        Ok(next)
+    }
+
+    pub fn record_path(&self) -> PathBuf {
+        self.dir.join(RECORD_FILE)
+    }
+
+    /// Loads a container from its record dir.
+    pub fn load(dir: &Path) -> Result<Self> {
+        let path = dir.join(RECORD_FILE);
+        let data = std::fs::read(&path).map_err(|e| Error::io("failed to read", &path, e))?;
+        let rec: Record = serde_json::from_slice(&data).map_err(|e| Error::Json {
+            path: path.clone(),
+            source: e,
+        })?;
+        if rec.version != RECORD_VERSION {
+            return Err(Error::RecordVersion {
+                path,
+                version: rec.version,
+            });
+        }
+        Ok(Container {
+            meta: rec.meta,
+            status: RwLock::new(rec.status),
+            dir: dir.to_path_buf(),
+            op_lock: tokio::sync::Mutex::new(()),
+        })
+    }
+}
+
+fn write_record(dir: &Path, meta: &ContainerMeta, status: &Status, durable: bool) -> Result<()> {
+    let rec = Record {
+        version: RECORD_VERSION,
+        meta: meta.clone(),
+        status: status.clone(),
+    };
+    let path = dir.join(RECORD_FILE);
+    let data = serde_json::to_vec_pretty(&rec).map_err(|e| Error::Json {
+        path: path.clone(),
+        source: e,
+    })?;
+    if durable {
+        write_atomic(&path, &data)
+    } else {
+        write_replace(&path, &data)
+    }
+}
+
+/// temp file, fsync, rename, fsync dir.
+pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    let tmp = dir.join(format!(
+        ".{}.tmp",
+        path.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    ));
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, path)?;
+        std::fs::File::open(dir)?.sync_all()
+    };
+    write().map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::io("failed to write", path, e)
+    })
+}
+
+/// Atomic replace without fsync, for volatile files (runroot is tmpfs on a
+/// real node; after a crash they are rebuilt or cleaned anyway).
+pub fn write_replace(path: &Path, data: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    let tmp = dir.join(format!(
+        ".{}.tmp",
+        path.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    ));
+    std::fs::write(&tmp, data)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            Error::io("failed to write", path, e)
+        })
+}
+
+/// Names to ids; a name is reserved before any side effect of create and
+/// released last by remove.
+#[derive(Debug, Default)]
+pub struct NameRegistrar {
+    names: Mutex<HashMap<String, String>>,
+}
+
+impl NameRegistrar {
+    pub fn reserve(&self, name: &str, id: &str) -> Result<()> {
+        let mut names = self.names.lock().unwrap_or_else(|e| e.into_inner());
+        match names.get(name) {
+            Some(owner) if owner != id => Err(Error::NameReserved {
+                name: name.into(),
+                id: owner.clone(),
+            }),
+            _ => {
+                names.insert(name.into(), id.into());
+                Ok(())
+            }
+        }
+    }
+
+    pub fn release(&self, name: &str) {
+        self.names
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
+    }
+
+    pub fn get(&self, name: &str) -> Option<String> {
+        self.names
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
+    }
+}
+
+/// All containers by id, with unique-prefix lookup.
+#[derive(Debug, Default)]
+pub struct ContainerStore {
+    containers: RwLock<HashMap<String, Arc<Container>>>,
+    pub names: NameRegistrar,
+}
+
+impl ContainerStore {
+    pub fn insert(&self, c: Arc<Container>) {
+        self.containers
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(c.meta.id.clone(), c);
+    }
+
+    pub fn remove(&self, id: &str) -> Option<Arc<Container>> {
+        self.containers
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id)
+    }
+
+    /// Exact id, else the only id starting with `prefix`.
+    pub fn get(&self, prefix: &str) -> Result<Arc<Container>> {
+        if prefix.is_empty() {
+            return Err(Error::NotFound(prefix.into()));
+        }
+        let map = self.containers.read().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = map.get(prefix) {
+            return Ok(c.clone());
+        }
+        let mut found = map.iter().filter(|(id, _)| id.starts_with(prefix));
+        match (found.next(), found.next()) {
+            (Some((_, c)), None) => Ok(c.clone()),
+            (Some(_), Some(_)) => Err(Error::AmbiguousPrefix(prefix.into())),
+            (None, _) => Err(Error::NotFound(prefix.into())),
+        }
+    }
+
+    pub fn list(&self) -> Vec<Arc<Container>> {
+        self.containers
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(id: &str) -> ContainerMeta {
+        ContainerMeta {
+            id: id.into(),
+            name: format!("n-{id}"),
+            sandbox_id: "s".into(),
+            metadata_name: "n".into(),
+            attempt: 0,
+            image: "busybox".into(),
+            image_annotations: Default::default(),
+            image_id: "sha256:x".into(),
+            image_ref: "busybox@sha256:x".into(),
+            labels: Default::default(),
+            annotations: Default::default(),
+            mounts: vec![],
+            log_path: None,
+            tty: false,
+            stdin: false,
+            stdin_once: false,
+            stop_signal: String::new(),
+            termination_log: None,
+            cgroups_path: String::new(),
+            created_at: 1,
+        }
+    }
+
+    #[test]
+    fn update_persists_and_reloads() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Container::new(meta("abc"), dir.path().to_path_buf());
+        c.update(|s| {
+            s.state = Some(State::Running);
+            s.pid = 42;
+            Ok(())
+        })
+        .unwrap();
+        let loaded = Container::load(dir.path()).unwrap();
+        assert_eq!(loaded.status().state(), State::Running);
+        assert_eq!(loaded.status().pid, 42);
+        assert_eq!(loaded.meta, c.meta);
+        // a failing update changes nothing
+        let err = c.update(|s| {
+            s.pid = 7;
+            Err(Error::InvalidArgument("no".into()))
+        });
+        assert!(err.is_err());
+        assert_eq!(c.status().pid, 42);
+        assert_eq!(Container::load(dir.path()).unwrap().status().pid, 42);
+        // no temp file left behind
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from(RECORD_FILE)]);
+    }
+
+    #[test]
+    fn unknown_version_is_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Container::new(meta("abc"), dir.path().to_path_buf());
+        c.update(|_| Ok(())).unwrap();
+        let p = dir.path().join(RECORD_FILE);
+        let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+        v["version"] = 99.into();
+        std::fs::write(&p, serde_json::to_vec(&v).unwrap()).unwrap();
+        assert!(matches!(
+            Container::load(dir.path()),
+            Err(Error::RecordVersion { version: 99, .. })
+        ));
+    }
+
+    #[test]
+    fn prefix_lookup() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ContainerStore::default();
+        for id in ["abc1", "abc2", "def"] {
+            store.insert(Arc::new(Container::new(meta(id), dir.path().into())));
+        }
+        assert_eq!(store.get("d").unwrap().id(), "def");
+        assert_eq!(store.get("abc1").unwrap().id(), "abc1");
+        assert!(matches!(store.get("abc"), Err(Error::AmbiguousPrefix(_))));
+        assert!(matches!(store.get("x"), Err(Error::NotFound(_))));
+        assert!(matches!(store.get(""), Err(Error::NotFound(_))));
+    }
+
+    #[test]
+    fn registrar() {
+        let r = NameRegistrar::default();
+        r.reserve("a", "1").unwrap();
+        r.reserve("a", "1").unwrap();
+        let e = r.reserve("a", "2").unwrap_err();
+        assert_eq!(e.kind(), crius_proto::ErrorKind::AlreadyExists);
+        r.release("a");
+        r.reserve("a", "2").unwrap();
+        assert_eq!(r.get("a").as_deref(), Some("2"));
+    }
+}

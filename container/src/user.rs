@@ -1,0 +1,435 @@
+//! Resolving the container user (`name`, `uid`, `name:group`, `uid:gid`)
+//! against the container's own `/etc/passwd` and `/etc/group`.
+//!
+//! The rootfs comes from untrusted image layers: files are looked up with
+//! [`secure_join`], which resolves symlinks as if the rootfs were `/`, so a
+//! hostile `/etc/passwd -> /../../host/file` cannot make crius read host files.
+
+use std::ffi::OsStr;
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Component, Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+/// At most this many bytes of /etc/passwd or /etc/group are read.
+const MAX_DB_SIZE: u64 = 4 << 20;
+const MAX_SYMLINKS: usize = 255;
+
+/// Joins `unsafe_path` onto `root`, resolving every symlink inside `root`
+/// (absolute targets are relative to `root`, `..` never climbs above it).
+/// The result may not exist.
+pub fn secure_join(root: &Path, unsafe_path: &Path) -> std::io::Result<PathBuf> {
+    // `resolved` is always relative to root, free of symlinks and `..`.
+    let mut resolved = PathBuf::new();
+    let mut links = 0;
+    let mut queue: std::collections::VecDeque<std::ffi::OsString> = Default::default();
+    for c in unsafe_path.components() {
+        match c {
+            Component::Normal(n) => queue.push_back(n.to_os_string()),
+            Component::ParentDir => queue.push_back("..".into()),
+            _ => {}
+        }
+    }
+    while let Some(part) = queue.pop_front() {
+        if part == OsStr::new("..") {
+            resolved.pop();
+            continue;
+        }
+        let candidate = resolved.join(&part);
+        let full = root.join(&candidate);
+        match std::fs::symlink_metadata(&full) {
+            Ok(md) if md.file_type().is_symlink() => {
+                links += 1;
+                if links > MAX_SYMLINKS {
+                    return Err(std::io::Error::other("too many levels of symbolic links"));
+                }
+                let target = std::fs::read_link(&full)?;
+                if target.is_absolute() {
+                    resolved = PathBuf::new();
+                }
+                let mut new_parts: Vec<std::ffi::OsString> = Vec::new();
+                for c in target.components() {
+                    match c {
+                        Component::Normal(n) => new_parts.push(n.to_os_string()),
+                        Component::ParentDir => new_parts.push("..".into()),
+                        _ => {}
+                    }
+                }
+                for p in new_parts.into_iter().rev() {
+                    queue.push_front(p);
+                }
+            }
+            _ => resolved = candidate,
+        }
+    }
+    Ok(root.join(resolved))
+}
+
+/// Reads a small file inside `root`, without following symlinks out of it.
+/// A missing file reads as empty.
+fn read_in_root(root: &Path, path: &str) -> Result<String> {
+    let host = secure_join(root, Path::new(path))
+        .map_err(|e| Error::io("failed to resolve path in rootfs", root.join(path), e))?;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&host);
+    let file = match file {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(String::new()),
+        Err(e) => return Err(Error::io("failed to open", host, e)),
+    };
+    let mut buf = Vec::new();
+    file.take(MAX_DB_SIZE)
+        .read_to_end(&mut buf)
+        .map_err(|e| Error::io("failed to read", &host, e))?;
+    Ok(String::from_utf8_lossy(&buf).into_owned())
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PasswdEntry {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupEntry {
+    pub name: String,
+    pub gid: u32,
+    pub members: Vec<String>,
+}
+
+pub fn parse_passwd(text: &str) -> Vec<PasswdEntry> {
+    text.lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            Some(PasswdEntry {
+                name: f.first()?.to_string(),
+                uid: f.get(2)?.parse().ok()?,
+                gid: f.get(3)?.parse().ok()?,
+            })
+        })
+        .collect()
+}
+
+pub fn parse_group(text: &str) -> Vec<GroupEntry> {
+    text.lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            Some(GroupEntry {
+                name: f.first()?.to_string(),
+                gid: f.get(2)?.parse().ok()?,
+                members: f
+                    .get(3)
+                    .map(|m| {
+                        m.split(',')
+                            .map(str::trim)
+                            .filter(|s| !s.is_empty())
+                            .map(String::from)
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            })
+        })
+        .collect()
+}
+
+/// The user request of a container, before resolution.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct UserRequest {
+    pub run_as_user: Option<i64>,
+    pub run_as_username: String,
+    pub run_as_group: Option<i64>,
+    pub image_user: String,
+    pub supplemental_groups: Vec<i64>,
+}
+
+/// The resolved process identity.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResolvedUser {
+    pub uid: u32,
+    pub gid: u32,
+    /// Primary gid first, then /etc/group memberships, then the requested
+    /// supplemental groups; no duplicates.
+    pub additional_gids: Vec<u32>,
+    pub username: Option<String>,
+}
+
+fn id_from_i64(v: i64, what: &str) -> Result<u32> {
+    u32::try_from(v).map_err(|_| Error::InvalidArgument(format!("{what} {v} is out of range")))
+}
+
+/// Resolves a user request against the rootfs `root`.
+pub fn resolve_user(root: &Path, req: &UserRequest) -> Result<ResolvedUser> {
+    let passwd = parse_passwd(&read_in_root(root, "/etc/passwd")?);
+    let groups = parse_group(&read_in_root(root, "/etc/group")?);
+    resolve_with(&passwd, &groups, req)
+}
+
+/// The rules of kubelet/containerd: `run_as_user` beats `run_as_username`
+/// beats the image USER; `run_as_group` overrides any group part.
+pub fn resolve_with(
+    passwd: &[PasswdEntry],
+    groups: &[GroupEntry],
+    req: &UserRequest,
+) -> Result<ResolvedUser> {
+    let (user_part, group_part): (String, Option<String>) = if let Some(uid) = req.run_as_user {
+        (id_from_i64(uid, "run_as_user")?.to_string(), None)
+    } else if !req.run_as_username.is_empty() {
+        (req.run_as_username.clone(), None)
+    } else {
+        match req.image_user.split_once(':') {
+            Some((u, g)) => (u.to_string(), Some(g.to_string())),
+            None => (req.image_user.clone(), None),
+        }
+    };
+    let user_part = if user_part.is_empty() {
+        "0".to_string()
+    } else {
+        user_part
+    };
+    let display = match &group_part {
+        Some(g) => format!("{user_part}:{g}"),
+        None => user_part.clone(),
+    };
+
+    let (uid, mut gid, username) = match user_part.parse::<u32>() {
+        Ok(uid) => match passwd.iter().find(|p| p.uid == uid) {
+            Some(p) => (uid, p.gid, Some(p.name.clone())),
+            None => (uid, 0, None),
+        },
+        Err(_) => match passwd.iter().find(|p| p.name == user_part) {
+            Some(p) => (p.uid, p.gid, Some(p.name.clone())),
+            None => {
+                return Err(Error::User {
+                    user: display,
+                    reason: "no such user in /etc/passwd".into(),
+                });
+            }
+        },
+    };
+
+    if let Some(g) = &group_part {
+        gid = match g.parse::<u32>() {
+            Ok(gid) => gid,
+            Err(_) => match groups.iter().find(|e| &e.name == g) {
+                Some(e) => e.gid,
+                None => {
+                    return Err(Error::User {
+                        user: display,
+                        reason: format!("no such group {g:?} in /etc/group"),
+                    });
+                }
+            },
+        };
+    }
+    if let Some(g) = req.run_as_group {
+        gid = id_from_i64(g, "run_as_group")?;
+    }
+
+    let mut additional = vec![gid];
+    if let Some(name) = &username {
+        for g in groups
+            .iter()
+            .filter(|g| g.members.iter().any(|m| m == name))
+        {
+            if !additional.contains(&g.gid) {
+                additional.push(g.gid);
+            }
+        }
+    }
+    for g in &req.supplemental_groups {
+        let g = id_from_i64(*g, "supplemental group")?;
+        if !additional.contains(&g) {
+            additional.push(g);
+        }
+    }
+    Ok(ResolvedUser {
+        uid,
+        gid,
+        additional_gids: additional,
+        username,
+    })
+}
+
+/// True if `name` is a safe single path component (no `/`, not `.`/`..`).
+pub(crate) fn is_plain_component(name: &str) -> bool {
+    !name.is_empty()
+        && name != "."
+        && name != ".."
+        && !name.as_bytes().contains(&b'/')
+        && !OsStr::new(name).as_bytes().contains(&0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\n\
+        daemon:x:1:1::/:/bin/false\n\
+        app:x:1000:1000:App:/home/app:/bin/sh\n\
+        # comment\n\
+        nobody:x:65534:65534::/:/bin/false\n";
+    const GROUP: &str = "root:x:0:\n\
+        wheel:x:10:app,root\n\
+        app:x:1000:\n\
+        video:x:44:app\n\
+        staff:x:50:\n";
+
+    fn db() -> (Vec<PasswdEntry>, Vec<GroupEntry>) {
+        (parse_passwd(PASSWD), parse_group(GROUP))
+    }
+
+    fn resolve(req: UserRequest) -> Result<ResolvedUser> {
+        let (p, g) = db();
+        resolve_with(&p, &g, &req)
+    }
+
+    #[test]
+    fn default_is_root_with_root_groups() {
+        let u = resolve(UserRequest::default()).unwrap();
+        assert_eq!((u.uid, u.gid), (0, 0));
+        assert_eq!(u.additional_gids, vec![0, 10]);
+        assert_eq!(u.username.as_deref(), Some("root"));
+    }
+
+    #[test]
+    fn image_user_by_name_gets_primary_and_member_groups() {
+        let u = resolve(UserRequest {
+            image_user: "app".into(),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!((u.uid, u.gid), (1000, 1000));
+        assert_eq!(u.additional_gids, vec![1000, 10, 44]);
+    }
+
+    #[test]
+    fn image_user_uid_gid_and_name_group() {
+        let u = resolve(UserRequest {
+            image_user: "1234:5678".into(),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!((u.uid, u.gid), (1234, 5678));
+        assert_eq!(u.username, None);
+        let u = resolve(UserRequest {
+            image_user: "app:staff".into(),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!((u.uid, u.gid), (1000, 50));
+    }
+
+    #[test]
+    fn unknown_uid_gets_gid_zero() {
+        let u = resolve(UserRequest {
+            image_user: "4242".into(),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!((u.uid, u.gid), (4242, 0));
+    }
+
+    #[test]
+    fn run_as_user_beats_username_and_image() {
+        let u = resolve(UserRequest {
+            run_as_user: Some(1),
+            run_as_username: "app".into(),
+            image_user: "nobody".into(),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!((u.uid, u.gid), (1, 1));
+        let u = resolve(UserRequest {
+            run_as_username: "app".into(),
+            image_user: "nobody".into(),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(u.uid, 1000);
+    }
+
+    #[test]
+    fn run_as_group_and_supplemental_groups() {
+        let u = resolve(UserRequest {
+            run_as_user: Some(1000),
+            run_as_group: Some(3000),
+            supplemental_groups: vec![4000, 44],
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!((u.uid, u.gid), (1000, 3000));
+        assert_eq!(u.additional_gids, vec![3000, 10, 44, 4000]);
+    }
+
+    #[test]
+    fn unknown_names_are_errors() {
+        let e = resolve(UserRequest {
+            image_user: "ghost".into(),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("ghost"), "{e}");
+        let e = resolve(UserRequest {
+            image_user: "app:ghosts".into(),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("ghosts"), "{e}");
+        assert!(
+            resolve(UserRequest {
+                run_as_user: Some(-1),
+                ..Default::default()
+            })
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn secure_join_keeps_symlinks_inside_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("rootfs");
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::fs::write(dir.path().join("secret"), "host").unwrap();
+        std::os::unix::fs::symlink("/../../secret", root.join("etc/passwd")).unwrap();
+        std::os::unix::fs::symlink("../../../secret", root.join("etc/group")).unwrap();
+        assert_eq!(
+            secure_join(&root, Path::new("/etc/passwd")).unwrap(),
+            root.join("secret")
+        );
+        assert_eq!(
+            secure_join(&root, Path::new("/etc/group")).unwrap(),
+            root.join("secret")
+        );
+        // The escaping links resolve to missing files inside the root.
+        assert_eq!(read_in_root(&root, "/etc/passwd").unwrap(), "");
+        std::os::unix::fs::symlink("real", root.join("etc/link")).unwrap();
+        std::fs::write(root.join("etc/real"), "x:x:7:7::/:/bin/sh\n").unwrap();
+        assert_eq!(
+            read_in_root(&root, "/etc/link").unwrap(),
+            "x:x:7:7::/:/bin/sh\n"
+        );
+    }
+
+    #[test]
+    fn secure_join_symlink_loop_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("b", dir.path().join("a")).unwrap();
+        std::os::unix::fs::symlink("a", dir.path().join("b")).unwrap();
+        assert!(secure_join(dir.path(), Path::new("/a")).is_err());
+    }
+
+    #[test]
+    fn plain_components() {
+        assert!(is_plain_component("abc"));
+        assert!(!is_plain_component(".."));
+        assert!(!is_plain_component("a/b"));
+        assert!(!is_plain_component(""));
+    }
+}
