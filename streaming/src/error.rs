@@ -24,6 +24,8 @@ pub enum Error {
     StreamTimeout,
     #[error("websocket connection failed")]
     WebSocket(#[source] tokio_tungstenite::tungstenite::Error),
+    #[error("too many streaming sessions waiting for their client")]
+    TooManySessions,
     #[error("invalid {what} {value:?}")]
     InvalidRequest { what: &'static str, value: String },
 }
@@ -39,6 +41,7 @@ impl Error {
             | Error::SpdyHeaders(_)
             | Error::InvalidRequest { .. } => ErrorKind::InvalidArgument,
             Error::StreamTimeout => ErrorKind::DeadlineExceeded,
+            Error::TooManySessions => ErrorKind::Unavailable,
         }
     }
 }
