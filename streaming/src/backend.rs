@@ -84,7 +84,10 @@ pub trait Backend: Send + Sync + 'static {
     ) -> Result<(), BackendError>;
 
     /// Connects `stream` to `localhost:port` in the sandbox's network
-    /// namespace and copies both ways until either side closes.
+    /// namespace and copies both ways. Return once the pod side has closed
+    /// and its data is written (shut `stream` down), as containerd and CRI-O
+    /// do: clients wait for the session to end before they close their side.
+    /// EOF from the client should be passed on as a write shutdown.
     async fn port_forward(
         &self,
         pod_sandbox_id: &str,

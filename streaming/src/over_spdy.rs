@@ -98,10 +98,12 @@ pub(crate) async fn serve_remotecommand<T>(
             },
             _ = &mut deadline => {
                 tracing::debug!(%protocol, "timed out waiting for the client to create streams");
+                drop(got);
                 conn.close().await;
                 return;
             }
             _ = shutdown.cancelled() => {
+                drop(got);
                 conn.close().await;
                 return;
             }

@@ -94,7 +94,12 @@ struct State {
 
 struct Shared {
     role: Role,
+    /// DATA frames and what must follow them (GOAWAY, shutdown), bounded so
+    /// that producers feel the socket's backpressure.
     out: mpsc::Sender<Out>,
+    /// Control frames, written before queued DATA; never blocks the driver,
+    /// so reading the socket cannot wait on writing it.
+    ctl: mpsc::UnboundedSender<Out>,
     state: Mutex<State>,
     window_changed: Notify,
     closed: CancellationToken,
@@ -149,10 +154,12 @@ impl Connection {
         T: AsyncRead + AsyncWrite + Send + 'static,
     {
         let (out_tx, out_rx) = mpsc::channel(256);
+        let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
         let (in_tx, in_rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             role,
             out: out_tx,
+            ctl: ctl_tx,
             state: Mutex::new(State {
                 streams: HashMap::new(),
                 next_stream_id: if role == Role::Client { 1 } else { 2 },
@@ -172,7 +179,7 @@ impl Connection {
             incoming: in_tx,
             decompressor: HeaderDecompressor::new(),
         };
-        tokio::spawn(driver.run(io, out_rx, opts));
+        tokio::spawn(driver.run(io, out_rx, ctl_rx, opts));
         (Connection { shared }, Incoming { rx: in_rx })
     }
 
@@ -195,13 +202,12 @@ impl Connection {
             id
         };
         self.shared
-            .out
+            .ctl
             .send(Out::SynStream {
                 stream_id: id,
                 fin,
                 headers: headers.clone(),
             })
-            .await
             .map_err(|_| closed_err())?;
         Ok(Stream::start(self.shared.clone(), id, headers, rx, fin))
     }
@@ -244,9 +250,8 @@ impl Connection {
     /// timers alive).
     pub async fn ping(&self, id: u32) -> io::Result<()> {
         self.shared
-            .out
+            .ctl
             .send(Out::Frame(Frame::Ping { id }))
-            .await
             .map_err(|_| closed_err())
     }
 }
@@ -319,7 +324,7 @@ impl Stream {
             }
             Shared::maybe_remove(&mut st, self.id);
         }
-        let _ = self.shared.out.try_send(Out::Frame(Frame::RstStream {
+        let _ = self.shared.ctl.send(Out::Frame(Frame::RstStream {
             stream_id: self.id,
             status: rst::CANCEL,
         }));
@@ -444,14 +449,19 @@ struct Driver {
 }
 
 impl Driver {
-    async fn run<T>(mut self, io: T, out_rx: mpsc::Receiver<Out>, opts: Options)
-    where
+    async fn run<T>(
+        mut self,
+        io: T,
+        out_rx: mpsc::Receiver<Out>,
+        ctl_rx: mpsc::UnboundedReceiver<Out>,
+        opts: Options,
+    ) where
         T: AsyncRead + AsyncWrite + Send + 'static,
     {
-        let (r, w) = tokio::io::split(io);
+        let (mut r, w) = tokio::io::split(io);
         let activity = Arc::new(Notify::new());
         let shared = self.shared.clone();
-        let writer = write_loop(w, out_rx, activity.clone());
+        let writer = write_loop(w, out_rx, ctl_rx, activity.clone());
         let idle = async {
             let Some(limit) = opts.idle_timeout else {
                 return std::future::pending::<()>().await;
@@ -466,16 +476,36 @@ impl Driver {
                 }
             }
         };
-        let reader = self.read_loop(r, activity.clone());
-        tokio::select! {
-            r = reader => if let Err(err) = r {
-                tracing::debug!(%err, "spdy connection read ended");
-            },
-            r = writer => if let Err(err) = r {
-                tracing::debug!(%err, "spdy connection write ended");
-            },
-            _ = idle => {}
-            _ = shared.closed.cancelled() => {}
+        let graceful = {
+            let reader = self.read_loop(&mut r, activity.clone());
+            tokio::select! {
+                r = reader => {
+                    if let Err(err) = r {
+                        tracing::debug!(%err, "spdy connection read ended");
+                    }
+                    false
+                }
+                r = writer => match r {
+                    Ok(()) => true,
+                    Err(err) => {
+                        tracing::debug!(%err, "spdy connection write ended");
+                        false
+                    }
+                },
+                _ = idle => false,
+                _ = shared.closed.cancelled() => false,
+            }
+        };
+        if graceful {
+            // We sent GOAWAY and FIN. Closing the socket while the peer's
+            // last frames sit unread would make the kernel answer with RST,
+            // which can discard data the peer has not read yet; so read and
+            // discard until the peer closes too, for a bounded time.
+            let drain = async {
+                let mut sink = [0u8; 16 * 1024];
+                while matches!(r.read(&mut sink).await, Ok(n) if n > 0) {}
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(5), drain).await;
         }
         shared.closed.cancel();
         // Dropping the inbound senders ends every reader with EOF.
@@ -483,12 +513,11 @@ impl Driver {
         shared.window_changed.notify_waiters();
     }
 
-    async fn read_loop<R: AsyncRead>(
+    async fn read_loop<R: AsyncRead + Unpin>(
         &mut self,
-        r: R,
+        r: &mut R,
         activity: Arc<Notify>,
     ) -> Result<(), crate::Error> {
-        tokio::pin!(r);
         let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
         loop {
             loop {
@@ -531,9 +560,8 @@ impl Driver {
 
     async fn send(&self, out: Out) -> Result<(), crate::Error> {
         self.shared
-            .out
+            .ctl
             .send(out)
-            .await
             .map_err(|_| crate::Error::Io(closed_err()))
     }
 
@@ -756,12 +784,26 @@ impl Driver {
 async fn write_loop<W: AsyncWrite>(
     w: W,
     mut rx: mpsc::Receiver<Out>,
+    mut ctl: mpsc::UnboundedReceiver<Out>,
     activity: Arc<Notify>,
 ) -> Result<(), crate::Error> {
     tokio::pin!(w);
     let mut compressor = HeaderCompressor::new();
     let mut buf = Vec::with_capacity(64 * 1024);
-    while let Some(first) = rx.recv().await {
+    let mut data_open = true;
+    loop {
+        let first = tokio::select! {
+            biased;
+            Some(c) = ctl.recv() => c,
+            d = rx.recv(), if data_open => match d {
+                Some(d) => d,
+                None => {
+                    data_open = false;
+                    continue;
+                }
+            },
+            else => return Ok(()),
+        };
         let mut next = Some(first);
         let mut shutdown = false;
         while let Some(out) = next.take() {
@@ -792,7 +834,10 @@ async fn write_loop<W: AsyncWrite>(
                 }
             }
             if buf.len() < 64 * 1024 {
-                next = rx.try_recv().ok();
+                next = match ctl.try_recv() {
+                    Ok(c) => Some(c),
+                    Err(_) => rx.try_recv().ok(),
+                };
             }
         }
         w.write_all(&buf).await.map_err(crate::Error::Io)?;
@@ -804,5 +849,4 @@ async fn write_loop<W: AsyncWrite>(
             return Ok(());
         }
     }
-    Ok(())
 }
