@@ -24,5 +24,5 @@ pub use server::{Config, StreamingServer};
 
 /// WebSocket channel framing, public for test clients.
 pub mod ws {
-    pub use crate::over_ws::{CLOSE, ERROR, RESIZE, STDERR, STDIN, STDOUT, decode, encode};
+    pub use crate::over_ws::{CLOSE, ERROR, RESIZE, STDERR, STDIN, STDOUT, decode, encode, tunnel};
 }

@@ -356,8 +356,9 @@ pub(crate) async fn serve_portforward<T>(
     finish(out).await;
 }
 
-/// Turns binary WebSocket messages into a byte stream (the SPDY tunnel).
-pub(crate) fn tunnel<T>(ws: WebSocketStream<T>) -> tokio::io::DuplexStream
+/// Turns binary WebSocket messages into a byte stream (the SPDY tunnel);
+/// works for either end of the WebSocket.
+pub fn tunnel<T>(ws: WebSocketStream<T>) -> tokio::io::DuplexStream
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {

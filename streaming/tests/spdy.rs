@@ -330,7 +330,7 @@ async fn client_disconnect_cancels_the_backend() {
     })
     .await;
     // Vanish without a goodbye: the TCP connection just closes.
-    c.conn.close().await;
+    c.conn.abort();
     drop(c);
     wait_for("backend drop", || {
         counters.dropped.load(Ordering::SeqCst) == 1

@@ -246,6 +246,11 @@ impl Connection {
         self.shared.closed.cancel();
     }
 
+    /// Drops the connection at once: no GOAWAY, queued frames are lost.
+    pub fn abort(&self) {
+        self.shared.closed.cancel();
+    }
+
     /// Sends a PING; the reply is not awaited (pings keep NATs and idle
     /// timers alive).
     pub async fn ping(&self, id: u32) -> io::Result<()> {
