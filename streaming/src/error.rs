@@ -20,10 +20,6 @@ pub enum Error {
     SpdyFrameTooLarge(usize),
     #[error("invalid spdy header block")]
     SpdyHeaders(#[source] crate::spdy::compress::HeaderError),
-    #[error("timed out waiting for the client to create streams")]
-    StreamTimeout,
-    #[error("websocket connection failed")]
-    WebSocket(#[source] tokio_tungstenite::tungstenite::Error),
     #[error("too many streaming sessions waiting for their client")]
     TooManySessions,
     #[error("invalid {what} {value:?}")]
@@ -35,12 +31,11 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::Bind { .. } => ErrorKind::Unavailable,
-            Error::Io(_) | Error::WebSocket(_) => ErrorKind::Unavailable,
+            Error::Io(_) => ErrorKind::Unavailable,
             Error::SpdyFrame(_)
             | Error::SpdyFrameTooLarge(_)
             | Error::SpdyHeaders(_)
             | Error::InvalidRequest { .. } => ErrorKind::InvalidArgument,
-            Error::StreamTimeout => ErrorKind::DeadlineExceeded,
             Error::TooManySessions => ErrorKind::Unavailable,
         }
     }

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
@@ -39,6 +40,7 @@ fn protocol_version(protocol: &str) -> u8 {
 fn options(cfg: &Config) -> spdy::Options {
     spdy::Options {
         idle_timeout: Some(cfg.idle_timeout),
+        ..Default::default()
     }
 }
 
@@ -188,10 +190,27 @@ pub(crate) async fn serve_portforward<T>(
     T: AsyncRead + AsyncWrite + Send + 'static,
 {
     let (conn, mut incoming) = Connection::new(io, Role::Server, options(&cfg));
-    let mut pairs: HashMap<String, (Option<Stream>, Option<Stream>)> = HashMap::new();
+    let mut pairs: HashMap<String, Pair> = HashMap::new();
     let mut forwards = FuturesUnordered::new();
+    let mut sweep =
+        tokio::time::interval(cfg.stream_creation_timeout.max(Duration::from_millis(100)));
     loop {
         tokio::select! {
+            _ = sweep.tick() => {
+                // A request whose partner stream never came is dropped, as
+                // the kubelet does, so a sloppy client cannot pile them up.
+                let limit = cfg.stream_creation_timeout;
+                pairs.retain(|id, p| {
+                    let keep = p.created.elapsed() < limit;
+                    if !keep {
+                        tracing::debug!(request_id = %id, "port-forward stream pair incomplete, dropping");
+                        for s in [p.data.take(), p.error.take()].into_iter().flatten() {
+                            s.reset();
+                        }
+                    }
+                    keep
+                });
+            }
             s = incoming.accept() => {
                 let Some(stream) = s else { break };
                 let kind = stream.headers().get("streamtype").unwrap_or("").to_owned();
@@ -202,10 +221,14 @@ pub(crate) async fn serve_portforward<T>(
                     None if kind == "data" => stream.id().saturating_sub(2).to_string(),
                     None => stream.id().to_string(),
                 };
-                let entry = pairs.entry(request_id.clone()).or_default();
+                let entry = pairs.entry(request_id.clone()).or_insert_with(|| Pair {
+                    data: None,
+                    error: None,
+                    created: Instant::now(),
+                });
                 let slot = match kind.as_str() {
-                    "data" => &mut entry.0,
-                    "error" => &mut entry.1,
+                    "data" => &mut entry.data,
+                    "error" => &mut entry.error,
                     _ => {
                         tracing::debug!(%kind, "unexpected port-forward stream type");
                         stream.reset();
@@ -217,11 +240,10 @@ pub(crate) async fn serve_portforward<T>(
                     continue;
                 }
                 *slot = Some(stream);
-                if let Some((Some(_), Some(_))) = pairs.get(&request_id) {
-                    let (Some(data), Some(error)) = pairs.remove(&request_id).unwrap_or_default()
-                    else {
-                        continue;
-                    };
+                if let Some(Pair { data: Some(_), error: Some(_), .. }) = pairs.get(&request_id)
+                    && let Some(Pair { data: Some(data), error: Some(error), .. }) =
+                        pairs.remove(&request_id)
+                {
                     forwards.push(forward(backend.clone(), pod_sandbox_id.clone(), data, error));
                 }
             }
@@ -232,6 +254,13 @@ pub(crate) async fn serve_portforward<T>(
     drop(forwards);
     drop(pairs);
     conn.close().await;
+}
+
+/// The two streams of one forwarded connection, as they arrive.
+struct Pair {
+    data: Option<Stream>,
+    error: Option<Stream>,
+    created: Instant,
 }
 
 async fn forward(

@@ -422,3 +422,93 @@ async fn shutdown_ends_sessions() {
             .is_err()
     );
 }
+
+#[tokio::test]
+async fn peer_without_flow_control_is_not_stalled() {
+    // Go's spdystream (kubectl, crictl) never sends WINDOW_UPDATE; the
+    // server must keep sending past the initial 64 KiB window anyway.
+    let (server, _) = start_default().await;
+    let url = server
+        .register_exec(exec_req(&["cat"], true, true, false, false))
+        .unwrap();
+    let opts = streaming::spdy::Options {
+        window_updates: false,
+        ..Default::default()
+    };
+    let c = spdy_connect_with(&url, &[V4], opts).await.unwrap();
+    let mut error = c.stream(&[("streamType", "error")], true).await;
+    let mut stdin = c.stream(&[("streamType", "stdin")], false).await;
+    let mut stdout = c.stream(&[("streamType", "stdout")], true).await;
+    let payload = vec![b'z'; 300_000];
+    let writer = tokio::spawn(async move {
+        stdin.write_all(&payload).await.unwrap();
+        stdin.shutdown().await.unwrap();
+        stdin
+    });
+    let out = read_all(&mut stdout).await;
+    assert_eq!(out.len(), 300_000);
+    let _stdin = writer.await.unwrap();
+    assert!(read_all(&mut error).await.contains("Success"));
+}
+
+#[tokio::test]
+async fn incomplete_port_forward_pair_is_dropped() {
+    let cfg = streaming::Config {
+        stream_creation_timeout: Duration::from_millis(200),
+        ..Default::default()
+    };
+    let (server, counters) = start(cfg).await;
+    let url = server.register_port_forward(pf_req()).unwrap();
+    let c = spdy_connect(&url, &["portforward.k8s.io"]).await.unwrap();
+    // An error stream whose data stream never comes is reset after the
+    // stream creation timeout: reading it ends instead of hanging.
+    let mut error = c
+        .stream(
+            &[("streamType", "error"), ("port", "80"), ("requestID", "1")],
+            true,
+        )
+        .await;
+    assert_eq!(read_all(&mut error).await, "");
+    assert_eq!(counters.started.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn finished_and_abandoned_sessions_leave_no_tasks() {
+    let (server, counters) = start_default().await;
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let baseline = metrics.num_alive_tasks();
+    for i in 0..5 {
+        // A finished session...
+        let url = server
+            .register_exec(exec_req(&["echo", "x"], false, true, false, false))
+            .unwrap();
+        let c = spdy_connect(&url, &[V4]).await.unwrap();
+        let mut error = c.stream(&[("streamType", "error")], true).await;
+        let mut out = c.stream(&[("streamType", "stdout")], true).await;
+        assert_eq!(read_all(&mut out).await, "x\n");
+        read_all(&mut error).await;
+        drop((error, out, c));
+        // ...and one whose client vanishes mid-stream.
+        let url = server
+            .register_exec(exec_req(&["sleep"], true, true, false, false))
+            .unwrap();
+        let c = spdy_connect(&url, &[V4]).await.unwrap();
+        let s1 = c.stream(&[("streamType", "error")], true).await;
+        let s2 = c.stream(&[("streamType", "stdin")], false).await;
+        let s3 = c.stream(&[("streamType", "stdout")], true).await;
+        wait_for("backend start", || {
+            counters.started.load(Ordering::SeqCst) == 2 * i + 2
+        })
+        .await;
+        c.conn.abort();
+        drop((s1, s2, s3, c));
+    }
+    wait_for("all backends dropped", || {
+        counters.dropped.load(Ordering::SeqCst) == 5
+    })
+    .await;
+    wait_for("tasks back to baseline", || {
+        metrics.num_alive_tasks() <= baseline
+    })
+    .await;
+}

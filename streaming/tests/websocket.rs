@@ -268,11 +268,7 @@ async fn spdy_tunnelled_in_websocket_port_forward() {
         .await
         .unwrap();
     assert_eq!(proto.as_deref(), Some("SPDY/3.1+portforward.k8s.io"));
-    let (conn, _incoming) = Connection::new(
-        ws::tunnel(ws),
-        Role::Client,
-        spdy::Options { idle_timeout: None },
-    );
+    let (conn, _incoming) = Connection::new(ws::tunnel(ws), Role::Client, spdy::Options::default());
     let c = SpdyClient {
         conn,
         incoming: _incoming,

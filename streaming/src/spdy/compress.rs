@@ -371,6 +371,25 @@ mod tests {
         assert_eq!(adler, (b << 16) | a);
     }
 
+    proptest::proptest! {
+        /// Fuzz entry for the stateful half: any bytes, as any number of
+        /// header blocks, never panic the decompressor.
+        #[test]
+        fn arbitrary_header_blocks_never_panic(
+            blocks in proptest::collection::vec(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..128), 1..4),
+        ) {
+            let mut d = HeaderDecompressor::new();
+            for b in blocks {
+                let _ = d.decompress(&b);
+            }
+        }
+
+        #[test]
+        fn arbitrary_plain_blocks_never_panic(b in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..128)) {
+            let _ = Headers::decode_block(&b);
+        }
+    }
+
     #[test]
     fn garbage_is_an_error_not_a_panic() {
         let mut d = HeaderDecompressor::new();

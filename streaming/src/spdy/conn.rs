@@ -145,6 +145,19 @@ impl Incoming {
 pub struct Options {
     /// Close the connection when no frame was read or written for this long.
     pub idle_timeout: Option<Duration>,
+    /// Send WINDOW_UPDATE as received data is queued. Turning it off makes
+    /// the connection behave like Go's `spdystream`, which never sends one;
+    /// tests use that to check we do not stall such peers.
+    pub window_updates: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            idle_timeout: None,
+            window_updates: true,
+        }
+    }
 }
 
 impl Connection {
@@ -176,6 +189,7 @@ impl Connection {
         });
         let driver = Driver {
             shared: shared.clone(),
+            window_updates: opts.window_updates,
             incoming: in_tx,
             decompressor: HeaderDecompressor::new(),
         };
@@ -449,6 +463,7 @@ async fn pump(shared: Arc<Shared>, id: u32, mut pipe: DuplexStream) {
 
 struct Driver {
     shared: Arc<Shared>,
+    window_updates: bool,
     incoming: mpsc::UnboundedSender<Stream>,
     decompressor: HeaderDecompressor,
 }
@@ -690,7 +705,7 @@ impl Driver {
                         }
                     }
                 }
-                if len > 0 {
+                if len > 0 && self.window_updates {
                     let delta = len as u32;
                     self.send(Out::Frame(Frame::WindowUpdate { stream_id, delta }))
                         .await?;

@@ -232,6 +232,15 @@ pub struct SpdyClient {
 
 /// Sends the upgrade request; `Err((status, body))` unless it got 101.
 pub async fn spdy_connect(url: &str, protocols: &[&str]) -> Result<SpdyClient, (u16, String)> {
+    spdy_connect_with(url, protocols, spdy::Options::default()).await
+}
+
+/// [`spdy_connect`] with explicit connection options.
+pub async fn spdy_connect_with(
+    url: &str,
+    protocols: &[&str],
+    opts: spdy::Options,
+) -> Result<SpdyClient, (u16, String)> {
     let (host, path) = split_url(url);
     let mut tcp = TcpStream::connect(&host).await.expect("connect");
     let mut req = format!(
@@ -272,7 +281,7 @@ pub async fn spdy_connect(url: &str, protocols: &[&str]) -> Result<SpdyClient, (
             .eq_ignore_ascii_case("x-stream-protocol-version")
             .then(|| v.trim().to_owned())
     });
-    let (conn, incoming) = Connection::new(tcp, Role::Client, spdy::Options { idle_timeout: None });
+    let (conn, incoming) = Connection::new(tcp, Role::Client, opts);
     Ok(SpdyClient {
         conn,
         incoming,
