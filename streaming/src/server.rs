@@ -14,7 +14,7 @@ use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
@@ -30,6 +30,8 @@ use crate::{Error, over_spdy, over_ws};
 /// The header Kubernetes clients use to offer and confirm SPDY subprotocols.
 const PROTOCOL_HEADER: &str = "x-stream-protocol-version";
 const ACCEPTED_PROTOCOLS_HEADER: &str = "x-accepted-stream-protocol-versions";
+/// How long a client may take to send its request head.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Streaming server settings; every field has a sensible default.
 #[derive(Debug, Clone)]
@@ -206,7 +208,11 @@ async fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
         inner.tasks.spawn(async move {
             let svc_inner = conn_inner.clone();
             let svc = service_fn(move |req| handle(svc_inner.clone(), req));
+            // The timer arms hyper's header read timeout, so a client that
+            // connects and never sends a request does not hold a task.
             let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
                 .serve_connection(TokioIo::new(tcp), svc)
                 .with_upgrades();
             tokio::select! {

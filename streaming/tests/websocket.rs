@@ -336,3 +336,40 @@ async fn fifty_concurrent_sessions_over_both_transports() {
     assert_eq!(counters.finished.load(Ordering::SeqCst), 50);
     assert_eq!(counters.dropped.load(Ordering::SeqCst), 0);
 }
+
+#[tokio::test]
+async fn idle_websocket_session_is_closed() {
+    let cfg = streaming::Config {
+        idle_timeout: Duration::from_millis(300),
+        ..Default::default()
+    };
+    let (server, counters) = start(cfg).await;
+    let url = server
+        .register_exec(exec_req(&["sleep"], true, true, false, false))
+        .unwrap();
+    let (mut ws, _) = ws_connect(&url, &["v5.channel.k8s.io"]).await.unwrap();
+    // Nothing moves: the server closes the session and drops the backend.
+    collect(&mut ws, false).await;
+    wait_for("backend drop", || {
+        counters.dropped.load(Ordering::SeqCst) == 1
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn shutdown_ends_websocket_sessions() {
+    let (server, counters) = start_default().await;
+    let url = server
+        .register_exec(exec_req(&["sleep"], true, true, false, false))
+        .unwrap();
+    let (mut ws, _) = ws_connect(&url, &["v5.channel.k8s.io"]).await.unwrap();
+    wait_for("backend start", || {
+        counters.started.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    tokio::time::timeout(Duration::from_secs(10), server.shutdown())
+        .await
+        .expect("shutdown finishes");
+    assert_eq!(counters.dropped.load(Ordering::SeqCst), 1);
+    collect(&mut ws, false).await;
+}
