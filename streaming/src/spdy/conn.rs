@@ -496,16 +496,19 @@ impl Driver {
                 }
             }
         };
+        tokio::pin!(writer);
+        let mut protocol_error = false;
         let graceful = {
             let reader = self.read_loop(&mut r, activity.clone());
             tokio::select! {
                 r = reader => {
                     if let Err(err) = r {
                         tracing::debug!(%err, "spdy connection read ended");
+                        protocol_error = !matches!(err, crate::Error::Io(_));
                     }
                     false
                 }
-                r = writer => match r {
+                r = &mut writer => match r {
                     Ok(()) => true,
                     Err(err) => {
                         tracing::debug!(%err, "spdy connection write ended");
@@ -516,6 +519,17 @@ impl Driver {
                 _ = shared.closed.cancelled() => false,
             }
         };
+        if protocol_error {
+            // Tell the peer why (GOAWAY with PROTOCOL_ERROR) after whatever
+            // replies are already queued, then close.
+            let last = shared.lock().last_peer_stream_id;
+            let _ = shared.ctl.send(Out::Frame(Frame::GoAway {
+                last_good_stream_id: last,
+                status: 1,
+            }));
+            let _ = shared.ctl.send(Out::Shutdown);
+            let _ = tokio::time::timeout(Duration::from_secs(1), &mut writer).await;
+        }
         if graceful {
             // We sent GOAWAY and FIN. Closing the socket while the peer's
             // last frames sit unread would make the kernel answer with RST,
@@ -549,15 +563,6 @@ impl Driver {
                     }
                     Ok(None) => break,
                     Err(e) => {
-                        let last = self.shared.lock().last_peer_stream_id;
-                        let _ = self
-                            .shared
-                            .out
-                            .send(Out::Frame(Frame::GoAway {
-                                last_good_stream_id: last,
-                                status: 1,
-                            }))
-                            .await;
                         return Err(crate::Error::SpdyFrame(e));
                     }
                 }
