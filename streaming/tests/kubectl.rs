@@ -1,0 +1,335 @@
+//! Interoperability with the real Go clients: `kubectl exec` and
+//! `kubectl port-forward` against a fake API server that, like the
+//! apiserver and kubelet, parks the request on the streaming server and
+//! proxies the upgraded connection to the returned URL.
+//!
+//! Skipped (with a note) when no `kubectl` binary is on PATH.
+
+mod common;
+
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use streaming::StreamingServer;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+fn kubectl() -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|d| std::path::Path::new(d).join("kubectl"))
+        .find(|p| p.is_file())
+}
+
+const POD: &str = r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"mypod","namespace":"default","uid":"u1"},"spec":{"containers":[{"name":"c","image":"busybox"}]},"status":{"phase":"Running","containerStatuses":[{"name":"c","ready":true,"restartCount":0,"image":"busybox","imageID":"","state":{"running":{}}}]}}"#;
+
+const VERSION: &str =
+    r#"{"major":"1","minor":"32","gitVersion":"v1.32.0","platform":"linux/amd64"}"#;
+const API: &str = r#"{"kind":"APIVersions","versions":["v1"],"serverAddressByClientCIDRs":[{"clientCIDR":"0.0.0.0/0","serverAddress":"127.0.0.1"}]}"#;
+const APIS: &str = r#"{"kind":"APIGroupList","apiVersion":"v1","groups":[]}"#;
+const API_V1: &str = r#"{"kind":"APIResourceList","groupVersion":"v1","resources":[{"name":"pods","singularName":"pod","namespaced":true,"kind":"Pod","verbs":["get","list"],"shortNames":["po"]},{"name":"pods/exec","singularName":"","namespaced":true,"kind":"PodExecOptions","verbs":["create","get"]},{"name":"pods/portforward","singularName":"","namespaced":true,"kind":"PodPortForwardOptions","verbs":["create","get"]}]}"#;
+
+async fn read_head(tcp: &mut TcpStream) -> Option<String> {
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut b = [0u8; 1];
+        if tcp.read(&mut b).await.ok()? == 0 {
+            return None;
+        }
+        head.push(b[0]);
+    }
+    Some(String::from_utf8_lossy(&head).into_owned())
+}
+
+fn query_values(query: &str, key: &str) -> Vec<String> {
+    query
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .filter(|(k, _)| *k == key)
+        .map(|(_, v)| {
+            let v = v.replace('+', " ");
+            let mut out = Vec::new();
+            let b = v.as_bytes();
+            let mut i = 0;
+            while i < b.len() {
+                if b[i] == b'%'
+                    && i + 2 < b.len()
+                    && let Ok(x) = u8::from_str_radix(&v[i + 1..i + 3], 16)
+                {
+                    out.push(x);
+                    i += 3;
+                    continue;
+                }
+                out.push(b[i]);
+                i += 1;
+            }
+            String::from_utf8(out).unwrap()
+        })
+        .collect()
+}
+
+fn flag(query: &str, key: &str) -> bool {
+    query_values(query, key)
+        .first()
+        .is_some_and(|v| v == "true" || v == "1")
+}
+
+/// Answers pod GETs; parks exec/portforward requests on the streaming
+/// server and splices the connection to the URL it returned.
+async fn fake_apiserver(streaming: Arc<StreamingServer>, upgrades: Upgrades) -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut tcp, _)) = l.accept().await else {
+                return;
+            };
+            let streaming = streaming.clone();
+            let upgrades = upgrades.clone();
+            tokio::spawn(async move {
+                while let Some(head) = read_head(&mut tcp).await {
+                    let target = head.split_whitespace().nth(1).unwrap_or("").to_owned();
+                    let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+                    let url = if path.ends_with("/exec") {
+                        Some(
+                            streaming
+                                .register_exec(crius_proto::ExecRequest {
+                                    container_id: "c".into(),
+                                    cmd: query_values(query, "command"),
+                                    tty: flag(query, "tty"),
+                                    stdin: flag(query, "stdin"),
+                                    stdout: flag(query, "stdout"),
+                                    stderr: flag(query, "stderr"),
+                                })
+                                .unwrap(),
+                        )
+                    } else if path.ends_with("/portforward") {
+                        Some(
+                            streaming
+                                .register_port_forward(crius_proto::PortForwardRequest {
+                                    pod_sandbox_id: "mypod".into(),
+                                    port: vec![],
+                                })
+                                .unwrap(),
+                        )
+                    } else {
+                        None
+                    };
+                    if let Some(url) = url {
+                        // Splice like the kubelet's upgrade-aware proxy: the
+                        // same request, pointed at the token URL.
+                        let new_target = url.trim_start_matches("http://");
+                        let (host, new_path) = new_target.split_at(new_target.find('/').unwrap());
+                        let new_target = if query.is_empty() {
+                            new_path.to_owned()
+                        } else {
+                            format!("{new_path}?{query}")
+                        };
+                        let head = head.replacen(&target, &new_target, 1);
+                        let upgrade = head
+                            .lines()
+                            .find_map(|l| {
+                                let (k, v) = l.split_once(':')?;
+                                k.eq_ignore_ascii_case("upgrade")
+                                    .then(|| v.trim().to_ascii_lowercase())
+                            })
+                            .unwrap_or_default();
+                        upgrades.lock().unwrap().push(upgrade);
+                        let mut up = TcpStream::connect(host).await.unwrap();
+                        up.write_all(head.as_bytes()).await.unwrap();
+                        let _ = tokio::io::copy_bidirectional(&mut tcp, &mut up).await;
+                        return;
+                    }
+                    let found = match path {
+                        "/api/v1/namespaces/default/pods/mypod" => Some(POD),
+                        "/version" => Some(VERSION),
+                        "/api" => Some(API),
+                        "/apis" => Some(APIS),
+                        "/api/v1" => Some(API_V1),
+                        _ => None,
+                    };
+                    let (status, body) = if let Some(body) = found {
+                        ("200 OK", body.to_owned())
+                    } else {
+                        eprintln!("fake apiserver: 404 for {target}");
+                        ("404 Not Found", r#"{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"NotFound","code":404}"#.to_owned())
+                    };
+                    let resp = format!(
+                        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    if tcp.write_all(resp.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+/// The Upgrade header of every request proxied to the streaming server.
+type Upgrades = Arc<std::sync::Mutex<Vec<String>>>;
+
+async fn setup() -> Option<(std::path::PathBuf, u16, Upgrades)> {
+    let Some(kubectl) = kubectl() else {
+        eprintln!("kubectl not found, skipping");
+        return None;
+    };
+    let (server, _) = start_default().await;
+    let upgrades = Upgrades::default();
+    let api = fake_apiserver(Arc::new(server), upgrades.clone()).await;
+    Some((kubectl, api, upgrades))
+}
+
+async fn kubectl_exec(
+    kubectl: &std::path::Path,
+    api: u16,
+    websockets: bool,
+    args: &[&str],
+    stdin: Option<&[u8]>,
+) -> (i32, String, String) {
+    let mut cmd = tokio::process::Command::new(kubectl);
+    cmd.args(["--server", &format!("http://127.0.0.1:{api}"), "exec"])
+        .args(args)
+        .env(
+            "KUBECTL_REMOTE_COMMAND_WEBSOCKETS",
+            if websockets { "true" } else { "false" },
+        )
+        .env("KUBECONFIG", "/dev/null")
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().expect("kubectl runs");
+    if let Some(input) = stdin {
+        let mut si = child.stdin.take().unwrap();
+        si.write_all(input).await.unwrap();
+        drop(si);
+    }
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("kubectl finishes")
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_exec_over_spdy_and_websocket() {
+    let Some((kubectl, api, upgrades)) = setup().await else {
+        return;
+    };
+    for ws in [false, true] {
+        upgrades.lock().unwrap().clear();
+        let (code, out, err) = kubectl_exec(
+            &kubectl,
+            api,
+            ws,
+            &["mypod", "--", "echo", "hello", "kubectl"],
+            None,
+        )
+        .await;
+        assert_eq!(
+            (code, out.as_str()),
+            (0, "hello kubectl\n"),
+            "websockets={ws} stderr: {err}"
+        );
+
+        let (code, out, err) = kubectl_exec(
+            &kubectl,
+            api,
+            ws,
+            &["-i", "mypod", "--", "cat"],
+            Some(b"piped stdin\n"),
+        )
+        .await;
+        assert_eq!(
+            (code, out.as_str()),
+            (0, "piped stdin\n"),
+            "websockets={ws} stderr: {err}"
+        );
+
+        let (code, _, err) =
+            kubectl_exec(&kubectl, api, ws, &["mypod", "--", "exit", "7"], None).await;
+        assert_eq!(code, 7, "websockets={ws} stderr: {err}");
+        // No silent fallback: every session used the transport asked for.
+        let want = if ws { "websocket" } else { "spdy/3.1" };
+        let seen = upgrades.lock().unwrap().clone();
+        assert_eq!(seen, vec![want; 3], "websockets={ws}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_port_forward_over_spdy_and_websocket_tunnel() {
+    let Some((kubectl, api, upgrades)) = setup().await else {
+        return;
+    };
+    let remote = page_server().await;
+    for ws in [false, true] {
+        upgrades.lock().unwrap().clear();
+        let local = closed_port().await;
+        let mut child = tokio::process::Command::new(&kubectl)
+            .args([
+                "--server",
+                &format!("http://127.0.0.1:{api}"),
+                "port-forward",
+                "pod/mypod",
+                &format!("{local}:{remote}"),
+            ])
+            .env(
+                "KUBECTL_PORT_FORWARD_WEBSOCKETS",
+                if ws { "true" } else { "false" },
+            )
+            .env("KUBECONFIG", "/dev/null")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("kubectl runs");
+        // Wait until kubectl listens.
+        let mut tcp = None;
+        for _ in 0..200 {
+            if let Ok(t) = TcpStream::connect(("127.0.0.1", local)).await {
+                tcp = Some(t);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let mut tcp = tcp.expect("kubectl port-forward listens");
+        for i in 0..2 {
+            if i > 0 {
+                tcp = TcpStream::connect(("127.0.0.1", local)).await.unwrap();
+            }
+            tcp.write_all(format!("GET /{i} HTTP/1.0\r\n\r\n").as_bytes())
+                .await
+                .unwrap();
+            let mut resp = String::new();
+            tokio::time::timeout(Duration::from_secs(20), tcp.read_to_string(&mut resp))
+                .await
+                .expect("response in time")
+                .unwrap();
+            assert!(
+                resp.ends_with(&format!("you asked: GET /{i} HTTP/1.0")),
+                "websockets={ws}: {resp:?}"
+            );
+        }
+        child.kill().await.unwrap();
+        let want = if ws { "websocket" } else { "spdy/3.1" };
+        let seen = upgrades.lock().unwrap().clone();
+        assert!(
+            !seen.is_empty() && seen.iter().all(|u| u == want),
+            "websockets={ws}: {seen:?}"
+        );
+    }
+}

@@ -1,0 +1,127 @@
+//! Hostile SPDY input: raw frames written on the upgraded socket, answers
+//! parsed with the crate's own frame parser.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use streaming::spdy::compress::HeaderCompressor;
+use streaming::spdy::{Frame, Headers, parse};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+async fn upgraded(url: &str) -> TcpStream {
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_at(rest.find('/').unwrap());
+    let mut tcp = TcpStream::connect(host).await.unwrap();
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: v4.channel.k8s.io\r\n\r\n"
+    );
+    tcp.write_all(req.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        head.push(tcp.read_u8().await.unwrap());
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    tcp
+}
+
+/// Reads frames until the server closes the socket.
+async fn frames_until_close(tcp: &mut TcpStream) -> Vec<Frame> {
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut buf))
+        .await
+        .expect("server closes")
+        .ok();
+    let mut frames = Vec::new();
+    let mut at = 0;
+    while let Ok(Some((f, used))) = parse(&buf[at..]) {
+        frames.push(f);
+        at += used;
+    }
+    frames
+}
+
+fn url(server: &streaming::StreamingServer) -> String {
+    server
+        .register_exec(exec_req(&["echo", "x"], false, true, false, false))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn bad_version_gets_goaway_protocol_error() {
+    let (server, counters) = start_default().await;
+    let mut tcp = upgraded(&url(&server)).await;
+    // A PING claiming SPDY version 2.
+    tcp.write_all(&[0x80, 0x02, 0x00, 0x06, 0, 0, 0, 4, 0, 0, 0, 1])
+        .await
+        .unwrap();
+    let frames = frames_until_close(&mut tcp).await;
+    assert!(
+        frames
+            .iter()
+            .any(|f| matches!(f, Frame::GoAway { status: 1, .. })),
+        "{frames:?}"
+    );
+    assert_eq!(
+        counters.started.load(std::sync::atomic::Ordering::SeqCst),
+        0
+    );
+}
+
+#[tokio::test]
+async fn corrupt_header_block_closes_the_connection() {
+    let (server, _) = start_default().await;
+    let mut tcp = upgraded(&url(&server)).await;
+    let f = Frame::SynStream {
+        stream_id: 1,
+        associated_id: 0,
+        priority: 0,
+        slot: 0,
+        flags: 0,
+        header_block: b"definitely not zlib".to_vec(),
+    };
+    tcp.write_all(&f.to_bytes()).await.unwrap();
+    // The connection ends rather than the server hanging or panicking.
+    frames_until_close(&mut tcp).await;
+}
+
+#[tokio::test]
+async fn server_parity_stream_id_is_refused_and_ping_echoed() {
+    let (server, _) = start_default().await;
+    let mut tcp = upgraded(&url(&server)).await;
+    let mut z = HeaderCompressor::new();
+    let mut h = Headers::new();
+    h.insert("streamtype", "error");
+    // Even ids belong to the server.
+    let bad = Frame::SynStream {
+        stream_id: 2,
+        associated_id: 0,
+        priority: 0,
+        slot: 0,
+        flags: 0,
+        header_block: z.compress(&h),
+    };
+    let mut bytes = bad.to_bytes();
+    Frame::Ping { id: 5 }.encode(&mut bytes);
+    // An oversized frame header: nothing that large is accepted.
+    bytes.extend_from_slice(&[0, 0, 0, 9, 0, 0xff, 0xff, 0xff]);
+    tcp.write_all(&bytes).await.unwrap();
+    let frames = frames_until_close(&mut tcp).await;
+    assert!(
+        frames.iter().any(|f| matches!(
+            f,
+            Frame::RstStream {
+                stream_id: 2,
+                status: 1
+            }
+        )),
+        "{frames:?}"
+    );
+    assert!(frames.contains(&Frame::Ping { id: 5 }), "{frames:?}");
+}
