@@ -248,6 +248,13 @@ impl Daemon {
         self.spawn().await;
     }
 
+    /// Starts the daemon again after [`stop`](Self::stop) or
+    /// [`stop_with`](Self::stop_with), on the same dirs and flags.
+    pub async fn respawn(&mut self) {
+        assert!(self.child.is_none(), "crius is still running");
+        self.spawn().await;
+    }
+
     /// Kills the daemon without letting it clean up, as a crash would.
     pub async fn crash_and_restart(&mut self) {
         self.stop_with(Signal::SIGKILL);

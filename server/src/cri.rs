@@ -13,6 +13,7 @@ pub struct Cri {
     /// The OCI runtime resolved at start; `None` makes RuntimeReady false.
     pub(crate) runtime_binary: Option<PathBuf>,
     pub(crate) sandboxes: Arc<pod_sandbox::Sandboxes>,
+    pub(crate) containers: Arc<container::ContainerManager>,
 }
 
 impl Cri {
@@ -20,6 +21,7 @@ impl Cri {
         config: Config,
         images: image_service::ImageService,
         sandboxes: pod_sandbox::Sandboxes,
+        containers: container::ContainerManager,
     ) -> Cri {
         let runtime_binary = which(&config.runtime.runtime_path);
         if runtime_binary.is_none() {
@@ -30,6 +32,7 @@ impl Cri {
             images,
             runtime_binary,
             sandboxes: Arc::new(sandboxes),
+            containers: Arc::new(containers),
         }
     }
 }

@@ -16,7 +16,7 @@ use tokio_stream::wrappers::UnixListenerStream;
 
 use crate::Cri;
 use crate::cli::{Cli, Command, Overrides};
-use crate::config::{Config, DEFAULT_CONFIG_PATH, LogFormat, LogLevel};
+use crate::config::{CgroupManager, Config, DEFAULT_CONFIG_PATH, LogFormat, LogLevel};
 
 /// kubelet's own limit for CRI messages; large ListContainers answers need it.
 const MAX_MESSAGE_SIZE: usize = 16 * 1024 * 1024;
@@ -116,7 +116,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let sandboxes = pod_sandbox::Sandboxes::open(sandbox_options(&config))
         .await
         .context("failed to load pod sandboxes")?;
-    let cri = Arc::new(Cri::new(config, images, sandboxes));
+    let containers = open_containers(&config).await?;
+    let cri = Arc::new(Cri::new(config, images, sandboxes, containers));
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
     let shutdown = async move {
         shutdown_signal().await;
@@ -170,6 +171,39 @@ fn open_images(config: &Config) -> anyhow::Result<image_service::ImageService> {
         pinned_images: image.pinned_images.clone(),
     };
     image_service::ImageService::open(options).context("failed to open the image store")
+}
+
+/// Containers are recovered after the sandboxes, whose namespaces they
+/// join: running ones stay running, those that exited while crius was down
+/// get their real exit code, half-created ones are cleaned up.
+async fn open_containers(config: &Config) -> anyhow::Result<container::ContainerManager> {
+    let runtime = &config.runtime;
+    let mut options = container::RuntimeConfig::new(
+        &config.root,
+        &config.runroot,
+        crate::cri::which(&runtime.runtime_path).unwrap_or_else(|| runtime.runtime_path.clone()),
+        crate::cri::which(&runtime.conmon_path).unwrap_or_else(|| runtime.conmon_path.clone()),
+    );
+    options.cgroup_manager = match runtime.cgroup_manager {
+        CgroupManager::Cgroupfs => container::CgroupManager::Cgroupfs,
+        CgroupManager::Systemd => container::CgroupManager::Systemd,
+    };
+    let manager = container::ContainerManager::new(options)
+        .context("failed to set up the container store")?;
+    let report = manager
+        .recover()
+        .await
+        .context("failed to recover containers")?;
+    tracing::info!(
+        restored = report.restored.len(),
+        cleaned = report.cleaned.len(),
+        failed = report.failed.len(),
+        "containers recovered"
+    );
+    for (path, reason) in &report.failed {
+        tracing::warn!(?path, %reason, "container record not loaded");
+    }
+    Ok(manager)
 }
 
 fn sandbox_options(config: &Config) -> pod_sandbox::Options {

@@ -18,6 +18,14 @@ pub enum Error {
     Image(#[from] image_service::Error),
     #[error(transparent)]
     Sandbox(#[from] pod_sandbox::Error),
+    #[error(transparent)]
+    Container(#[from] container::Error),
+    #[error("image {image:?} not found: pull it first")]
+    ImageNotFound { image: String },
+    #[error("pod sandbox {id} is not ready: cannot create containers in it")]
+    SandboxNotReady { id: String },
+    #[error("image {image:?} is in use by container {container}")]
+    ImageInUse { image: String, container: String },
     #[error("request aborted: crius is shutting down")]
     Aborted,
 }
@@ -29,6 +37,11 @@ impl Error {
             Error::InvalidArgument { .. } => ErrorKind::InvalidArgument,
             Error::Image(err) => err.kind(),
             Error::Sandbox(err) => err.kind(),
+            Error::Container(err) => err.kind(),
+            Error::ImageNotFound { .. } => ErrorKind::NotFound,
+            Error::SandboxNotReady { .. } | Error::ImageInUse { .. } => {
+                ErrorKind::FailedPrecondition
+            }
             Error::Aborted => ErrorKind::Unavailable,
         }
     }

@@ -27,7 +27,7 @@ impl ImageService {}
 }
 
 /// The image name of a request, which must be given.
-fn requested_image(spec: Option<&ImageSpec>) -> Result<&str, Error> {
+pub(crate) fn requested_image(spec: Option<&ImageSpec>) -> Result<&str, Error> {
     match spec.map(|s| s.image.as_str()) {
         Some(image) if !image.is_empty() => Ok(image),
         _ => Err(Error::InvalidArgument {

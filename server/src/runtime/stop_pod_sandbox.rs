@@ -1,4 +1,5 @@
-//! `StopPodSandbox`: tears the network down and stops the infra process.
+//! `StopPodSandbox`: stops the pod's containers, tears the network down and
+//! stops the infra process.
 //!
 //! The CRI says StopPodSandbox must be idempotent and succeed for a sandbox
 //! that is already gone (api.proto: "If there are any running containers in
@@ -6,7 +7,10 @@
 //! idempotent, and must not return an error if all relevant resources have
 //! already been reclaimed"), so an unknown id is success.
 
+use std::sync::Arc;
+
 use crius_proto::{StopPodSandboxRequest, StopPodSandboxResponse};
+use pod_sandbox::BoxError;
 
 use crate::Cri;
 use crate::cri::detached;
@@ -17,9 +21,24 @@ impl Cri {
         &self,
         req: StopPodSandboxRequest,
     ) -> Result<StopPodSandboxResponse, Error> {
-        // Containers do not exist yet; their stop hook goes here.
         let sandboxes = self.sandboxes.clone();
-        detached(async move { Ok(sandboxes.stop(&req.pod_sandbox_id).await?) }).await?;
+        let containers = self.containers.clone();
+        detached(async move {
+            let stop = |sandbox: Arc<pod_sandbox::Sandbox>| stop_containers(containers, sandbox);
+            Ok(sandboxes.stop_with(&req.pod_sandbox_id, stop).await?)
+        })
+        .await?;
         Ok(StopPodSandboxResponse {})
     }
+}
+
+/// "Forcibly terminated": no grace period, the kubelet already gave one.
+pub(crate) async fn stop_containers(
+    containers: Arc<container::ContainerManager>,
+    sandbox: Arc<pod_sandbox::Sandbox>,
+) -> Result<(), BoxError> {
+    for id in containers.containers_of_sandbox(sandbox.id()) {
+        containers.stop(&id, 0).await?;
+    }
+    Ok(())
 }

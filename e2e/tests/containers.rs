@@ -1,0 +1,753 @@
+//! Containers through the whole daemon, as the kubelet drives them: images
+//! pulled from the local registry (hack/test-registry.sh), pods with pinned
+//! namespaces, runc under conmon. Each test checks what a kubelet or crictl
+//! user would see: the CRI log file, exit codes and reasons, ExecSync
+//! output, and what is left on the host afterwards.
+//!
+//! Pods here use a loopback-only CNI network: a real network namespace of
+//! their own (shared by the pod's containers) without bridges or iptables
+//! rules to clean up; the bridge network is covered by sandbox.rs.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crius_e2e::{Daemon, Dirs};
+use crius_proto::runtime_service_client::RuntimeServiceClient;
+use crius_proto::*;
+use tonic::Code;
+use tonic::transport::Channel;
+
+fn registry() -> String {
+    std::env::var("CRIUS_TEST_REGISTRY").unwrap_or_else(|_| {
+        panic!("CRIUS_TEST_REGISTRY is not set: run `eval \"$(hack/test-registry.sh up)\"` first")
+    })
+}
+
+fn image(name: &str) -> String {
+    format!("{}/{name}", registry())
+}
+
+/// A daemon whose CNI network is loopback only, with `images` pulled.
+async fn daemon(images: &[&str]) -> Daemon {
+    let dirs = Dirs::new();
+    std::fs::write(
+        dirs.cni_config_dir().join("10-lo.conflist"),
+        r#"{"cniVersion":"1.0.0","name":"lo-only","plugins":[{"type":"loopback"}]}"#,
+    )
+    .unwrap();
+    let daemon = Daemon::start_with(dirs, &["--cni-plugin-dir", "/usr/lib/cni"]).await;
+    let mut client = daemon.images().await;
+    for name in images {
+        client
+            .pull_image(PullImageRequest {
+                image: Some(ImageSpec {
+                    image: image(name),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap_or_else(|e| panic!("pull {name}: {e}\n{}", daemon.log()));
+    }
+    daemon
+}
+
+/// A running pod with a log directory in the test's temp dir.
+struct Pod {
+    id: String,
+    config: PodSandboxConfig,
+    log_dir: PathBuf,
+}
+
+async fn run_pod(daemon: &Daemon, name: &str) -> Pod {
+    let log_dir = daemon.dirs.base.path().join("pods").join(name);
+    std::fs::create_dir_all(&log_dir).unwrap();
+    let config = PodSandboxConfig {
+        metadata: Some(PodSandboxMetadata {
+            name: name.into(),
+            uid: format!("uid-{name}"),
+            namespace: "e2e".into(),
+            attempt: 0,
+        }),
+        hostname: name.into(),
+        log_directory: log_dir.to_string_lossy().into_owned(),
+        ..Default::default()
+    };
+    let id = daemon
+        .runtime()
+        .await
+        .run_pod_sandbox(RunPodSandboxRequest {
+            config: Some(config.clone()),
+            runtime_handler: String::new(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("run pod: {e}\n{}", daemon.log()))
+        .into_inner()
+        .pod_sandbox_id;
+    Pod {
+        id,
+        config,
+        log_dir,
+    }
+}
+
+fn container_config(name: &str, image_name: &str, command: &[&str]) -> ContainerConfig {
+    ContainerConfig {
+        metadata: Some(ContainerMetadata {
+            name: name.into(),
+            attempt: 0,
+        }),
+        image: Some(ImageSpec {
+            image: image(image_name),
+            ..Default::default()
+        }),
+        command: command.iter().map(|s| s.to_string()).collect(),
+        log_path: format!("{name}.log"),
+        ..Default::default()
+    }
+}
+
+async fn create(
+    client: &mut RuntimeServiceClient<Channel>,
+    pod: &Pod,
+    config: ContainerConfig,
+) -> Result<String, tonic::Status> {
+    client
+        .create_container(CreateContainerRequest {
+            pod_sandbox_id: pod.id.clone(),
+            config: Some(config),
+            sandbox_config: Some(pod.config.clone()),
+        })
+        .await
+        .map(|r| r.into_inner().container_id)
+}
+
+async fn create_and_start(
+    client: &mut RuntimeServiceClient<Channel>,
+    pod: &Pod,
+    config: ContainerConfig,
+) -> String {
+    let id = create(client, pod, config).await.expect("create container");
+    client
+        .start_container(StartContainerRequest {
+            container_id: id.clone(),
+        })
+        .await
+        .expect("start container");
+    id
+}
+
+async fn status(client: &mut RuntimeServiceClient<Channel>, id: &str) -> ContainerStatus {
+    client
+        .container_status(ContainerStatusRequest {
+            container_id: id.into(),
+            verbose: false,
+        })
+        .await
+        .expect("container status")
+        .into_inner()
+        .status
+        .expect("status present")
+}
+
+/// Waits until the container has exited and returns its status.
+async fn wait_exited(client: &mut RuntimeServiceClient<Channel>, id: &str) -> ContainerStatus {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let st = status(client, id).await;
+        if st.state == ContainerState::ContainerExited as i32 {
+            return st;
+        }
+        assert!(Instant::now() < deadline, "container {id} did not exit: {st:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The message parts of a CRI log file's lines (`<time> <stream> <tag> <msg>`).
+fn log_lines(path: &Path) -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .map(|line| {
+            let mut parts = line.splitn(4, ' ');
+            let time = parts.next().unwrap_or_default();
+            assert!(
+                time.contains('T') && time.len() > 20,
+                "not an RFC 3339 timestamp: {line:?}"
+            );
+            let stream = parts.next().unwrap_or_default().to_string();
+            let tag = parts.next().unwrap_or_default();
+            assert!(tag == "F" || tag == "P", "bad tag in {line:?}");
+            (stream, parts.next().unwrap_or_default().to_string())
+        })
+        .collect()
+}
+
+async fn exec(
+    client: &mut RuntimeServiceClient<Channel>,
+    id: &str,
+    cmd: &[&str],
+    timeout: i64,
+) -> Result<ExecSyncResponse, tonic::Status> {
+    client
+        .exec_sync(ExecSyncRequest {
+            container_id: id.into(),
+            cmd: cmd.iter().map(|s| s.to_string()).collect(),
+            timeout,
+        })
+        .await
+        .map(|r| r.into_inner())
+}
+
+/// Mount points under the daemon's dirs (rootfs overlays, pins, shm).
+fn mounts_under(dir: &Path) -> Vec<String> {
+    let dir = dir.to_string_lossy().into_owned();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
+        .filter(|m| m.starts_with(&dir))
+        .collect()
+}
+
+/// Stops and removes the pod and checks nothing of it is left mounted.
+async fn teardown(daemon: &Daemon, pod: &Pod) {
+    let mut client = daemon.runtime().await;
+    client
+        .stop_pod_sandbox(StopPodSandboxRequest {
+            pod_sandbox_id: pod.id.clone(),
+        })
+        .await
+        .expect("stop pod");
+    client
+        .remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: pod.id.clone(),
+        })
+        .await
+        .expect("remove pod");
+    let left = client
+        .list_containers(ListContainersRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .containers;
+    assert!(left.is_empty(), "containers left after pod removal: {left:?}");
+    let mounts = mounts_under(daemon.dirs.base.path());
+    assert!(mounts.is_empty(), "mounts left: {mounts:?}");
+}
+
+#[tokio::test]
+async fn echo_goes_to_the_cri_log_and_exit_codes_have_reasons() {
+    let daemon = daemon(&["busybox"]).await;
+    let pod = run_pod(&daemon, "echo").await;
+    let mut client = daemon.runtime().await;
+
+    let ok = create_and_start(
+        &mut client,
+        &pod,
+        container_config("ok", "busybox", &["sh", "-c", "echo hello; echo oops >&2"]),
+    )
+    .await;
+    let st = wait_exited(&mut client, &ok).await;
+    assert_eq!(st.exit_code, 0);
+    assert_eq!(st.reason, "Completed");
+    assert!(st.started_at > 0 && st.finished_at >= st.started_at, "{st:?}");
+    assert_eq!(st.log_path, pod.log_dir.join("ok.log").to_string_lossy());
+    let lines = log_lines(&pod.log_dir.join("ok.log"));
+    assert!(lines.contains(&("stdout".into(), "hello".into())), "{lines:?}");
+    assert!(lines.contains(&("stderr".into(), "oops".into())), "{lines:?}");
+
+    let failing = create_and_start(
+        &mut client,
+        &pod,
+        container_config("fail", "busybox", &["sh", "-c", "exit 3"]),
+    )
+    .await;
+    let st = wait_exited(&mut client, &failing).await;
+    assert_eq!(st.exit_code, 3);
+    assert_eq!(st.reason, "Error");
+
+    // A name already taken in the pod is refused, naming the holder.
+    let err = create(&mut client, &pod, container_config("ok", "busybox", &["true"]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::AlreadyExists, "{err:?}");
+    assert!(err.message().contains(&ok), "{err:?}");
+
+    let listed = client
+        .list_containers(ListContainersRequest {
+            filter: Some(ContainerFilter {
+                pod_sandbox_id: pod.id.clone(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .containers;
+    assert_eq!(listed.len(), 2);
+    teardown(&daemon, &pod).await;
+}
+
+#[tokio::test]
+async fn entrypoint_cmd_env_workdir_and_user_follow_kubernetes_rules() {
+    let daemon = daemon(&["busybox-entrypoint", "busybox-user", "busybox"]).await;
+    let pod = run_pod(&daemon, "rules").await;
+    let mut client = daemon.runtime().await;
+
+    let cases: Vec<(&str, ContainerConfig, &str)> = vec![
+        (
+            "image-defaults",
+            container_config("image-defaults", "busybox-entrypoint", &[]),
+            "from-entrypoint default-cmd",
+        ),
+        (
+            "args-only",
+            ContainerConfig {
+                args: vec!["given-arg".into()],
+                ..container_config("args-only", "busybox-entrypoint", &[])
+            },
+            "from-entrypoint given-arg",
+        ),
+        (
+            "command-only",
+            container_config("command-only", "busybox-entrypoint", &["/bin/echo", "own"]),
+            "own",
+        ),
+        (
+            "env-and-dir",
+            ContainerConfig {
+                envs: vec![KeyValue {
+                    key: "BAR".into(),
+                    value: "from-config".into(),
+                }],
+                working_dir: "/tmp".into(),
+                ..container_config(
+                    "env-and-dir",
+                    "busybox-entrypoint",
+                    &["sh", "-c", "echo $FOO $BAR $(pwd)"],
+                )
+            },
+            "bar-from-image from-config /tmp",
+        ),
+        (
+            "image-user",
+            container_config("image-user", "busybox-user", &["sh", "-c", "echo $(id -u) $(pwd)"]),
+            "1000 /home/tester",
+        ),
+        (
+            "uid",
+            ContainerConfig {
+                linux: Some(LinuxContainerConfig {
+                    security_context: Some(LinuxContainerSecurityContext {
+                        run_as_user: Some(Int64Value { value: 1000 }),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..container_config("uid", "busybox", &["sh", "-c", "echo $(id -u) $(id -G)"])
+            },
+            // The image user's groups come along: tester is in `extra`.
+            "1000 1000 2000",
+        ),
+        (
+            "username",
+            ContainerConfig {
+                linux: Some(LinuxContainerConfig {
+                    security_context: Some(LinuxContainerSecurityContext {
+                        run_as_username: "tester".into(),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..container_config("username", "busybox", &["id", "-un"])
+            },
+            "tester",
+        ),
+    ];
+    for (name, config, expected) in cases {
+        let id = create_and_start(&mut client, &pod, config).await;
+        let st = wait_exited(&mut client, &id).await;
+        assert_eq!(st.exit_code, 0, "{name}: {st:?}");
+        let lines = log_lines(&pod.log_dir.join(format!("{name}.log")));
+        assert_eq!(
+            lines,
+            vec![("stdout".to_string(), expected.to_string())],
+            "{name}"
+        );
+    }
+    teardown(&daemon, &pod).await;
+}
+
+#[tokio::test]
+async fn mounts_and_readonly_rootfs() {
+    let daemon = daemon(&["busybox"]).await;
+    let pod = run_pod(&daemon, "mounts").await;
+    let mut client = daemon.runtime().await;
+    let host_rw = daemon.dirs.base.path().join("host-rw");
+    let host_ro = daemon.dirs.base.path().join("host-ro");
+    std::fs::create_dir_all(&host_ro).unwrap();
+    std::fs::write(host_ro.join("data"), "from-host").unwrap();
+    let mount = |host: &Path, ctr: &str, readonly: bool| Mount {
+        host_path: host.to_string_lossy().into_owned(),
+        container_path: ctr.into(),
+        readonly,
+        ..Default::default()
+    };
+    let config = ContainerConfig {
+        mounts: vec![mount(&host_rw, "/rw", false), mount(&host_ro, "/ro", true)],
+        linux: Some(LinuxContainerConfig {
+            security_context: Some(LinuxContainerSecurityContext {
+                readonly_rootfs: true,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..container_config(
+            "mounts",
+            "busybox",
+            &[
+                "sh",
+                "-c",
+                "echo written > /rw/out; cat /ro/data; echo; \
+                 touch /ro/x 2>/dev/null && echo ro-writable; \
+                 touch /rootfs-file 2>/dev/null && echo rootfs-writable; \
+                 echo done",
+            ],
+        )
+    };
+    let id = create_and_start(&mut client, &pod, config).await;
+    let st = wait_exited(&mut client, &id).await;
+    assert_eq!(st.exit_code, 0, "{st:?}");
+    // A missing host path is created as a directory, as the kubelet expects.
+    assert_eq!(std::fs::read_to_string(host_rw.join("out")).unwrap(), "written\n");
+    let out: Vec<String> = log_lines(&pod.log_dir.join("mounts.log"))
+        .into_iter()
+        .map(|(_, m)| m)
+        .collect();
+    assert_eq!(out, ["from-host", "done"]);
+    assert!(!host_ro.join("x").exists());
+    teardown(&daemon, &pod).await;
+}
+
+#[tokio::test]
+async fn containers_of_a_pod_share_localhost_and_hostname() {
+    let daemon = daemon(&["busybox"]).await;
+    let pod = run_pod(&daemon, "shared").await;
+    let mut client = daemon.runtime().await;
+    let server = create_and_start(
+        &mut client,
+        &pod,
+        container_config(
+            "server",
+            "busybox",
+            &["sh", "-c", "mkdir /www && echo pod-page > /www/index.html && exec httpd -f -p 127.0.0.1:8080 -h /www"],
+        ),
+    )
+    .await;
+    let clientctr = create_and_start(
+        &mut client,
+        &pod,
+        container_config("client", "busybox", &["sleep", "1000"]),
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let page = loop {
+        let out = exec(
+            &mut client,
+            &clientctr,
+            &["wget", "-q", "-O", "-", "http://127.0.0.1:8080/index.html"],
+            10,
+        )
+        .await
+        .unwrap();
+        if out.exit_code == 0 {
+            break String::from_utf8_lossy(&out.stdout).into_owned();
+        }
+        assert!(Instant::now() < deadline, "server never answered: {out:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(page, "pod-page\n");
+    let host = exec(&mut client, &server, &["hostname"], 5).await.unwrap();
+    assert_eq!(String::from_utf8_lossy(&host.stdout), "shared\n");
+    teardown(&daemon, &pod).await;
+}
+
+#[tokio::test]
+async fn exec_sync_output_exit_code_and_timeout() {
+    let daemon = daemon(&["busybox"]).await;
+    let pod = run_pod(&daemon, "exec").await;
+    let mut client = daemon.runtime().await;
+    let id = create_and_start(
+        &mut client,
+        &pod,
+        container_config("sleeper", "busybox", &["sleep", "1000"]),
+    )
+    .await;
+    let out = exec(&mut client, &id, &["sh", "-c", "echo out; echo err >&2; exit 7"], 10)
+        .await
+        .unwrap();
+    assert_eq!(out.stdout, b"out\n");
+    assert_eq!(out.stderr, b"err\n");
+    assert_eq!(out.exit_code, 7);
+
+    let started = Instant::now();
+    let err = exec(&mut client, &id, &["sleep", "30"], 1).await.unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(15), "timeout not honoured");
+    assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
+
+    // Exec into a container that is not running is refused.
+    client
+        .stop_container(StopContainerRequest {
+            container_id: id.clone(),
+            timeout: 0,
+        })
+        .await
+        .unwrap();
+    let err = exec(&mut client, &id, &["true"], 5).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    teardown(&daemon, &pod).await;
+}
+
+#[tokio::test]
+async fn stop_escalates_to_sigkill_and_is_idempotent() {
+    let daemon = daemon(&["busybox"]).await;
+    let pod = run_pod(&daemon, "stop").await;
+    let mut client = daemon.runtime().await;
+    let id = create_and_start(
+        &mut client,
+        &pod,
+        container_config(
+            "stubborn",
+            "busybox",
+            &["sh", "-c", "trap '' TERM; echo ready; while true; do sleep 1; done"],
+        ),
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while log_lines(&pod.log_dir.join("stubborn.log")).is_empty() {
+        assert!(Instant::now() < deadline, "container never got ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let started = Instant::now();
+    client
+        .stop_container(StopContainerRequest {
+            container_id: id.clone(),
+            timeout: 2,
+        })
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    assert!(took >= Duration::from_secs(2), "SIGTERM should have been ignored: {took:?}");
+    let st = status(&mut client, &id).await;
+    assert_eq!(st.state, ContainerState::ContainerExited as i32);
+    assert_eq!(st.exit_code, 137, "{st:?}");
+
+    // Again, and for a container that never existed: both succeed.
+    for target in [id.as_str(), "0123456789abcdef-missing"] {
+        client
+            .stop_container(StopContainerRequest {
+                container_id: target.into(),
+                timeout: 1,
+            })
+            .await
+            .unwrap();
+        client
+            .remove_container(RemoveContainerRequest {
+                container_id: target.into(),
+            })
+            .await
+            .unwrap();
+    }
+    let err = client
+        .container_status(ContainerStatusRequest {
+            container_id: id.clone(),
+            verbose: false,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    teardown(&daemon, &pod).await;
+}
+
+#[tokio::test]
+async fn termination_message_and_log_reopen() {
+    let daemon = daemon(&["busybox"]).await;
+    let pod = run_pod(&daemon, "term").await;
+    let mut client = daemon.runtime().await;
+    let id = create_and_start(
+        &mut client,
+        &pod,
+        ContainerConfig {
+            // ReopenContainerLog needs a running container: it writes one
+            // line a second until /tmp/stop appears.
+            ..container_config(
+                "logger",
+                "busybox",
+                &[
+                    "sh",
+                    "-c",
+                    "i=0; while [ ! -e /tmp/stop ]; do echo line-$i; i=$((i+1)); sleep 0.2; done; \
+                     echo goodbye > /dev/termination-log; exit 2",
+                ],
+            )
+        },
+    )
+    .await;
+    let log = pod.log_dir.join("logger.log");
+    let rotated = pod.log_dir.join("logger.log.1");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    std::fs::rename(&log, &rotated).unwrap();
+    client
+        .reopen_container_log(ReopenContainerLogRequest {
+            container_id: id.clone(),
+        })
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    exec(&mut client, &id, &["touch", "/tmp/stop"], 5).await.unwrap();
+    let st = wait_exited(&mut client, &id).await;
+    assert_eq!(st.exit_code, 2);
+    assert!(log.exists(), "log not reopened at its path");
+    let old: Vec<String> = log_lines(&rotated).into_iter().map(|(_, m)| m).collect();
+    let new: Vec<String> = log_lines(&log).into_iter().map(|(_, m)| m).collect();
+    assert!(!old.is_empty() && !new.is_empty(), "old {old:?} new {new:?}");
+    // Nothing lost, nothing doubled: the numbers continue across files.
+    let all: Vec<String> = old.into_iter().chain(new).collect();
+    for (i, line) in all.iter().enumerate() {
+        assert_eq!(line, &format!("line-{i}"), "{all:?}");
+    }
+    teardown(&daemon, &pod).await;
+}
+
+#[tokio::test]
+async fn termination_message_path_is_reported() {
+    let daemon = daemon(&["busybox"]).await;
+    let pod = run_pod(&daemon, "msg").await;
+    let mut client = daemon.runtime().await;
+    let id = create_and_start(
+        &mut client,
+        &pod,
+        ContainerConfig {
+            annotations: HashMap::from([(
+                "io.kubernetes.container.terminationMessagePath".to_string(),
+                "/dev/termination-log".to_string(),
+            )]),
+            ..container_config(
+                "msg",
+                "busybox",
+                &["sh", "-c", "echo -n 'it broke' > /dev/termination-log; exit 1"],
+            )
+        },
+    )
+    .await;
+    let st = wait_exited(&mut client, &id).await;
+    assert_eq!(st.exit_code, 1);
+    assert_eq!(st.message, "it broke", "{st:?}");
+    teardown(&daemon, &pod).await;
+}
+
+#[tokio::test]
+async fn containers_survive_a_restart_and_exits_while_down_are_seen() {
+    let mut daemon = daemon(&["busybox"]).await;
+    let pod = run_pod(&daemon, "restart").await;
+    let mut client = daemon.runtime().await;
+    let running = create_and_start(
+        &mut client,
+        &pod,
+        container_config("running", "busybox", &["sleep", "1000"]),
+    )
+    .await;
+    let exits = create_and_start(
+        &mut client,
+        &pod,
+        container_config("exits", "busybox", &["sh", "-c", "sleep 3; exit 5"]),
+    )
+    .await;
+    let before = status(&mut client, &exits).await;
+    assert_eq!(before.state, ContainerState::ContainerRunning as i32);
+    drop(client);
+
+    daemon.stop();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    daemon.respawn().await;
+
+    let mut client = daemon.runtime().await;
+    let st = status(&mut client, &running).await;
+    assert_eq!(st.state, ContainerState::ContainerRunning as i32, "{st:?}");
+    let out = exec(&mut client, &running, &["echo", "alive"], 5).await.unwrap();
+    assert_eq!(out.stdout, b"alive\n");
+    let st = status(&mut client, &exits).await;
+    assert_eq!(st.state, ContainerState::ContainerExited as i32, "{st:?}");
+    assert_eq!(st.exit_code, 5);
+    assert!(st.finished_at > before.started_at);
+    teardown(&daemon, &pod).await;
+}
+
+#[tokio::test]
+async fn failed_create_leaves_nothing_behind() {
+    let daemon = daemon(&["busybox"]).await;
+    let pod = run_pod(&daemon, "fail").await;
+    let mut client = daemon.runtime().await;
+
+    let err = create(&mut client, &pod, container_config("noimage", "not-pulled", &["true"]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "{err:?}");
+    assert!(err.message().contains("not-pulled"), "{err:?}");
+
+    // runc refuses a working dir that is a file: the error carries runc's
+    // message and everything done so far is undone.
+    let config = ContainerConfig {
+        working_dir: "/etc/passwd".into(),
+        ..container_config("badcwd", "busybox", &["true"])
+    };
+    let result = create(&mut client, &pod, config.clone()).await;
+    let err = match result {
+        Err(err) => err,
+        // runc 1.1 checks the cwd only at start.
+        Ok(id) => client
+            .start_container(StartContainerRequest { container_id: id })
+            .await
+            .unwrap_err(),
+    };
+    assert!(err.message().contains("passwd"), "{err:?}");
+    teardown(&daemon, &pod).await;
+    let containers_dir = daemon.dirs.root().join("containers");
+    let left: Vec<_> = std::fs::read_dir(&containers_dir)
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "container dirs left: {left:?}");
+}
+
+#[tokio::test]
+async fn create_in_a_missing_or_stopped_pod_is_refused() {
+    let daemon = daemon(&["busybox"]).await;
+    let pod = run_pod(&daemon, "gone").await;
+    let mut client = daemon.runtime().await;
+    let missing = Pod {
+        id: "ffffffffffff".into(),
+        config: pod.config.clone(),
+        log_dir: pod.log_dir.clone(),
+    };
+    let err = create(&mut client, &missing, container_config("c", "busybox", &["true"]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "{err:?}");
+    client
+        .stop_pod_sandbox(StopPodSandboxRequest {
+            pod_sandbox_id: pod.id.clone(),
+        })
+        .await
+        .unwrap();
+    let err = create(&mut client, &pod, container_config("c", "busybox", &["true"]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    teardown(&daemon, &pod).await;
+}
+
+/// Keep `Arc` in use for the shared `Dirs` type of the harness.
+#[allow(dead_code)]
+fn _dirs(_: Arc<Dirs>) {}
