@@ -669,3 +669,85 @@ async fn many_layers_beyond_one_page_of_mount_options() {
     env.mgr.remove(&id).await.unwrap();
     assert!(env.mounts_under_test_dir().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tty_output_is_logged() {
+    let env = Env::new();
+    let mut cfg = sh("tty", "tty; echo on-a-tty");
+    cfg.tty = true;
+    let id = env
+        .mgr
+        .create(&env.sandbox, &env.image, &cfg)
+        .await
+        .unwrap();
+    env.mgr.start(&id).await.unwrap();
+    let st = wait_exited(&env, &id, Duration::from_secs(10)).await;
+    assert_eq!(st.exit_code, 0);
+    wait_for_log(&env.log_path("tty"), "on-a-tty", Duration::from_secs(5)).await;
+    let text: Vec<String> = log_lines(&env.log_path("tty"))
+        .into_iter()
+        .map(|(_, _, c)| c)
+        .collect();
+    assert!(text.iter().any(|l| l.starts_with("/dev/pts/")), "{text:?}");
+    env.mgr.remove(&id).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn target_pid_namespace_sees_the_target() {
+    let env = Env::new();
+    let target = env
+        .mgr
+        .create(
+            &env.sandbox,
+            &env.image,
+            &sh(
+                "target",
+                "trap 'exit 0' TERM; while :; do sleep 0.1; done # marker-xyz",
+            ),
+        )
+        .await
+        .unwrap();
+    env.mgr.start(&target).await.unwrap();
+    // `[x]` keeps the peer's own command line from matching
+    let mut cfg = sh("peer", "ps -o args | grep -c 'marker-[x]yz'");
+    cfg.linux = Some(crius_proto::LinuxContainerConfig {
+        resources: None,
+        security_context: Some(crius_proto::LinuxContainerSecurityContext {
+            namespace_options: Some(crius_proto::NamespaceOption {
+                pid: crius_proto::NamespaceMode::Target as i32,
+                target_id: target.clone(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+    });
+    let peer = env
+        .mgr
+        .create(&env.sandbox, &env.image, &cfg)
+        .await
+        .unwrap();
+    env.mgr.start(&peer).await.unwrap();
+    wait_exited(&env, &peer, Duration::from_secs(10)).await;
+    let out: Vec<String> = log_lines(&env.log_path("peer"))
+        .into_iter()
+        .map(|(_, _, c)| c)
+        .collect();
+    assert_eq!(out, ["1"], "the target's shell is visible");
+    // a private pid namespace does not see it
+    let lonely = env
+        .mgr
+        .create(
+            &env.sandbox,
+            &env.image,
+            &sh("lonely", "ps -o args | grep -c 'marker-[x]yz'"),
+        )
+        .await
+        .unwrap();
+    env.mgr.start(&lonely).await.unwrap();
+    wait_exited(&env, &lonely, Duration::from_secs(10)).await;
+    wait_for_log(&env.log_path("lonely"), "0", Duration::from_secs(5)).await;
+    env.mgr.stop(&target, 5).await.unwrap();
+    for id in [target, peer, lonely] {
+        env.mgr.remove(&id).await.unwrap();
+    }
+}
