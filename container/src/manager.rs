@@ -185,6 +185,8 @@ impl ContainerManager {
         if sandbox.id.is_empty() {
             return Err(Error::InvalidArgument("sandbox id is required".into()));
         }
+        spec::validate_mounts(config)?;
+        spec::process_args(config, image)?;
         let id = new_id()?;
         let name = format!(
             "{}_{}_{}_{}_{}",

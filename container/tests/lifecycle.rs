@@ -751,3 +751,49 @@ async fn target_pid_namespace_sees_the_target() {
         env.mgr.remove(&id).await.unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stop_uses_the_image_stopsignal() {
+    let env = Env::new();
+    let mut image = env.image.clone();
+    image.config.stop_signal = "SIGUSR1".into();
+    // PID 1 without a TERM handler ignores SIGTERM: only USR1 ends it fast.
+    let id = env
+        .mgr
+        .create(
+            &env.sandbox,
+            &image,
+            &sh("usr1", "trap 'exit 0' USR1; while :; do sleep 0.1; done"),
+        )
+        .await
+        .unwrap();
+    env.mgr.start(&id).await.unwrap();
+    let t = Instant::now();
+    env.mgr.stop(&id, 20).await.unwrap();
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    let st = env.mgr.status(&id, false).unwrap().0;
+    assert_eq!((st.state, st.exit_code), (EXITED, 0));
+    env.mgr.remove(&id).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unsupported_mounts_fail_before_side_effects() {
+    let env = Env::new();
+    let missing = env.dir.path().join("must-not-be-created");
+    let mut cfg = sh("rro", "true");
+    cfg.mounts.push(crius_proto::Mount {
+        container_path: "/data".into(),
+        host_path: missing.display().to_string(),
+        readonly: true,
+        recursive_read_only: true,
+        ..Default::default()
+    });
+    let err = env
+        .mgr
+        .create(&env.sandbox, &env.image, &cfg)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
+    assert!(!missing.exists());
+    assert!(env.entries("root/containers").is_empty());
+}
