@@ -205,7 +205,7 @@ async fn exec_sync_output_exit_code_and_timeout() {
     let t = Instant::now();
     let err = env
         .mgr
-        .exec_sync(&id, &cmd("sleep 30"), Duration::from_secs(1))
+        .exec_sync(&id, &cmd("sleep 30; echo never"), Duration::from_secs(1))
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::DeadlineExceeded, "{err}");
