@@ -159,3 +159,55 @@ async fn stop_works_when_conmon_died() {
     env.mgr.remove(&id).await.unwrap();
     assert!(env.mounts_under_test_dir().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn crius_dying_mid_create_leaves_nothing_after_recover() {
+    // A runtime whose `create` hangs forever (every other call is real
+    // runc): crius "dies" while conmon waits for it.
+    let scripts = tempfile::tempdir_in("/tmp").unwrap();
+    let fake = scripts.path().join("slow-runc");
+    std::fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\nfor a in \"$@\"; do [ \"$a\" = create ] && while :; do sleep 1; done; done\nexec {RUNC} \"$@\"\n"
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut env = Env::with_runtime(fake.to_str().unwrap());
+    let cfg = sh("doomed", SERVE);
+    let create = env.mgr.create(&env.sandbox, &env.image, &cfg);
+    // Dropping the future mid-flight is what a killed crius looks like to
+    // the disk: no undo runs.
+    assert!(
+        tokio::time::timeout(Duration::from_secs(2), create)
+            .await
+            .is_err(),
+        "create should hang in the fake runtime"
+    );
+    assert!(
+        !env.mounts_under_test_dir().is_empty(),
+        "rootfs was mounted"
+    );
+    assert!(!env.processes_of_test().is_empty(), "conmon is waiting");
+
+    env.restart();
+    let report = env.mgr.recover().await.unwrap();
+    assert_eq!(report.cleaned.len(), 1, "{report:?}");
+    assert!(report.restored.is_empty(), "{report:?}");
+    assert!(env.mgr.list(None).is_empty());
+    assert!(env.mounts_under_test_dir().is_empty());
+    assert!(env.entries("run/containers").is_empty());
+    assert!(env.entries("root/containers").is_empty());
+    assert!(env.entries("run/runc").is_empty());
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !env.processes_of_test().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}",
+            env.processes_of_test()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
