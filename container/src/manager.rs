@@ -1301,6 +1301,34 @@ mod tests {
         assert_eq!(read_termination_message(&p), None);
     }
 
+    /// tonic handlers need Send futures and a Sync service.
+    #[test]
+    fn manager_is_sync_and_its_futures_are_send() {
+        fn sync<T: Send + Sync>(_: &T) {}
+        fn send<T: Send>(_: T) {}
+        let dir = tempfile::tempdir().unwrap();
+        let m = ContainerManager::new(RuntimeConfig::new(
+            dir.path().join("r"),
+            dir.path().join("v"),
+            "/bin/false",
+            "/bin/false",
+        ))
+        .unwrap();
+        sync(&m);
+        let (sb, img, cfg) = (
+            SandboxInfo::default(),
+            ImageInfo::default(),
+            ContainerConfig::default(),
+        );
+        send(m.create(&sb, &img, &cfg));
+        send(m.start("x"));
+        send(m.stop("x", 1));
+        send(m.remove("x"));
+        send(m.exec_sync("x", &[], Duration::ZERO));
+        send(m.reopen_log("x"));
+        send(m.recover());
+    }
+
     #[test]
     fn ids_are_64_hex() {
         let id = new_id().unwrap();
