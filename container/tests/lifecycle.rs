@@ -797,3 +797,101 @@ async fn unsupported_mounts_fail_before_side_effects() {
     assert!(!missing.exists());
     assert!(env.entries("root/containers").is_empty());
 }
+
+fn run(cmd: &[&str]) {
+    let out = std::process::Command::new(cmd[0])
+        .args(&cmd[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pod_containers_share_network_ipc_uts_and_shm() {
+    let env = Env::new();
+    // The pod's namespaces, pinned the way a sandbox does: a netns with lo
+    // up, IPC and UTS namespaces bind-mounted on files.
+    let ns = format!("crius-ctest-pod-{}", std::process::id());
+    run(&["ip", "netns", "add", &ns]);
+    struct DelNs(String);
+    impl Drop for DelNs {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "delete", &self.0])
+                .output();
+        }
+    }
+    let _guard = DelNs(ns.clone());
+    run(&["ip", "netns", "exec", &ns, "ip", "link", "set", "lo", "up"]);
+    let nsdir = env.dir.path().join("ns");
+    std::fs::create_dir_all(&nsdir).unwrap();
+    let nsdir_s = nsdir.to_str().unwrap();
+    run(&["mount", "--bind", nsdir_s, nsdir_s]);
+    run(&["mount", "--make-private", nsdir_s]);
+    for f in ["ipc", "uts"] {
+        std::fs::write(nsdir.join(f), "").unwrap();
+    }
+    run(&[
+        "unshare",
+        &format!("--ipc={nsdir_s}/ipc"),
+        &format!("--uts={nsdir_s}/uts"),
+        "hostname",
+        "podhost",
+    ]);
+    let shm = env.dir.path().join("shm");
+    std::fs::create_dir_all(&shm).unwrap();
+    let mut sandbox = env.sandbox.clone();
+    sandbox.netns_path = Some(format!("/run/netns/{ns}").into());
+    sandbox.ipcns_path = Some(nsdir.join("ipc"));
+    sandbox.utsns_path = Some(nsdir.join("uts"));
+    sandbox.shm_path = Some(shm.clone());
+
+    let a = env
+        .mgr
+        .create(
+            &sandbox,
+            &env.image,
+            &sh(
+                "server",
+                "touch /dev/mqueue/q1 && echo shared > /dev/shm/s && echo ready && nc -l -p 18080",
+            ),
+        )
+        .await
+        .unwrap();
+    env.mgr.start(&a).await.unwrap();
+    wait_for_log(&env.log_path("server"), "ready", Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let b = env
+        .mgr
+        .create(
+            &sandbox,
+            &env.image,
+            &sh(
+                "client",
+                "hostname; ls /dev/mqueue; cat /dev/shm/s; echo ping | nc 127.0.0.1 18080",
+            ),
+        )
+        .await
+        .unwrap();
+    env.mgr.start(&b).await.unwrap();
+    wait_exited(&env, &b, Duration::from_secs(10)).await;
+    wait_exited(&env, &a, Duration::from_secs(10)).await;
+    let client: Vec<String> = log_lines(&env.log_path("client"))
+        .into_iter()
+        .map(|(_, _, c)| c)
+        .collect();
+    assert_eq!(client, ["podhost", "q1", "shared"], "{client:?}");
+    let server: Vec<String> = log_lines(&env.log_path("server"))
+        .into_iter()
+        .map(|(_, _, c)| c)
+        .collect();
+    assert_eq!(server, ["ready", "ping"]);
+    assert_eq!(std::fs::read_to_string(shm.join("s")).unwrap(), "shared\n");
+    for id in [a, b] {
+        env.mgr.remove(&id).await.unwrap();
+    }
+}
