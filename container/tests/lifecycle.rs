@@ -531,6 +531,14 @@ async fn list_filters_prefix_lookup_and_verbose_status() {
     );
     assert_eq!(env.mgr.containers_of_sandbox(&env.sandbox.id).len(), 2);
 
+    // conmon's endpoints for the streaming server and log rotation
+    use std::os::unix::fs::FileTypeExt;
+    let attach = env.mgr.attach_socket_path(&a).unwrap();
+    let md = std::fs::metadata(&attach).unwrap_or_else(|e| panic!("{attach:?}: {e}"));
+    assert!(md.file_type().is_socket(), "{attach:?}");
+    let ctl = env.mgr.bundle_path(&a).unwrap().join("ctl");
+    assert!(std::fs::metadata(&ctl).unwrap().file_type().is_fifo());
+
     let (st, info) = env.mgr.status(&a[..12], true).unwrap();
     assert_eq!(st.id, a);
     assert_eq!(st.metadata.unwrap().name, "a");
