@@ -667,7 +667,7 @@ impl ContainerManager {
     /// the record of a container that has exited.
     fn refresh(&self, ctr: &Container) -> Result<Status> {
         let st = ctr.status();
-        if !matches!(st.state(), State::Created | State::Running) {
+        if !matches!(st.state(), State::Created | State::Running | State::Unknown) {
             return Ok(st);
         }
         let exit = self.exit_file(&ctr.meta.id);
@@ -1014,7 +1014,19 @@ impl ContainerManager {
             }
             self.store.insert(ctr.clone());
             if let Err(e) = self.reconcile(&ctr).await {
+                // Keep it, visibly: Unknown until its exit file shows up or
+                // a stop/remove deals with it.
                 tracing::warn!(%id, %e, "failed to reconcile container");
+                let reason = e.to_string();
+                if let Err(e) = ctr.update(|s| {
+                    if s.state() != State::Exited {
+                        s.state = Some(State::Unknown);
+                        s.message = format!("cannot reconcile after restart: {reason}");
+                    }
+                    Ok(())
+                }) {
+                    tracing::error!(%id, %e, "failed to record unknown state");
+                }
             }
             report.restored.push(id);
         }
@@ -1035,15 +1047,16 @@ impl ContainerManager {
 
     async fn reconcile(&self, ctr: &Container) -> Result<()> {
         let st = self.refresh(ctr)?;
-        if !matches!(st.state(), State::Created | State::Running) {
+        if !matches!(st.state(), State::Created | State::Running | State::Unknown) {
             return Ok(());
         }
         let id = &ctr.meta.id;
         match self.runc.state(id).await? {
             Some(rs) if rs.status == "running" => {
-                if st.state() == State::Created {
+                if st.state() != State::Running {
                     ctr.update(|s| {
                         s.state = Some(State::Running);
+                        s.message.clear();
                         if s.started_at == 0 {
                             s.started_at = now_nanos();
                         }
@@ -1051,7 +1064,15 @@ impl ContainerManager {
                     })?;
                 }
             }
-            Some(rs) if rs.status == "created" => {}
+            Some(rs) if rs.status == "created" => {
+                if st.state() != State::Created {
+                    ctr.update(|s| {
+                        s.state = Some(State::Created);
+                        s.message.clear();
+                        Ok(())
+                    })?;
+                }
+            }
             other => {
                 // Stopped (or gone) without an exit file: conmon died too,
                 // the exit code is lost.

@@ -51,6 +51,7 @@ async fn bad_mount_source_leaves_nothing() {
         .await
         .unwrap_err();
     let msg = err.to_string();
+    eprintln!("create error: {msg}");
     assert!(msg.contains("runc create"), "{msg}");
     assert!(
         msg.contains("not a directory") || msg.contains("mount"),
@@ -74,6 +75,7 @@ async fn missing_executable_reports_runc_message() {
         .create(&env.sandbox, &env.image, &config("nope", &["/no/such/exe"]))
         .await
         .unwrap_err();
+    eprintln!("create error: {err}");
     assert!(err.to_string().contains("/no/such/exe"), "{err}");
     assert_no_residue(&env).await;
 }
@@ -102,6 +104,7 @@ exit 1
         .create(&env.sandbox, &env.image, &sh("x", "true"))
         .await
         .unwrap_err();
+    eprintln!("create error: {err}");
     assert!(
         err.to_string().contains("injected runtime failure"),
         "{err}"

@@ -211,3 +211,48 @@ async fn crius_dying_mid_create_leaves_nothing_after_recover() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unreconcilable_containers_are_unknown_not_dropped() {
+    let mut env = Env::new();
+    let id = env
+        .mgr
+        .create(&env.sandbox, &env.image, &sh("shaky", SERVE))
+        .await
+        .unwrap();
+    env.mgr.start(&id).await.unwrap();
+
+    // Restart with a runtime whose `state` fails for a reason other than
+    // "does not exist".
+    let scripts = tempfile::tempdir_in("/tmp").unwrap();
+    let fake = scripts.path().join("broken-state-runc");
+    std::fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\nfor a in \"$@\"; do [ \"$a\" = state ] && {{ echo injected state failure >&2; exit 1; }}; done\nexec {RUNC} \"$@\"\n"
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    env.cfg.runtime_path = fake.clone();
+    env.restart();
+    let report = env.mgr.recover().await.unwrap();
+    assert_eq!(report.restored, vec![id.clone()]);
+    let (st, _) = env.mgr.status(&id, false).unwrap();
+    assert_eq!(
+        st.state,
+        crius_proto::ContainerState::ContainerUnknown as i32
+    );
+    assert!(st.message.contains("injected state failure"), "{st:?}");
+
+    // With a working runtime the next restart reconciles it.
+    env.cfg.runtime_path = RUNC.into();
+    env.restart();
+    env.mgr.recover().await.unwrap();
+    let (st, _) = env.mgr.status(&id, false).unwrap();
+    assert_eq!(st.state, RUNNING, "{st:?}");
+    assert!(st.message.is_empty());
+    env.mgr.stop(&id, 10).await.unwrap();
+    env.mgr.remove(&id).await.unwrap();
+}
