@@ -10,6 +10,7 @@ use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crius_proto::{ContainerConfig, ContainerFilter, NamespaceMode};
@@ -93,10 +94,12 @@ pub struct RecoveryReport {
     pub failed: Vec<(PathBuf, String)>,
 }
 
+/// Cheap to clone: clones share the store.
+#[derive(Clone)]
 pub struct ContainerManager {
-    cfg: RuntimeConfig,
-    store: ContainerStore,
-    runc: Runc,
+    cfg: Arc<RuntimeConfig>,
+    store: Arc<ContainerStore>,
+    runc: Arc<Runc>,
 }
 
 impl ContainerManager {
@@ -123,9 +126,9 @@ impl ContainerManager {
             cfg.runroot.join("runc-logs"),
         );
         Ok(ContainerManager {
-            cfg,
-            store: ContainerStore::default(),
-            runc,
+            cfg: Arc::new(cfg),
+            store: Arc::new(ContainerStore::default()),
+            runc: Arc::new(runc),
         })
     }
 
@@ -166,7 +169,52 @@ impl ContainerManager {
     /// CreateContainer: reserves the name, mounts the rootfs, writes the
     /// spec and has conmon run `runc create`. Any failure undoes every step
     /// and returns the cause (with runc's message).
+    ///
+    /// The work runs in its own task: if the caller goes away (kubelet's
+    /// deadline, a dropped gRPC call) it still finishes, then removes the
+    /// container nobody will hear about, so a retry finds the name free and
+    /// nothing is left behind.
     pub async fn create(
+        &self,
+        sandbox: &SandboxInfo,
+        image: &ImageInfo,
+        config: &ContainerConfig,
+    ) -> Result<String> {
+        struct CancelOnDrop(Arc<AtomicBool>, bool);
+        impl Drop for CancelOnDrop {
+            fn drop(&mut self) {
+                if !self.1 {
+                    self.0.store(true, Ordering::SeqCst);
+                }
+            }
+        }
+        let cancelled = Arc::new(AtomicBool::new(false));
+        let mut guard = CancelOnDrop(cancelled.clone(), false);
+        let this = self.clone();
+        let (sandbox, image, config) = (sandbox.clone(), image.clone(), config.clone());
+        let task = tokio::spawn(async move {
+            let res = this.create_now(&sandbox, &image, &config).await;
+            match res {
+                Ok(id) if cancelled.load(Ordering::SeqCst) => {
+                    tracing::warn!(%id, "create was abandoned by its caller, removing");
+                    if let Err(e) = this.remove(&id).await {
+                        tracing::error!(%id, %e, "failed to remove abandoned container");
+                    }
+                    Err(Error::Internal(format!(
+                        "create of container {id} was abandoned by its caller"
+                    )))
+                }
+                other => other,
+            }
+        });
+        let res = task
+            .await
+            .unwrap_or_else(|e| Err(Error::InvalidArgument(format!("create task failed: {e}"))));
+        guard.1 = true;
+        res
+    }
+
+    async fn create_now(
         &self,
         sandbox: &SandboxInfo,
         image: &ImageInfo,

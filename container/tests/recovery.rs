@@ -178,8 +178,9 @@ async fn crius_dying_mid_create_leaves_nothing_after_recover() {
     let mut env = Env::with_runtime(fake.to_str().unwrap());
     let cfg = sh("doomed", SERVE);
     let create = env.mgr.create(&env.sandbox, &env.image, &cfg);
-    // Dropping the future mid-flight is what a killed crius looks like to
-    // the disk: no undo runs.
+    // The create task stays stuck in the runtime with the rootfs mounted and
+    // the record incomplete: what the disk looks like when crius is killed
+    // there. A fresh manager over the same dirs is the restarted crius.
     assert!(
         tokio::time::timeout(Duration::from_secs(2), create)
             .await
