@@ -5,7 +5,7 @@
 //! container has its own operation lock, so a long stop of one container
 //! never delays List/Status or operations on others.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -830,7 +830,7 @@ impl ContainerManager {
         &self,
         id: &str,
         verbose: bool,
-    ) -> Result<(crius_proto::ContainerStatus, BTreeMap<String, String>)> {
+    ) -> Result<(crius_proto::ContainerStatus, HashMap<String, String>)> {
         let ctr = self.store.get(id)?;
         let st = self.refresh(&ctr)?;
         let m = &ctr.meta;
@@ -875,7 +875,7 @@ impl ContainerManager {
             }),
             ..Default::default()
         };
-        let mut info = BTreeMap::new();
+        let mut info = HashMap::new();
         if verbose {
             let spec: serde_json::Value =
                 std::fs::read(self.cfg.bundle_dir(&m.id).join(CONFIG_JSON))
