@@ -107,6 +107,9 @@ pub enum Error {
 
     #[error("the cgroup manager {0:?} is not supported")]
     Unsupported(String),
+
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl Error {
@@ -123,6 +126,7 @@ impl Error {
             Error::RecordVersion { .. } => ErrorKind::FailedPrecondition,
             Error::Unsupported(_) => ErrorKind::Unimplemented,
             Error::Io { .. }
+            | Error::Internal(_)
             | Error::Spawn { .. }
             | Error::CommandFailed { .. }
             | Error::Mount { .. }

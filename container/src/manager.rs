@@ -5,11 +5,12 @@
 //! container has its own operation lock, so a long stop of one container
 //! never delays List/Status or operations on others.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crius_proto::{ContainerConfig, ContainerFilter, NamespaceMode};
@@ -93,10 +94,12 @@ pub struct RecoveryReport {
     pub failed: Vec<(PathBuf, String)>,
 }
 
+/// Cheap to clone: clones share the store.
+#[derive(Clone)]
 pub struct ContainerManager {
-    cfg: RuntimeConfig,
-    store: ContainerStore,
-    runc: Runc,
+    cfg: Arc<RuntimeConfig>,
+    store: Arc<ContainerStore>,
+    runc: Arc<Runc>,
 }
 
 impl ContainerManager {
@@ -123,9 +126,9 @@ impl ContainerManager {
             cfg.runroot.join("runc-logs"),
         );
         Ok(ContainerManager {
-            cfg,
-            store: ContainerStore::default(),
-            runc,
+            cfg: Arc::new(cfg),
+            store: Arc::new(ContainerStore::default()),
+            runc: Arc::new(runc),
         })
     }
 
@@ -166,7 +169,52 @@ impl ContainerManager {
     /// CreateContainer: reserves the name, mounts the rootfs, writes the
     /// spec and has conmon run `runc create`. Any failure undoes every step
     /// and returns the cause (with runc's message).
+    ///
+    /// The work runs in its own task: if the caller goes away (kubelet's
+    /// deadline, a dropped gRPC call) it still finishes, then removes the
+    /// container nobody will hear about, so a retry finds the name free and
+    /// nothing is left behind.
     pub async fn create(
+        &self,
+        sandbox: &SandboxInfo,
+        image: &ImageInfo,
+        config: &ContainerConfig,
+    ) -> Result<String> {
+        struct CancelOnDrop(Arc<AtomicBool>, bool);
+        impl Drop for CancelOnDrop {
+            fn drop(&mut self) {
+                if !self.1 {
+                    self.0.store(true, Ordering::SeqCst);
+                }
+            }
+        }
+        let cancelled = Arc::new(AtomicBool::new(false));
+        let mut guard = CancelOnDrop(cancelled.clone(), false);
+        let this = self.clone();
+        let (sandbox, image, config) = (sandbox.clone(), image.clone(), config.clone());
+        let task = tokio::spawn(async move {
+            let res = this.create_now(&sandbox, &image, &config).await;
+            match res {
+                Ok(id) if cancelled.load(Ordering::SeqCst) => {
+                    tracing::warn!(%id, "create was abandoned by its caller, removing");
+                    if let Err(e) = this.remove(&id).await {
+                        tracing::error!(%id, %e, "failed to remove abandoned container");
+                    }
+                    Err(Error::Internal(format!(
+                        "create of container {id} was abandoned by its caller"
+                    )))
+                }
+                other => other,
+            }
+        });
+        let res = task
+            .await
+            .unwrap_or_else(|e| Err(Error::InvalidArgument(format!("create task failed: {e}"))));
+        guard.1 = true;
+        res
+    }
+
+    async fn create_now(
         &self,
         sandbox: &SandboxInfo,
         image: &ImageInfo,
@@ -185,6 +233,8 @@ impl ContainerManager {
         if sandbox.id.is_empty() {
             return Err(Error::InvalidArgument("sandbox id is required".into()));
         }
+        spec::validate_mounts(config)?;
+        spec::process_args(config, image)?;
         let id = new_id()?;
         let name = format!(
             "{}_{}_{}_{}_{}",
@@ -665,7 +715,7 @@ impl ContainerManager {
     /// the record of a container that has exited.
     fn refresh(&self, ctr: &Container) -> Result<Status> {
         let st = ctr.status();
-        if !matches!(st.state(), State::Created | State::Running) {
+        if !matches!(st.state(), State::Created | State::Running | State::Unknown) {
             return Ok(st);
         }
         let exit = self.exit_file(&ctr.meta.id);
@@ -780,7 +830,7 @@ impl ContainerManager {
         &self,
         id: &str,
         verbose: bool,
-    ) -> Result<(crius_proto::ContainerStatus, BTreeMap<String, String>)> {
+    ) -> Result<(crius_proto::ContainerStatus, HashMap<String, String>)> {
         let ctr = self.store.get(id)?;
         let st = self.refresh(&ctr)?;
         let m = &ctr.meta;
@@ -825,7 +875,7 @@ impl ContainerManager {
             }),
             ..Default::default()
         };
-        let mut info = BTreeMap::new();
+        let mut info = HashMap::new();
         if verbose {
             let spec: serde_json::Value =
                 std::fs::read(self.cfg.bundle_dir(&m.id).join(CONFIG_JSON))
@@ -1012,7 +1062,19 @@ impl ContainerManager {
             }
             self.store.insert(ctr.clone());
             if let Err(e) = self.reconcile(&ctr).await {
+                // Keep it, visibly: Unknown until its exit file shows up or
+                // a stop/remove deals with it.
                 tracing::warn!(%id, %e, "failed to reconcile container");
+                let reason = e.to_string();
+                if let Err(e) = ctr.update(|s| {
+                    if s.state() != State::Exited {
+                        s.state = Some(State::Unknown);
+                        s.message = format!("cannot reconcile after restart: {reason}");
+                    }
+                    Ok(())
+                }) {
+                    tracing::error!(%id, %e, "failed to record unknown state");
+                }
             }
             report.restored.push(id);
         }
@@ -1033,15 +1095,16 @@ impl ContainerManager {
 
     async fn reconcile(&self, ctr: &Container) -> Result<()> {
         let st = self.refresh(ctr)?;
-        if !matches!(st.state(), State::Created | State::Running) {
+        if !matches!(st.state(), State::Created | State::Running | State::Unknown) {
             return Ok(());
         }
         let id = &ctr.meta.id;
         match self.runc.state(id).await? {
             Some(rs) if rs.status == "running" => {
-                if st.state() == State::Created {
+                if st.state() != State::Running {
                     ctr.update(|s| {
                         s.state = Some(State::Running);
+                        s.message.clear();
                         if s.started_at == 0 {
                             s.started_at = now_nanos();
                         }
@@ -1049,7 +1112,15 @@ impl ContainerManager {
                     })?;
                 }
             }
-            Some(rs) if rs.status == "created" => {}
+            Some(rs) if rs.status == "created" => {
+                if st.state() != State::Created {
+                    ctr.update(|s| {
+                        s.state = Some(State::Created);
+                        s.message.clear();
+                        Ok(())
+                    })?;
+                }
+            }
             other => {
                 // Stopped (or gone) without an exit file: conmon died too,
                 // the exit code is lost.
@@ -1297,6 +1368,34 @@ mod tests {
         assert_eq!(read_termination_message(&l), None);
         std::fs::write(&p, "").unwrap();
         assert_eq!(read_termination_message(&p), None);
+    }
+
+    /// tonic handlers need Send futures and a Sync service.
+    #[test]
+    fn manager_is_sync_and_its_futures_are_send() {
+        fn sync<T: Send + Sync>(_: &T) {}
+        fn send<T: Send>(_: T) {}
+        let dir = tempfile::tempdir().unwrap();
+        let m = ContainerManager::new(RuntimeConfig::new(
+            dir.path().join("r"),
+            dir.path().join("v"),
+            "/bin/false",
+            "/bin/false",
+        ))
+        .unwrap();
+        sync(&m);
+        let (sb, img, cfg) = (
+            SandboxInfo::default(),
+            ImageInfo::default(),
+            ContainerConfig::default(),
+        );
+        send(m.create(&sb, &img, &cfg));
+        send(m.start("x"));
+        send(m.stop("x", 1));
+        send(m.remove("x"));
+        send(m.exec_sync("x", &[], Duration::ZERO));
+        send(m.reopen_log("x"));
+        send(m.recover());
     }
 
     #[test]

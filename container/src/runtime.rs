@@ -176,6 +176,9 @@ impl Runc {
             .arg("--pid-file")
             .arg(pid_file)
             .arg(id)
+            // Its own process group, inherited by the exec'd process and its
+            // children inside the container: a timeout kills them all.
+            .process_group(0)
             .spawn()
             .map_err(|e| Error::Spawn {
                 id: id.into(),
@@ -198,8 +201,20 @@ impl Runc {
                 // runc forwards catchable signals only: kill the exec'd
                 // process itself, then runc exits with it.
                 if let Some(pid) = read_pid(pid_file) {
-                    let _ = nix::sys::signal::kill(
-                        nix::unistd::Pid::from_raw(pid),
+                    // Children first found, then all killed: once the exec'd
+                    // process dies they are reparented and untraceable.
+                    let mut victims = descendants(pid);
+                    victims.push(pid);
+                    for p in victims {
+                        let _ = nix::sys::signal::kill(
+                            nix::unistd::Pid::from_raw(p),
+                            nix::sys::signal::Signal::SIGKILL,
+                        );
+                    }
+                }
+                if let Some(pgid) = child.id().and_then(|p| i32::try_from(p).ok()) {
+                    let _ = nix::sys::signal::killpg(
+                        nix::unistd::Pid::from_raw(pgid),
                         nix::sys::signal::Signal::SIGKILL,
                     );
                 }
@@ -269,6 +284,40 @@ fn runc_error_in_log(log: &str) -> Option<String> {
     }
 }
 
+/// All descendants of `root`, from /proc (parent pid is field 4 of stat).
+pub(crate) fn descendants(root: i32) -> Vec<i32> {
+    let mut parent_of: Vec<(i32, i32)> = Vec::new();
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for e in entries.flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                continue;
+            };
+            // comm may contain spaces and parens: fields start after the last ')'
+            if let Some(ppid) = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|p| p.parse::<i32>().ok())
+            {
+                parent_of.push((pid, ppid));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    let mut frontier = vec![root];
+    while let Some(p) = frontier.pop() {
+        for &(child, parent) in &parent_of {
+            if parent == p && !out.contains(&child) {
+                out.push(child);
+                frontier.push(child);
+            }
+        }
+    }
+    out
+}
+
 pub(crate) fn read_pid(path: &Path) -> Option<i32> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
@@ -302,6 +351,18 @@ mod tests {
         let data = vec![7u8; MAX_EXEC_OUTPUT + 12345];
         let out = read_bounded(&data[..]).await;
         assert_eq!(out.len(), MAX_EXEC_OUTPUT);
+    }
+
+    #[test]
+    fn descendants_of_this_process() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        let me = std::process::id() as i32;
+        assert!(descendants(me).contains(&(child.id() as i32)));
+        child.kill().unwrap();
+        child.wait().unwrap();
     }
 
     #[test]

@@ -312,14 +312,31 @@ fn clean_container_path(p: &str) -> Result<String> {
     Ok(format!("/{}", parts.join("/")))
 }
 
-/// The mounts of the container: defaults first, then the pod files, then
-/// CRI mounts (sorted parents-first) which replace defaults at the same
-/// destination. Returns the rootfs propagation the CRI mounts need.
-pub fn mounts(input: &SpecInput<'_>) -> Result<(Vec<Mount>, Option<String>)> {
-    let config = input.config;
-    let readonly_rootfs = security(config).map(|s| s.readonly_rootfs).unwrap_or(false);
+/// Checks the CRI mounts of a request and returns them with cleaned
+/// container paths. Called before any side effect of create.
+pub fn validate_mounts(config: &ContainerConfig) -> Result<Vec<(String, &crius_proto::Mount)>> {
     let mut cri: Vec<(String, &crius_proto::Mount)> = Vec::new();
     for m in &config.mounts {
+        // CRI: a runtime must refuse what it cannot honour rather than
+        // silently mount something weaker.
+        if m.image.as_ref().is_some_and(|i| !i.image.is_empty()) {
+            return Err(Error::InvalidArgument(format!(
+                "mount to {:?}: image volume mounts are not supported",
+                m.container_path
+            )));
+        }
+        if m.recursive_read_only {
+            return Err(Error::InvalidArgument(format!(
+                "mount to {:?}: recursive read-only mounts are not supported by this runtime",
+                m.container_path
+            )));
+        }
+        if !m.uid_mappings.is_empty() || !m.gid_mappings.is_empty() {
+            return Err(Error::InvalidArgument(format!(
+                "mount to {:?}: id-mapped mounts are not supported",
+                m.container_path
+            )));
+        }
         if m.host_path.is_empty() {
             return Err(Error::InvalidArgument(format!(
                 "mount to {:?} has no host path",
@@ -334,6 +351,16 @@ pub fn mounts(input: &SpecInput<'_>) -> Result<(Vec<Mount>, Option<String>)> {
         }
         cri.push((clean_container_path(&m.container_path)?, m));
     }
+    Ok(cri)
+}
+
+/// The mounts of the container: defaults first, then the pod files, then
+/// CRI mounts (sorted parents-first) which replace defaults at the same
+/// destination. Returns the rootfs propagation the CRI mounts need.
+pub fn mounts(input: &SpecInput<'_>) -> Result<(Vec<Mount>, Option<String>)> {
+    let config = input.config;
+    let readonly_rootfs = security(config).map(|s| s.readonly_rootfs).unwrap_or(false);
+    let mut cri = validate_mounts(config)?;
     let taken: HashSet<&str> = cri.iter().map(|(d, _)| d.as_str()).collect();
 
     let mut out = vec![
@@ -985,6 +1012,37 @@ mod tests {
         bad.mounts[0].container_path = "/ok".into();
         bad.mounts[0].host_path = "rel".into();
         assert!(build(&bad, &sandbox(), PidNamespace::Private).is_err());
+    }
+
+    #[test]
+    fn unsupported_mount_features_are_refused() {
+        let base = crius_proto::Mount {
+            container_path: "/x".into(),
+            host_path: "/h".into(),
+            ..Default::default()
+        };
+        let mut rro = base.clone();
+        rro.readonly = true;
+        rro.recursive_read_only = true;
+        let mut idmap = base.clone();
+        idmap.uid_mappings = vec![crius_proto::IdMapping {
+            host_id: 1000,
+            container_id: 0,
+            length: 1,
+        }];
+        let mut image = base.clone();
+        image.host_path.clear();
+        image.image = Some(crius_proto::ImageSpec {
+            image: "busybox".into(),
+            ..Default::default()
+        });
+        for m in [rro, idmap, image] {
+            let mut c = cfg(&[], &[]);
+            c.mounts = vec![m];
+            let e = build(&c, &sandbox(), PidNamespace::Private).unwrap_err();
+            assert_eq!(e.kind(), crius_proto::ErrorKind::InvalidArgument);
+            assert!(e.to_string().contains("not supported"), "{e}");
+        }
     }
 
     #[test]

@@ -51,6 +51,7 @@ async fn bad_mount_source_leaves_nothing() {
         .await
         .unwrap_err();
     let msg = err.to_string();
+    eprintln!("create error: {msg}");
     assert!(msg.contains("runc create"), "{msg}");
     assert!(
         msg.contains("not a directory") || msg.contains("mount"),
@@ -74,6 +75,7 @@ async fn missing_executable_reports_runc_message() {
         .create(&env.sandbox, &env.image, &config("nope", &["/no/such/exe"]))
         .await
         .unwrap_err();
+    eprintln!("create error: {err}");
     assert!(err.to_string().contains("/no/such/exe"), "{err}");
     assert_no_residue(&env).await;
 }
@@ -102,6 +104,7 @@ exit 1
         .create(&env.sandbox, &env.image, &sh("x", "true"))
         .await
         .unwrap_err();
+    eprintln!("create error: {err}");
     assert!(
         err.to_string().contains("injected runtime failure"),
         "{err}"
@@ -145,4 +148,44 @@ async fn invalid_requests_are_rejected_before_side_effects() {
     let err = env.mgr.create(&env.sandbox, &img, &cfg).await.unwrap_err();
     assert_eq!(err.kind(), crius_proto::ErrorKind::InvalidArgument, "{err}");
     assert_no_residue(&env).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn abandoned_create_is_finished_and_removed() {
+    // A runtime whose create takes 2 s: the caller gives up after 0.5 s.
+    let scripts = tempfile::tempdir_in("/tmp").unwrap();
+    let fake = scripts.path().join("slow-runc");
+    std::fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\nfor a in \"$@\"; do [ \"$a\" = create ] && sleep 2; done\nexec {RUNC} \"$@\"\n"
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let env = Env::with_runtime(fake.to_str().unwrap());
+    let cfg = sh("impatient", SERVE);
+    let create = env.mgr.create(&env.sandbox, &env.image, &cfg);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), create)
+            .await
+            .is_err()
+    );
+    // The background create completes, notices nobody waits, removes.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while !(env.entries("root/containers").is_empty() && env.entries("run/runc").is_empty()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "abandoned create not cleaned up"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_no_residue(&env).await;
+    // and the name is free for the retry
+    let id = env
+        .mgr
+        .create(&env.sandbox, &env.image, &sh("impatient", "true"))
+        .await
+        .unwrap();
+    env.mgr.remove(&id).await.unwrap();
 }

@@ -205,7 +205,7 @@ async fn exec_sync_output_exit_code_and_timeout() {
     let t = Instant::now();
     let err = env
         .mgr
-        .exec_sync(&id, &cmd("sleep 30"), Duration::from_secs(1))
+        .exec_sync(&id, &cmd("sleep 30; echo never"), Duration::from_secs(1))
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::DeadlineExceeded, "{err}");
@@ -531,6 +531,14 @@ async fn list_filters_prefix_lookup_and_verbose_status() {
     );
     assert_eq!(env.mgr.containers_of_sandbox(&env.sandbox.id).len(), 2);
 
+    // conmon's endpoints for the streaming server and log rotation
+    use std::os::unix::fs::FileTypeExt;
+    let attach = env.mgr.attach_socket_path(&a).unwrap();
+    let md = std::fs::metadata(&attach).unwrap_or_else(|e| panic!("{attach:?}: {e}"));
+    assert!(md.file_type().is_socket(), "{attach:?}");
+    let ctl = env.mgr.bundle_path(&a).unwrap().join("ctl");
+    assert!(std::fs::metadata(&ctl).unwrap().file_type().is_fifo());
+
     let (st, info) = env.mgr.status(&a[..12], true).unwrap();
     assert_eq!(st.id, a);
     assert_eq!(st.metadata.unwrap().name, "a");
@@ -668,4 +676,230 @@ async fn many_layers_beyond_one_page_of_mount_options() {
     assert_eq!(out, ["shadowed by 55", "layer 2", "layer 55"]);
     env.mgr.remove(&id).await.unwrap();
     assert!(env.mounts_under_test_dir().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tty_output_is_logged() {
+    let env = Env::new();
+    let mut cfg = sh("tty", "tty; echo on-a-tty");
+    cfg.tty = true;
+    let id = env
+        .mgr
+        .create(&env.sandbox, &env.image, &cfg)
+        .await
+        .unwrap();
+    env.mgr.start(&id).await.unwrap();
+    let st = wait_exited(&env, &id, Duration::from_secs(10)).await;
+    assert_eq!(st.exit_code, 0);
+    wait_for_log(&env.log_path("tty"), "on-a-tty", Duration::from_secs(5)).await;
+    let text: Vec<String> = log_lines(&env.log_path("tty"))
+        .into_iter()
+        .map(|(_, _, c)| c)
+        .collect();
+    assert!(text.iter().any(|l| l.starts_with("/dev/pts/")), "{text:?}");
+    env.mgr.remove(&id).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn target_pid_namespace_sees_the_target() {
+    let env = Env::new();
+    let target = env
+        .mgr
+        .create(
+            &env.sandbox,
+            &env.image,
+            &sh(
+                "target",
+                "trap 'exit 0' TERM; while :; do sleep 0.1; done # marker-xyz",
+            ),
+        )
+        .await
+        .unwrap();
+    env.mgr.start(&target).await.unwrap();
+    // `[x]` keeps the peer's own command line from matching
+    let mut cfg = sh("peer", "ps -o args | grep -c 'marker-[x]yz'");
+    cfg.linux = Some(crius_proto::LinuxContainerConfig {
+        resources: None,
+        security_context: Some(crius_proto::LinuxContainerSecurityContext {
+            namespace_options: Some(crius_proto::NamespaceOption {
+                pid: crius_proto::NamespaceMode::Target as i32,
+                target_id: target.clone(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+    });
+    let peer = env
+        .mgr
+        .create(&env.sandbox, &env.image, &cfg)
+        .await
+        .unwrap();
+    env.mgr.start(&peer).await.unwrap();
+    wait_exited(&env, &peer, Duration::from_secs(10)).await;
+    let out: Vec<String> = log_lines(&env.log_path("peer"))
+        .into_iter()
+        .map(|(_, _, c)| c)
+        .collect();
+    assert_eq!(out, ["1"], "the target's shell is visible");
+    // a private pid namespace does not see it
+    let lonely = env
+        .mgr
+        .create(
+            &env.sandbox,
+            &env.image,
+            &sh("lonely", "ps -o args | grep -c 'marker-[x]yz'"),
+        )
+        .await
+        .unwrap();
+    env.mgr.start(&lonely).await.unwrap();
+    wait_exited(&env, &lonely, Duration::from_secs(10)).await;
+    wait_for_log(&env.log_path("lonely"), "0", Duration::from_secs(5)).await;
+    env.mgr.stop(&target, 5).await.unwrap();
+    for id in [target, peer, lonely] {
+        env.mgr.remove(&id).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stop_uses_the_image_stopsignal() {
+    let env = Env::new();
+    let mut image = env.image.clone();
+    image.config.stop_signal = "SIGUSR1".into();
+    // PID 1 without a TERM handler ignores SIGTERM: only USR1 ends it fast.
+    let id = env
+        .mgr
+        .create(
+            &env.sandbox,
+            &image,
+            &sh("usr1", "trap 'exit 0' USR1; while :; do sleep 0.1; done"),
+        )
+        .await
+        .unwrap();
+    env.mgr.start(&id).await.unwrap();
+    let t = Instant::now();
+    env.mgr.stop(&id, 20).await.unwrap();
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    let st = env.mgr.status(&id, false).unwrap().0;
+    assert_eq!((st.state, st.exit_code), (EXITED, 0));
+    env.mgr.remove(&id).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unsupported_mounts_fail_before_side_effects() {
+    let env = Env::new();
+    let missing = env.dir.path().join("must-not-be-created");
+    let mut cfg = sh("rro", "true");
+    cfg.mounts.push(crius_proto::Mount {
+        container_path: "/data".into(),
+        host_path: missing.display().to_string(),
+        readonly: true,
+        recursive_read_only: true,
+        ..Default::default()
+    });
+    let err = env
+        .mgr
+        .create(&env.sandbox, &env.image, &cfg)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
+    assert!(!missing.exists());
+    assert!(env.entries("root/containers").is_empty());
+}
+
+fn run(cmd: &[&str]) {
+    let out = std::process::Command::new(cmd[0])
+        .args(&cmd[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pod_containers_share_network_ipc_uts_and_shm() {
+    let env = Env::new();
+    // The pod's namespaces, pinned the way a sandbox does: a netns with lo
+    // up, IPC and UTS namespaces bind-mounted on files.
+    let ns = format!("crius-ctest-pod-{}", std::process::id());
+    run(&["ip", "netns", "add", &ns]);
+    struct DelNs(String);
+    impl Drop for DelNs {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "delete", &self.0])
+                .output();
+        }
+    }
+    let _guard = DelNs(ns.clone());
+    run(&["ip", "netns", "exec", &ns, "ip", "link", "set", "lo", "up"]);
+    let nsdir = env.dir.path().join("ns");
+    std::fs::create_dir_all(&nsdir).unwrap();
+    let nsdir_s = nsdir.to_str().unwrap();
+    run(&["mount", "--bind", nsdir_s, nsdir_s]);
+    run(&["mount", "--make-private", nsdir_s]);
+    for f in ["ipc", "uts"] {
+        std::fs::write(nsdir.join(f), "").unwrap();
+    }
+    run(&[
+        "unshare",
+        &format!("--ipc={nsdir_s}/ipc"),
+        &format!("--uts={nsdir_s}/uts"),
+        "hostname",
+        "podhost",
+    ]);
+    let shm = env.dir.path().join("shm");
+    std::fs::create_dir_all(&shm).unwrap();
+    let mut sandbox = env.sandbox.clone();
+    sandbox.netns_path = Some(format!("/run/netns/{ns}").into());
+    sandbox.ipcns_path = Some(nsdir.join("ipc"));
+    sandbox.utsns_path = Some(nsdir.join("uts"));
+    sandbox.shm_path = Some(shm.clone());
+
+    let a = env
+        .mgr
+        .create(
+            &sandbox,
+            &env.image,
+            &sh(
+                "server",
+                "touch /dev/mqueue/q1 && echo shared > /dev/shm/s && echo ready && nc -l -p 18080",
+            ),
+        )
+        .await
+        .unwrap();
+    env.mgr.start(&a).await.unwrap();
+    wait_for_log(&env.log_path("server"), "ready", Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let b = env
+        .mgr
+        .create(
+            &sandbox,
+            &env.image,
+            &sh(
+                "client",
+                "hostname; ls /dev/mqueue; cat /dev/shm/s; echo ping | nc 127.0.0.1 18080",
+            ),
+        )
+        .await
+        .unwrap();
+    env.mgr.start(&b).await.unwrap();
+    wait_exited(&env, &b, Duration::from_secs(10)).await;
+    wait_exited(&env, &a, Duration::from_secs(10)).await;
+    let client: Vec<String> = log_lines(&env.log_path("client"))
+        .into_iter()
+        .map(|(_, _, c)| c)
+        .collect();
+    assert_eq!(client, ["podhost", "q1", "shared"], "{client:?}");
+    let server: Vec<String> = log_lines(&env.log_path("server"))
+        .into_iter()
+        .map(|(_, _, c)| c)
+        .collect();
+    assert_eq!(server, ["ready", "ping"]);
+    assert_eq!(std::fs::read_to_string(shm.join("s")).unwrap(), "shared\n");
+    for id in [a, b] {
+        env.mgr.remove(&id).await.unwrap();
+    }
 }

@@ -159,3 +159,101 @@ async fn stop_works_when_conmon_died() {
     env.mgr.remove(&id).await.unwrap();
     assert!(env.mounts_under_test_dir().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn crius_dying_mid_create_leaves_nothing_after_recover() {
+    // A runtime whose `create` hangs forever (every other call is real
+    // runc): crius "dies" while conmon waits for it.
+    let scripts = tempfile::tempdir_in("/tmp").unwrap();
+    let fake = scripts.path().join("slow-runc");
+    std::fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\nfor a in \"$@\"; do [ \"$a\" = create ] && while :; do sleep 1; done; done\nexec {RUNC} \"$@\"\n"
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut env = Env::with_runtime(fake.to_str().unwrap());
+    let cfg = sh("doomed", SERVE);
+    let create = env.mgr.create(&env.sandbox, &env.image, &cfg);
+    // The create task stays stuck in the runtime with the rootfs mounted and
+    // the record incomplete: what the disk looks like when crius is killed
+    // there. A fresh manager over the same dirs is the restarted crius.
+    assert!(
+        tokio::time::timeout(Duration::from_secs(2), create)
+            .await
+            .is_err(),
+        "create should hang in the fake runtime"
+    );
+    assert!(
+        !env.mounts_under_test_dir().is_empty(),
+        "rootfs was mounted"
+    );
+    assert!(!env.processes_of_test().is_empty(), "conmon is waiting");
+
+    env.restart();
+    let report = env.mgr.recover().await.unwrap();
+    assert_eq!(report.cleaned.len(), 1, "{report:?}");
+    assert!(report.restored.is_empty(), "{report:?}");
+    assert!(env.mgr.list(None).is_empty());
+    assert!(env.mounts_under_test_dir().is_empty());
+    assert!(env.entries("run/containers").is_empty());
+    assert!(env.entries("root/containers").is_empty());
+    assert!(env.entries("run/runc").is_empty());
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !env.processes_of_test().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}",
+            env.processes_of_test()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unreconcilable_containers_are_unknown_not_dropped() {
+    let mut env = Env::new();
+    let id = env
+        .mgr
+        .create(&env.sandbox, &env.image, &sh("shaky", SERVE))
+        .await
+        .unwrap();
+    env.mgr.start(&id).await.unwrap();
+
+    // Restart with a runtime whose `state` fails for a reason other than
+    // "does not exist".
+    let scripts = tempfile::tempdir_in("/tmp").unwrap();
+    let fake = scripts.path().join("broken-state-runc");
+    std::fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\nfor a in \"$@\"; do [ \"$a\" = state ] && {{ echo injected state failure >&2; exit 1; }}; done\nexec {RUNC} \"$@\"\n"
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    env.cfg.runtime_path = fake.clone();
+    env.restart();
+    let report = env.mgr.recover().await.unwrap();
+    assert_eq!(report.restored, vec![id.clone()]);
+    let (st, _) = env.mgr.status(&id, false).unwrap();
+    assert_eq!(
+        st.state,
+        crius_proto::ContainerState::ContainerUnknown as i32
+    );
+    assert!(st.message.contains("injected state failure"), "{st:?}");
+
+    // With a working runtime the next restart reconciles it.
+    env.cfg.runtime_path = RUNC.into();
+    env.restart();
+    env.mgr.recover().await.unwrap();
+    let (st, _) = env.mgr.status(&id, false).unwrap();
+    assert_eq!(st.state, RUNNING, "{st:?}");
+    assert!(st.message.is_empty());
+    env.mgr.stop(&id, 10).await.unwrap();
+    env.mgr.remove(&id).await.unwrap();
+}
