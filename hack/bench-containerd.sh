@@ -35,9 +35,11 @@ cleanup() {
         wait "$containerd_pid" 2>/dev/null || true
     fi
     # Lazily unmount whatever containerd left under the work dir, deepest first.
-    grep -o " $work[^ ]*" /proc/self/mounts | sort -r | while read -r m; do umount -l "$m" || true; done
+    # (grep finds nothing when containerd cleaned up; pipefail must not end
+    # the trap there.)
+    { grep -o " $work[^ ]*" /proc/self/mounts || true; } | sort -r | while read -r m; do umount -l "$m" || true; done
     ip link del "$bridge" 2>/dev/null || true
-    rm -rf "$work"
+    if [ "${KEEP_WORK:-}" = 1 ]; then echo "kept $work" >&2; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
 
