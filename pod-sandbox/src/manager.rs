@@ -95,10 +95,7 @@ impl Sandboxes {
             })?;
         }
         let ns_dir = opts.runroot.join("ns");
-        let ns_bind_added = ns::ensure_private(&ns_dir).map_err(|source| Error::Namespaces {
-            id: String::new(),
-            source,
-        })?;
+        let ns_bind_added = ns::ensure_private(&ns_dir).map_err(Error::PinDir)?;
         let cni = Cni::new(
             opts.cni_plugin_dirs.clone(),
             opts.cni_cache_dir.clone(),
@@ -376,6 +373,11 @@ impl Sandboxes {
             Err(err) => return Err(err),
         };
         let _op = sandbox.op.lock().await;
+        if self.store.get(sandbox.id()).is_err() {
+            // Removed while we waited for the lock: nothing is left to
+            // stop, and the container hook must not run on a removed pod.
+            return Ok(());
+        }
         stop_containers(sandbox.clone())
             .await
             .map_err(|source| Error::Containers {
@@ -1244,6 +1246,44 @@ mod tests {
         assert!(!m.record_dir("ready").exists());
         assert!(!m.run_dir("ready").exists());
         assert!(m.get("ready").is_err());
+    }
+
+    fn host_config(name: &str) -> PodSandboxConfig {
+        let mut c = config();
+        c.metadata.as_mut().unwrap().name = name.into();
+        c.linux = Some(crius_proto::LinuxPodSandboxConfig {
+            security_context: Some(crius_proto::LinuxSandboxSecurityContext {
+                namespace_options: Some(crius_proto::NamespaceOption {
+                    network: crius_proto::NamespaceMode::Node as i32,
+                    ipc: crius_proto::NamespaceMode::Node as i32,
+                    pid: crius_proto::NamespaceMode::Node as i32,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        c
+    }
+
+    /// A host-namespace pod needs no root: no pins, no shm, no CNI.
+    #[tokio::test]
+    async fn racing_stop_and_remove_leave_nothing_and_free_the_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = manager(dir.path());
+        let sandbox = m.run(&host_config("web"), "").await.unwrap();
+        let id = sandbox.id().to_string();
+        assert_eq!(sandbox.status().state, State::Ready);
+        assert!(m.record_dir(&id).join(RECORD_FILE).exists());
+        let hostname = std::fs::read_to_string(&sandbox.spec().files.hostname).unwrap();
+        assert_eq!(hostname, "web\n");
+        let (removed, stopped) = tokio::join!(m.remove(&id), m.stop(&id));
+        removed.unwrap();
+        stopped.unwrap();
+        assert!(!m.record_dir(&id).exists(), "the record survived");
+        assert!(!m.run_dir(&id).exists());
+        // The name is free again.
+        m.run(&host_config("web"), "").await.unwrap();
     }
 
     #[tokio::test]
