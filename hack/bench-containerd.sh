@@ -21,6 +21,11 @@ done
 bench=target/release/sandbox-bench
 [ -x "$bench" ] || { echo "bench-containerd: build $bench first (cargo build --release -p crius-e2e)" >&2; exit 1; }
 
+# containerd 1.6 also uses two fixed host paths: /run/containerd/s (shim
+# sockets) and /run/netns (made a bind mount of itself). Undo them at the end
+# if this script is what created them.
+had_run_containerd=$([ -e /run/containerd ] && echo 1 || true)
+had_run_netns=$([ -e /run/netns ] && echo 1 || true)
 work=$(mktemp -d /tmp/crius-bench-containerd.XXXXXX)
 bridge=crius-bench1
 containerd_pid=
@@ -35,9 +40,16 @@ cleanup() {
         wait "$containerd_pid" 2>/dev/null || true
     fi
     # Lazily unmount whatever containerd left under the work dir, deepest first.
-    grep -o " $work[^ ]*" /proc/self/mounts | sort -r | while read -r m; do umount -l "$m" || true; done
+    # (grep finds nothing when containerd cleaned up; pipefail must not end
+    # the trap there.)
+    { grep -o " $work[^ ]*" /proc/self/mounts || true; } | sort -r | while read -r m; do umount -l "$m" || true; done
     ip link del "$bridge" 2>/dev/null || true
-    rm -rf "$work"
+    if [ -z "$had_run_netns" ] && [ -e /run/netns ]; then
+        umount /run/netns 2>/dev/null || true
+        rmdir /run/netns 2>/dev/null || true
+    fi
+    [ -n "$had_run_containerd" ] || rm -rf /run/containerd
+    if [ "${KEEP_WORK:-}" = 1 ]; then echo "kept $work" >&2; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
 
@@ -90,9 +102,17 @@ state = "$work/state"
   address = "$work/containerd.sock"
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "registry.k8s.io/pause:3.6"
+  # Sandboxes get oom_score_adj -998, which needs CAP_SYS_RESOURCE; without
+  # it (as in some VMs and containers) runc fails with "can't get final
+  # child's PID from pipe". Clamp to our own value instead.
+  restrict_oom_score_adj = true
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "$work/net.d"
+  [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+    runtime_type = "io.containerd.runc.v2"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+      Root = "$work/runc"
 EOF
 
 containerd --config "$work/config.toml" --log-level "${CONTAINERD_LOG_LEVEL:-warn}" >"$work/containerd.log" 2>&1 &

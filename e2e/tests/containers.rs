@@ -160,7 +160,10 @@ async fn wait_exited(client: &mut RuntimeServiceClient<Channel>, id: &str) -> Co
         if st.state == ContainerState::ContainerExited as i32 {
             return st;
         }
-        assert!(Instant::now() < deadline, "container {id} did not exit: {st:?}");
+        assert!(
+            Instant::now() < deadline,
+            "container {id} did not exit: {st:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -232,7 +235,10 @@ async fn teardown(daemon: &Daemon, pod: &Pod) {
         .unwrap()
         .into_inner()
         .containers;
-    assert!(left.is_empty(), "containers left after pod removal: {left:?}");
+    assert!(
+        left.is_empty(),
+        "containers left after pod removal: {left:?}"
+    );
     let mounts = mounts_under(daemon.dirs.base.path());
     assert!(mounts.is_empty(), "mounts left: {mounts:?}");
 }
@@ -252,11 +258,20 @@ async fn echo_goes_to_the_cri_log_and_exit_codes_have_reasons() {
     let st = wait_exited(&mut client, &ok).await;
     assert_eq!(st.exit_code, 0);
     assert_eq!(st.reason, "Completed");
-    assert!(st.started_at > 0 && st.finished_at >= st.started_at, "{st:?}");
+    assert!(
+        st.started_at > 0 && st.finished_at >= st.started_at,
+        "{st:?}"
+    );
     assert_eq!(st.log_path, pod.log_dir.join("ok.log").to_string_lossy());
     let lines = log_lines(&pod.log_dir.join("ok.log"));
-    assert!(lines.contains(&("stdout".into(), "hello".into())), "{lines:?}");
-    assert!(lines.contains(&("stderr".into(), "oops".into())), "{lines:?}");
+    assert!(
+        lines.contains(&("stdout".into(), "hello".into())),
+        "{lines:?}"
+    );
+    assert!(
+        lines.contains(&("stderr".into(), "oops".into())),
+        "{lines:?}"
+    );
 
     let failing = create_and_start(
         &mut client,
@@ -269,9 +284,13 @@ async fn echo_goes_to_the_cri_log_and_exit_codes_have_reasons() {
     assert_eq!(st.reason, "Error");
 
     // A name already taken in the pod is refused, naming the holder.
-    let err = create(&mut client, &pod, container_config("ok", "busybox", &["true"]))
-        .await
-        .unwrap_err();
+    let err = create(
+        &mut client,
+        &pod,
+        container_config("ok", "busybox", &["true"]),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(err.code(), Code::AlreadyExists, "{err:?}");
     assert!(err.message().contains(&ok), "{err:?}");
 
@@ -333,7 +352,11 @@ async fn entrypoint_cmd_env_workdir_and_user_follow_kubernetes_rules() {
         ),
         (
             "image-user",
-            container_config("image-user", "busybox-user", &["sh", "-c", "echo $(id -u) $(pwd)"]),
+            container_config(
+                "image-user",
+                "busybox-user",
+                &["sh", "-c", "echo $(id -u) $(pwd)"],
+            ),
             "1000 /home/tester",
         ),
         (
@@ -421,7 +444,10 @@ async fn mounts_and_readonly_rootfs() {
     let st = wait_exited(&mut client, &id).await;
     assert_eq!(st.exit_code, 0, "{st:?}");
     // A missing host path is created as a directory, as the kubelet expects.
-    assert_eq!(std::fs::read_to_string(host_rw.join("out")).unwrap(), "written\n");
+    assert_eq!(
+        std::fs::read_to_string(host_rw.join("out")).unwrap(),
+        "written\n"
+    );
     let out: Vec<String> = log_lines(&pod.log_dir.join("mounts.log"))
         .into_iter()
         .map(|(_, m)| m)
@@ -485,16 +511,26 @@ async fn exec_sync_output_exit_code_and_timeout() {
         container_config("sleeper", "busybox", &["sleep", "1000"]),
     )
     .await;
-    let out = exec(&mut client, &id, &["sh", "-c", "echo out; echo err >&2; exit 7"], 10)
-        .await
-        .unwrap();
+    let out = exec(
+        &mut client,
+        &id,
+        &["sh", "-c", "echo out; echo err >&2; exit 7"],
+        10,
+    )
+    .await
+    .unwrap();
     assert_eq!(out.stdout, b"out\n");
     assert_eq!(out.stderr, b"err\n");
     assert_eq!(out.exit_code, 7);
 
     let started = Instant::now();
-    let err = exec(&mut client, &id, &["sleep", "30"], 1).await.unwrap_err();
-    assert!(started.elapsed() < Duration::from_secs(15), "timeout not honoured");
+    let err = exec(&mut client, &id, &["sleep", "30"], 1)
+        .await
+        .unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "timeout not honoured"
+    );
     assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
 
     // Exec into a container that is not running is refused.
@@ -521,7 +557,11 @@ async fn stop_escalates_to_sigkill_and_is_idempotent() {
         container_config(
             "stubborn",
             "busybox",
-            &["sh", "-c", "trap '' TERM; echo ready; while true; do sleep 1; done"],
+            &[
+                "sh",
+                "-c",
+                "trap '' TERM; echo ready; while true; do sleep 1; done",
+            ],
         ),
     )
     .await;
@@ -539,7 +579,10 @@ async fn stop_escalates_to_sigkill_and_is_idempotent() {
         .await
         .unwrap();
     let took = started.elapsed();
-    assert!(took >= Duration::from_secs(2), "SIGTERM should have been ignored: {took:?}");
+    assert!(
+        took >= Duration::from_secs(2),
+        "SIGTERM should have been ignored: {took:?}"
+    );
     let st = status(&mut client, &id).await;
     assert_eq!(st.state, ContainerState::ContainerExited as i32);
     assert_eq!(st.exit_code, 137, "{st:?}");
@@ -606,13 +649,18 @@ async fn termination_message_and_log_reopen() {
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(600)).await;
-    exec(&mut client, &id, &["touch", "/tmp/stop"], 5).await.unwrap();
+    exec(&mut client, &id, &["touch", "/tmp/stop"], 5)
+        .await
+        .unwrap();
     let st = wait_exited(&mut client, &id).await;
     assert_eq!(st.exit_code, 2);
     assert!(log.exists(), "log not reopened at its path");
     let old: Vec<String> = log_lines(&rotated).into_iter().map(|(_, m)| m).collect();
     let new: Vec<String> = log_lines(&log).into_iter().map(|(_, m)| m).collect();
-    assert!(!old.is_empty() && !new.is_empty(), "old {old:?} new {new:?}");
+    assert!(
+        !old.is_empty() && !new.is_empty(),
+        "old {old:?} new {new:?}"
+    );
     // Nothing lost, nothing doubled: the numbers continue across files.
     let all: Vec<String> = old.into_iter().chain(new).collect();
     for (i, line) in all.iter().enumerate() {
@@ -637,7 +685,11 @@ async fn termination_message_path_is_reported() {
             ..container_config(
                 "msg",
                 "busybox",
-                &["sh", "-c", "echo -n 'it broke' > /dev/termination-log; exit 1"],
+                &[
+                    "sh",
+                    "-c",
+                    "echo -n 'it broke' > /dev/termination-log; exit 1",
+                ],
             )
         },
     )
@@ -676,7 +728,9 @@ async fn containers_survive_a_restart_and_exits_while_down_are_seen() {
     let mut client = daemon.runtime().await;
     let st = status(&mut client, &running).await;
     assert_eq!(st.state, ContainerState::ContainerRunning as i32, "{st:?}");
-    let out = exec(&mut client, &running, &["echo", "alive"], 5).await.unwrap();
+    let out = exec(&mut client, &running, &["echo", "alive"], 5)
+        .await
+        .unwrap();
     assert_eq!(out.stdout, b"alive\n");
     let st = status(&mut client, &exits).await;
     assert_eq!(st.state, ContainerState::ContainerExited as i32, "{st:?}");
@@ -691,9 +745,13 @@ async fn failed_create_leaves_nothing_behind() {
     let pod = run_pod(&daemon, "fail").await;
     let mut client = daemon.runtime().await;
 
-    let err = create(&mut client, &pod, container_config("noimage", "not-pulled", &["true"]))
-        .await
-        .unwrap_err();
+    let err = create(
+        &mut client,
+        &pod,
+        container_config("noimage", "not-pulled", &["true"]),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(err.code(), Code::NotFound, "{err:?}");
     assert!(err.message().contains("not-pulled"), "{err:?}");
 
@@ -731,9 +789,13 @@ async fn create_in_a_missing_or_stopped_pod_is_refused() {
         config: pod.config.clone(),
         log_dir: pod.log_dir.clone(),
     };
-    let err = create(&mut client, &missing, container_config("c", "busybox", &["true"]))
-        .await
-        .unwrap_err();
+    let err = create(
+        &mut client,
+        &missing,
+        container_config("c", "busybox", &["true"]),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(err.code(), Code::NotFound, "{err:?}");
     client
         .stop_pod_sandbox(StopPodSandboxRequest {
@@ -741,9 +803,13 @@ async fn create_in_a_missing_or_stopped_pod_is_refused() {
         })
         .await
         .unwrap();
-    let err = create(&mut client, &pod, container_config("c", "busybox", &["true"]))
-        .await
-        .unwrap_err();
+    let err = create(
+        &mut client,
+        &pod,
+        container_config("c", "busybox", &["true"]),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
     teardown(&daemon, &pod).await;
 }

@@ -45,7 +45,15 @@ impl TestNet {
     /// daemon's CNI config dir.
     fn new(dirs: &Arc<Dirs>, n: u8) -> TestNet {
         require_root();
-        for tool in ["ip", "nsenter", "iptables-save"] {
+        for tool in [
+            "ip",
+            "nsenter",
+            "iptables-save",
+            "iptables",
+            "tc",
+            "mount",
+            "umount",
+        ] {
             run("sh", &["-c", &format!("command -v {tool}")]);
         }
         let net = TestNet {

@@ -48,6 +48,8 @@ pub enum Error {
         #[source]
         source: cni::CniError,
     },
+    #[error("failed to prepare the namespace pin directory")]
+    PinDir(#[source] ns::NsError),
     #[error("failed to create namespaces of sandbox {id}")]
     Namespaces {
         id: String,
@@ -98,7 +100,8 @@ impl Error {
                 ns::NsError::Timeout { .. } => ErrorKind::DeadlineExceeded,
                 _ => ErrorKind::Internal,
             },
-            Error::Shm { .. }
+            Error::PinDir(_)
+            | Error::Shm { .. }
             | Error::Infra { .. }
             | Error::Containers { .. }
             | Error::Io { .. }

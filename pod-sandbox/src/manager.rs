@@ -95,10 +95,7 @@ impl Sandboxes {
             })?;
         }
         let ns_dir = opts.runroot.join("ns");
-        let ns_bind_added = ns::ensure_private(&ns_dir).map_err(|source| Error::Namespaces {
-            id: String::new(),
-            source,
-        })?;
+        let ns_bind_added = ns::ensure_private(&ns_dir).map_err(Error::PinDir)?;
         let cni = Cni::new(
             opts.cni_plugin_dirs.clone(),
             opts.cni_cache_dir.clone(),
@@ -376,6 +373,11 @@ impl Sandboxes {
             Err(err) => return Err(err),
         };
         let _op = sandbox.op.lock().await;
+        if self.store.get(sandbox.id()).is_err() {
+            // Removed while we waited for the lock: nothing is left to
+            // stop, and the container hook must not run on a removed pod.
+            return Ok(());
+        }
         stop_containers(sandbox.clone())
             .await
             .map_err(|source| Error::Containers {
@@ -1163,6 +1165,125 @@ mod tests {
         assert_eq!(parse_quantity("100"), Some(100));
         assert_eq!(parse_quantity("10X"), None);
         assert_eq!(parse_quantity(""), None);
+    }
+
+    /// Records on disk as a crius killed at various points leaves them.
+    #[tokio::test]
+    async fn recovery_keeps_sandboxes_and_cleans_up_half_created_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = manager(dir.path());
+        let mut host = config();
+        host.linux = Some(crius_proto::LinuxPodSandboxConfig {
+            security_context: Some(crius_proto::LinuxSandboxSecurityContext {
+                namespace_options: Some(crius_proto::NamespaceOption {
+                    network: crius_proto::NamespaceMode::Node as i32,
+                    ipc: crius_proto::NamespaceMode::Node as i32,
+                    pid: crius_proto::NamespaceMode::Node as i32,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        let write = |id: &str, state: State, name: &str| {
+            let mut c = host.clone();
+            c.metadata.as_mut().unwrap().name = name.into();
+            let spec = m.spec_from_config(id, &c, "").unwrap();
+            std::fs::create_dir_all(&spec.files.dir).unwrap();
+            let record = Record {
+                version: crate::RECORD_VERSION,
+                id: id.into(),
+                spec,
+                status: Status {
+                    state,
+                    ips: Vec::new(),
+                    cni_network: None,
+                    cni_result: None,
+                    infra: None,
+                },
+            };
+            let path = m.record_dir(id).join(RECORD_FILE);
+            crate::persist::write_atomic_sync(&path, &serde_json::to_vec(&record).unwrap())
+                .unwrap();
+        };
+        write("ready", State::Ready, "kept");
+        write("stopped", State::NotReady, "stopped");
+        write("half", State::Creating, "half");
+        // Run dir without any record: killed before the first record write.
+        std::fs::create_dir_all(m.run_dir("orphan")).unwrap();
+        std::fs::create_dir_all(m.record_dir("norecord")).unwrap();
+        // A record this crius cannot read stays on disk for a human.
+        std::fs::create_dir_all(m.record_dir("future")).unwrap();
+        std::fs::write(
+            m.record_dir("future").join(RECORD_FILE),
+            r#"{"version":99}"#,
+        )
+        .unwrap();
+
+        m.recover().await;
+
+        let mut ids: Vec<String> = m.list().iter().map(|s| s.id().to_string()).collect();
+        ids.sort();
+        assert_eq!(ids, ["ready", "stopped"]);
+        assert_eq!(m.get("rea").unwrap().status().state, State::Ready);
+        assert_eq!(m.get("stopped").unwrap().status().state, State::NotReady);
+        for gone in [
+            m.record_dir("half"),
+            m.run_dir("half"),
+            m.run_dir("orphan"),
+            m.record_dir("norecord"),
+        ] {
+            assert!(!gone.exists(), "{gone:?} survived recovery");
+        }
+        assert!(m.record_dir("future").join(RECORD_FILE).exists());
+        // Names of recovered sandboxes stay reserved; a cleaned-up one's is free.
+        let err = m.store.reserve("kept_default_u-1_1", "other").unwrap_err();
+        assert!(err.to_string().contains("ready"), "{err}");
+        m.store.reserve("half_default_u-1_1", "other").unwrap();
+
+        // Remove after recovery deletes every trace.
+        m.remove("ready").await.unwrap();
+        assert!(!m.record_dir("ready").exists());
+        assert!(!m.run_dir("ready").exists());
+        assert!(m.get("ready").is_err());
+    }
+
+    fn host_config(name: &str) -> PodSandboxConfig {
+        let mut c = config();
+        c.metadata.as_mut().unwrap().name = name.into();
+        c.linux = Some(crius_proto::LinuxPodSandboxConfig {
+            security_context: Some(crius_proto::LinuxSandboxSecurityContext {
+                namespace_options: Some(crius_proto::NamespaceOption {
+                    network: crius_proto::NamespaceMode::Node as i32,
+                    ipc: crius_proto::NamespaceMode::Node as i32,
+                    pid: crius_proto::NamespaceMode::Node as i32,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        c
+    }
+
+    /// A host-namespace pod needs no root: no pins, no shm, no CNI.
+    #[tokio::test]
+    async fn racing_stop_and_remove_leave_nothing_and_free_the_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = manager(dir.path());
+        let sandbox = m.run(&host_config("web"), "").await.unwrap();
+        let id = sandbox.id().to_string();
+        assert_eq!(sandbox.status().state, State::Ready);
+        assert!(m.record_dir(&id).join(RECORD_FILE).exists());
+        let hostname = std::fs::read_to_string(&sandbox.spec().files.hostname).unwrap();
+        assert_eq!(hostname, "web\n");
+        let (removed, stopped) = tokio::join!(m.remove(&id), m.stop(&id));
+        removed.unwrap();
+        stopped.unwrap();
+        assert!(!m.record_dir(&id).exists(), "the record survived");
+        assert!(!m.run_dir(&id).exists());
+        // The name is free again.
+        m.run(&host_config("web"), "").await.unwrap();
     }
 
     #[tokio::test]

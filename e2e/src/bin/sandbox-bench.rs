@@ -133,6 +133,10 @@ fn helpers_rss_kib(pattern: &str) -> (usize, u64, u64) {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
             continue;
         };
+        // Our own command line may carry the pattern (--helpers).
+        if pid == std::process::id() {
+            continue;
+        }
         let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
         if String::from_utf8_lossy(&cmdline)
             .replace('\0', " ")
