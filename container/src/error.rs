@@ -105,7 +105,7 @@ pub enum Error {
         source: nix::Error,
     },
 
-    #[error("the cgroup manager {0:?} is not supported")]
+    #[error("the cgroup manager {0:?} is not supported for containers yet")]
     Unsupported(String),
 
     #[error("internal error: {0}")]

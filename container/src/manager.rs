@@ -117,9 +117,6 @@ impl ContainerManager {
             std::fs::create_dir_all(&d)
                 .map_err(|e| Error::io("failed to create directory", &d, e))?;
         }
-        if cfg.cgroup_manager == CgroupManager::Systemd {
-            return Err(Error::Unsupported("systemd".into()));
-        }
         let runc = Runc::new(
             cfg.runtime_path.clone(),
             cfg.runc_root(),
@@ -235,6 +232,11 @@ impl ContainerManager {
         }
         spec::validate_mounts(config)?;
         spec::process_args(config, image)?;
+        // The daemon still starts with the systemd driver (the kubelet reads
+        // it from RuntimeConfig); only placing containers needs the work.
+        if self.cfg.cgroup_manager == CgroupManager::Systemd {
+            return Err(Error::Unsupported("systemd".into()));
+        }
         let id = new_id()?;
         let name = format!(
             "{}_{}_{}_{}_{}",
