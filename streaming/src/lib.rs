@@ -51,7 +51,7 @@ pub use backend::{
     Backend, BackendError, BoxReader, BoxWriter, DuplexIo, ExitStatus, Streams, TerminalSize,
 };
 pub use error::Error;
-pub use server::{Config, StreamingServer};
+pub use server::{Config, StreamingServer, TlsFiles};
 
 /// WebSocket channel framing, public for test clients.
 pub mod ws {
