@@ -333,3 +333,47 @@ async fn kubectl_port_forward_over_spdy_and_websocket_tunnel() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_exec_tty_sends_terminal_size() {
+    let Some((kubectl, api, upgrades)) = setup().await else {
+        return;
+    };
+    if !std::path::Path::new("/usr/bin/script").exists() {
+        eprintln!("script(1) not found, skipping");
+        return;
+    }
+    for ws in [false, true] {
+        upgrades.lock().unwrap().clear();
+        // script(1) gives kubectl a terminal of a known size; kubectl sends
+        // it on the resize stream (SPDY v4) or channel 4 (WebSocket v5).
+        let inner = format!(
+            "stty cols 91 rows 33; {} --server http://127.0.0.1:{api} exec -it mypod -- tty once",
+            kubectl.display()
+        );
+        let out = tokio::time::timeout(
+            Duration::from_secs(60),
+            tokio::process::Command::new("script")
+                .args(["-qec", &inner, "/dev/null"])
+                .env(
+                    "KUBECTL_REMOTE_COMMAND_WEBSOCKETS",
+                    if ws { "true" } else { "false" },
+                )
+                .env("KUBECONFIG", "/dev/null")
+                .stdin(Stdio::piped())
+                .kill_on_drop(true)
+                .output(),
+        )
+        .await
+        .expect("kubectl finishes")
+        .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("resize 91x33"), "websockets={ws}: {text:?}");
+        let want = if ws { "websocket" } else { "spdy/3.1" };
+        assert_eq!(
+            upgrades.lock().unwrap().clone(),
+            vec![want],
+            "websockets={ws}"
+        );
+    }
+}

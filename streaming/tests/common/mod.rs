@@ -32,8 +32,9 @@ impl Drop for Guard {
     }
 }
 
-/// Commands: `echo ARGS..`, `cat`, `exit N`, `stderr TEXT`, `tty` (reports
-/// resizes on stdout until stdin ends), `sleep` (runs until cancelled),
+/// Commands: `echo ARGS..`, `cat`, `exit N`, `stderr TEXT`, `tty [once]`
+/// (reports resizes on stdout until stdin ends, or after the first one),
+/// `sleep` (runs until cancelled),
 /// `fail` (cannot run).
 #[derive(Default)]
 pub struct FakeBackend {
@@ -88,7 +89,12 @@ impl Backend for FakeBackend {
                 loop {
                     tokio::select! {
                         size = resize.recv() => match size {
-                            Some(s) => out.write_all(format!("resize {}x{}\n", s.width, s.height).as_bytes()).await?,
+                            Some(s) => {
+                                out.write_all(format!("resize {}x{}\n", s.width, s.height).as_bytes()).await?;
+                                if cmd.get(1).map(String::as_str) == Some("once") {
+                                    break;
+                                }
+                            }
                             None => break,
                         },
                         n = input.read_buf(&mut sink), if !stdin_done => {
