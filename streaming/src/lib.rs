@@ -45,7 +45,7 @@ mod over_ws;
 mod remotecommand;
 mod server;
 pub mod spdy;
-pub mod tokens;
+mod tokens;
 
 pub use backend::{
     Backend, BackendError, BoxReader, BoxWriter, DuplexIo, ExitStatus, Streams, TerminalSize,

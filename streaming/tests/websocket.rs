@@ -373,3 +373,28 @@ async fn shutdown_ends_websocket_sessions() {
     assert_eq!(counters.dropped.load(Ordering::SeqCst), 1);
     collect(&mut ws, false).await;
 }
+
+#[tokio::test]
+async fn websocket_pings_are_answered_while_the_process_is_silent() {
+    // client-go's WebSocket executor sends heartbeat pings and gives up on
+    // the connection when no pong comes back.
+    let (server, counters) = start_default().await;
+    let url = server
+        .register_exec(exec_req(&["sleep"], true, true, false, false))
+        .unwrap();
+    let (mut ws, _) = ws_connect(&url, &["v5.channel.k8s.io"]).await.unwrap();
+    wait_for("backend start", || {
+        counters.started.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    for i in 0..3u8 {
+        ws.send(Message::Ping(vec![i].into())).await.unwrap();
+        let m = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("pong in time")
+            .unwrap()
+            .unwrap();
+        assert_eq!(m, Message::Pong(vec![i].into()));
+    }
+    assert_eq!(counters.dropped.load(Ordering::SeqCst), 0);
+}
