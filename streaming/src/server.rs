@@ -219,6 +219,14 @@ impl StreamingServer {
     }
 }
 
+impl Drop for StreamingServer {
+    /// A dropped server stops accepting and ends its sessions (without
+    /// waiting for them; use [`StreamingServer::shutdown`] for that).
+    fn drop(&mut self) {
+        self.inner.shutdown.cancel();
+    }
+}
+
 fn check_streams(stdin: bool, stdout: bool, stderr: bool, tty: bool) -> Result<(), Error> {
     if !(stdin || stdout || stderr) {
         return Err(Error::InvalidRequest {

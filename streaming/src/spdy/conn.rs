@@ -39,6 +39,8 @@ const MAX_DATA_CHUNK: usize = 16 * 1024;
 const INBOUND_QUEUE: usize = 64;
 /// Upper bound for one frame we accept, against memory exhaustion.
 const MAX_FRAME: usize = 1024 * 1024;
+/// Open streams per connection; more are refused with REFUSED_STREAM.
+pub const MAX_STREAMS: usize = 1024;
 
 /// Which end of the connection we are; decides stream and ping id parity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -615,7 +617,8 @@ impl Driver {
                         || stream_id == 0
                     {
                         Some(rst::PROTOCOL_ERROR)
-                    } else if st.goaway_sent {
+                    } else if st.goaway_sent || st.streams.len() >= MAX_STREAMS {
+                        st.last_peer_stream_id = stream_id;
                         Some(rst::REFUSED_STREAM)
                     } else {
                         st.last_peer_stream_id = stream_id;
