@@ -205,7 +205,10 @@ pub(crate) async fn serve_remotecommand<T>(
     let (sink, mut source) = ws.split();
     let out = start_writer(sink, activity.clone());
 
-    let (stdin_tx, stdin_rx) = mpsc::channel::<Vec<u8>>(16);
+    // The reader stops reading the socket while this is full (the backend
+    // is not reading stdin); it then also cannot notice the client leaving,
+    // so keep it roomy: up to 64 client messages (2 MiB from client-go).
+    let (stdin_tx, stdin_rx) = mpsc::channel::<Vec<u8>>(64);
     let (resize_tx, resize_rx) = mpsc::channel(16);
     let streams = Streams {
         stdin: opts.stdin.then(|| Box::new(ChanReader::new(stdin_rx)) as _),
@@ -243,7 +246,9 @@ pub(crate) async fn serve_remotecommand<T>(
                     }
                     RESIZE => {
                         for size in resize.push(&data) {
-                            let _ = resize_tx.send(size).await;
+                            // Never block the reader on a backend that is
+                            // slow to apply sizes; only the latest matters.
+                            let _ = resize_tx.try_send(size);
                         }
                     }
                     // Half-close: the process sees EOF on stdin.
@@ -307,7 +312,7 @@ pub(crate) async fn serve_portforward<T>(
         let port_bytes = port.to_le_bytes();
         let _ = out.tx.send(encode(base64, data_ch, &port_bytes)).await;
         let _ = out.tx.send(encode(base64, err_ch, &port_bytes)).await;
-        let (tx, rx) = mpsc::channel::<Vec<u8>>(16);
+        let (tx, rx) = mpsc::channel::<Vec<u8>>(64);
         inputs.push(Some(tx));
         let io = tokio::io::join(
             ChanReader::new(rx),

@@ -10,7 +10,10 @@
 //! WINDOW_UPDATE (stream and session) as soon as a DATA frame is queued for
 //! the reader; the queue is bounded, and when it is full the driver stops
 //! reading the socket, which is how the Go `spdystream` library, the other end
-//! of every kubectl/crictl session, behaves too. On the sending side we honour
+//! of every kubectl/crictl session, behaves too. (While stopped it cannot see
+//! the peer leave either: a backend that never reads stdin while the client
+//! keeps sending more than the queue holds, about 2 MiB from Go clients, is
+//! only cancelled by the idle timeout.) On the sending side we honour
 //! the peer's windows once the peer has shown it does flow control (sent a
 //! WINDOW_UPDATE or an INITIAL_WINDOW_SIZE setting): `spdystream` never sends
 //! WINDOW_UPDATE, and honouring a window it never refills would stall every
