@@ -52,6 +52,10 @@ pub struct Config {
     pub idle_timeout: Duration,
     /// How long a SPDY client may take to open its streams.
     pub stream_creation_timeout: Duration,
+    /// How often the server pings the client (SPDY PING, WebSocket ping):
+    /// a client that vanished is noticed by the failing write, and its
+    /// session cancelled, even if nothing else is being sent.
+    pub ping_interval: Duration,
     /// Serve HTTPS with this certificate chain and key (PEM files); URLs
     /// then start with `https://`.
     pub tls: Option<TlsFiles>,
@@ -97,6 +101,7 @@ impl Default for Config {
             token_ttl: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(4 * 60 * 60),
             stream_creation_timeout: Duration::from_secs(30),
+            ping_interval: Duration::from_secs(30),
             tls: None,
         }
     }

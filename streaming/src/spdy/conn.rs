@@ -154,6 +154,11 @@ pub struct Options {
     /// the connection behave like Go's `spdystream`, which never sends one;
     /// tests use that to check we do not stall such peers.
     pub window_updates: bool,
+    /// Send a PING this often. A dead peer then shows up as a write error
+    /// even while nothing else is written and the reader is held up, so the
+    /// session's backend is cancelled. Our pings do not count as activity
+    /// for the idle timeout.
+    pub ping_interval: Option<Duration>,
 }
 
 impl Default for Options {
@@ -161,6 +166,7 @@ impl Default for Options {
         Self {
             idle_timeout: None,
             window_updates: true,
+            ping_interval: None,
         }
     }
 }
@@ -503,9 +509,26 @@ impl Driver {
         };
         tokio::pin!(writer);
         let mut protocol_error = false;
+        let pinger = {
+            let shared = shared.clone();
+            async move {
+                let Some(every) = opts.ping_interval else {
+                    return std::future::pending::<()>().await;
+                };
+                let mut id: u32 = if shared.role == Role::Server { 2 } else { 1 };
+                loop {
+                    tokio::time::sleep(every).await;
+                    if shared.ctl.send(Out::Frame(Frame::Ping { id })).is_err() {
+                        return std::future::pending::<()>().await;
+                    }
+                    id = id.wrapping_add(2) & 0x7fff_ffff;
+                }
+            }
+        };
         let graceful = {
             let reader = self.read_loop(&mut r, activity.clone());
             tokio::select! {
+                _ = pinger => false,
                 r = reader => {
                     if let Err(err) = r {
                         tracing::debug!(%err, "spdy connection read ended");
@@ -563,7 +586,15 @@ impl Driver {
                 match frame::parse(&buf) {
                     Ok(Some((frame, used))) => {
                         buf.drain(..used);
-                        activity.notify_one();
+                        // Echoes of our own keepalive pings are not activity.
+                        let ours = if self.shared.role == Role::Server {
+                            0
+                        } else {
+                            1
+                        };
+                        if !matches!(frame, Frame::Ping { id } if id % 2 == ours) {
+                            activity.notify_one();
+                        }
                         self.handle(frame).await?;
                     }
                     Ok(None) => break,
@@ -837,7 +868,10 @@ async fn write_loop<W: AsyncWrite>(
         };
         let mut next = Some(first);
         let mut shutdown = false;
+        // Our own pings are keepalive probes, not activity.
+        let mut active = false;
         while let Some(out) = next.take() {
+            active |= !matches!(out, Out::Frame(Frame::Ping { .. }));
             match out {
                 Out::Frame(f) => f.encode(&mut buf),
                 Out::SynStream {
@@ -874,7 +908,9 @@ async fn write_loop<W: AsyncWrite>(
         w.write_all(&buf).await.map_err(crate::Error::Io)?;
         w.flush().await.map_err(crate::Error::Io)?;
         buf.clear();
-        activity.notify_one();
+        if active {
+            activity.notify_one();
+        }
         if shutdown {
             let _ = w.shutdown().await;
             return Ok(());
