@@ -179,7 +179,12 @@ async fn setup() -> Option<(std::path::PathBuf, u16, Upgrades)> {
         eprintln!("kubectl not found, skipping");
         return None;
     };
-    let (server, _) = start_default().await;
+    // Frequent server pings, so the Go clients are seen answering them.
+    let (server, _) = start(streaming::Config {
+        ping_interval: Duration::from_millis(100),
+        ..Default::default()
+    })
+    .await;
     let upgrades = Upgrades::default();
     let api = fake_apiserver(Arc::new(server), upgrades.clone()).await;
     Some((kubectl, api, upgrades))
@@ -263,10 +268,19 @@ async fn kubectl_exec_over_spdy_and_websocket() {
         let (code, _, err) =
             kubectl_exec(&kubectl, api, ws, &["mypod", "--", "exit", "7"], None).await;
         assert_eq!(code, 7, "websockets={ws} stderr: {err}");
+
+        // Silent for several server ping intervals, then output.
+        let (code, out, err) =
+            kubectl_exec(&kubectl, api, ws, &["mypod", "--", "delay", "700"], None).await;
+        assert_eq!(
+            (code, out.as_str()),
+            (0, "done\n"),
+            "websockets={ws} stderr: {err}"
+        );
         // No silent fallback: every session used the transport asked for.
         let want = if ws { "websocket" } else { "spdy/3.1" };
         let seen = upgrades.lock().unwrap().clone();
-        assert_eq!(seen, vec![want; 3], "websockets={ws}");
+        assert_eq!(seen, vec![want; 4], "websockets={ws}");
     }
 }
 
