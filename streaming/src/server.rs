@@ -585,11 +585,8 @@ fn upgrade_websocket(
                 over_ws::serve_remotecommand(ws, protocol, command, opts, backend, cfg, shutdown)
                     .await
             }
-            Session::PortForward {
-                pod_sandbox_id,
-                ports,
-            } if protocol == over_ws::TUNNEL_PROTOCOL => {
-                let _ = ports;
+            // SPDY inside: ports come in each stream's headers.
+            Session::PortForward { pod_sandbox_id, .. } if protocol == over_ws::TUNNEL_PROTOCOL => {
                 let io = over_ws::tunnel(ws);
                 over_spdy::serve_portforward(io, pod_sandbox_id, backend, cfg, shutdown).await
             }
