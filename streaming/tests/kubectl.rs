@@ -30,7 +30,7 @@ const VERSION: &str =
     r#"{"major":"1","minor":"32","gitVersion":"v1.32.0","platform":"linux/amd64"}"#;
 const API: &str = r#"{"kind":"APIVersions","versions":["v1"],"serverAddressByClientCIDRs":[{"clientCIDR":"0.0.0.0/0","serverAddress":"127.0.0.1"}]}"#;
 const APIS: &str = r#"{"kind":"APIGroupList","apiVersion":"v1","groups":[]}"#;
-const API_V1: &str = r#"{"kind":"APIResourceList","groupVersion":"v1","resources":[{"name":"pods","singularName":"pod","namespaced":true,"kind":"Pod","verbs":["get","list"],"shortNames":["po"]},{"name":"pods/exec","singularName":"","namespaced":true,"kind":"PodExecOptions","verbs":["create","get"]},{"name":"pods/portforward","singularName":"","namespaced":true,"kind":"PodPortForwardOptions","verbs":["create","get"]}]}"#;
+const API_V1: &str = r#"{"kind":"APIResourceList","groupVersion":"v1","resources":[{"name":"pods/attach","singularName":"","namespaced":true,"kind":"PodAttachOptions","verbs":["create","get"]},{"name":"pods","singularName":"pod","namespaced":true,"kind":"Pod","verbs":["get","list"],"shortNames":["po"]},{"name":"pods/exec","singularName":"","namespaced":true,"kind":"PodExecOptions","verbs":["create","get"]},{"name":"pods/portforward","singularName":"","namespaced":true,"kind":"PodPortForwardOptions","verbs":["create","get"]}]}"#;
 
 async fn read_head(tcp: &mut TcpStream) -> Option<String> {
     let mut head = Vec::new();
@@ -99,6 +99,18 @@ async fn fake_apiserver(streaming: Arc<StreamingServer>, upgrades: Upgrades) -> 
                                 .register_exec(crius_proto::ExecRequest {
                                     container_id: "c".into(),
                                     cmd: query_values(query, "command"),
+                                    tty: flag(query, "tty"),
+                                    stdin: flag(query, "stdin"),
+                                    stdout: flag(query, "stdout"),
+                                    stderr: flag(query, "stderr"),
+                                })
+                                .unwrap(),
+                        )
+                    } else if path.ends_with("/attach") {
+                        Some(
+                            streaming
+                                .register_attach(crius_proto::AttachRequest {
+                                    container_id: "c".into(),
                                     tty: flag(query, "tty"),
                                     stdin: flag(query, "stdin"),
                                     stdout: flag(query, "stdout"),
@@ -383,6 +395,54 @@ async fn kubectl_exec_tty_sends_terminal_size() {
         .unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(text.contains("resize 91x33"), "websockets={ws}: {text:?}");
+        let want = if ws { "websocket" } else { "spdy/3.1" };
+        assert_eq!(
+            upgrades.lock().unwrap().clone(),
+            vec![want],
+            "websockets={ws}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_attach_over_spdy_and_websocket() {
+    let Some((kubectl, api, upgrades)) = setup().await else {
+        return;
+    };
+    for ws in [false, true] {
+        upgrades.lock().unwrap().clear();
+        let mut child = tokio::process::Command::new(&kubectl)
+            .args([
+                "--server",
+                &format!("http://127.0.0.1:{api}"),
+                "attach",
+                "-i",
+                "mypod",
+            ])
+            .env(
+                "KUBECTL_REMOTE_COMMAND_WEBSOCKETS",
+                if ws { "true" } else { "false" },
+            )
+            .env("KUBECONFIG", "/dev/null")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("kubectl runs");
+        let mut si = child.stdin.take().unwrap();
+        si.write_all(b"to the main process\n").await.unwrap();
+        drop(si);
+        let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+            .await
+            .expect("kubectl finishes")
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stdout.contains("to the main process"),
+            "websockets={ws}: {stdout:?} {stderr}"
+        );
         let want = if ws { "websocket" } else { "spdy/3.1" };
         assert_eq!(
             upgrades.lock().unwrap().clone(),
