@@ -174,6 +174,11 @@ impl StreamingServer {
         self.local_addr
     }
 
+    /// The `scheme://host:port` prefix of the URLs handed out.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
     fn register(&self, kind: &str, req: tokens::Request) -> Result<String, Error> {
         let token = self
             .inner
@@ -640,6 +645,114 @@ mod tests {
         assert_eq!(query_ports(None), Ok(vec![]));
         assert!(query_ports(Some("port=0")).is_err());
         assert!(query_ports(Some("port=http")).is_err());
+    }
+
+    #[tokio::test]
+    async fn urls_use_the_bound_address_or_the_configured_base() {
+        struct Nothing;
+        #[async_trait::async_trait]
+        impl Backend for Nothing {
+            async fn exec(
+                &self,
+                _: &str,
+                _: &[String],
+                _: bool,
+                _: crate::Streams,
+            ) -> Result<crate::ExitStatus, crate::BackendError> {
+                Err("unused".into())
+            }
+            async fn attach(
+                &self,
+                _: &str,
+                _: bool,
+                _: crate::Streams,
+            ) -> Result<(), crate::BackendError> {
+                Err("unused".into())
+            }
+            async fn port_forward(
+                &self,
+                _: &str,
+                _: u16,
+                _: Box<dyn crate::DuplexIo>,
+            ) -> Result<(), crate::BackendError> {
+                Err("unused".into())
+            }
+        }
+        let s = StreamingServer::start(Config::default(), Arc::new(Nothing))
+            .await
+            .unwrap();
+        assert_ne!(s.local_addr().port(), 0);
+        assert_eq!(s.base_url(), format!("http://{}", s.local_addr()));
+        let url = s
+            .register_port_forward(crius_proto::PortForwardRequest {
+                pod_sandbox_id: "p".into(),
+                port: vec![80],
+            })
+            .unwrap();
+        assert!(url.starts_with(&format!("http://{}/portforward/", s.local_addr())));
+        let bad = s.register_port_forward(crius_proto::PortForwardRequest {
+            pod_sandbox_id: "p".into(),
+            port: vec![70000],
+        });
+        assert_eq!(
+            bad.unwrap_err().kind(),
+            crius_proto::ErrorKind::InvalidArgument
+        );
+        let empty_cmd = s.register_exec(crius_proto::ExecRequest {
+            stdout: true,
+            ..Default::default()
+        });
+        assert!(empty_cmd.is_err());
+
+        let cfg = Config {
+            base_url: Some("http://10.0.0.5:10010/".into()),
+            ..Default::default()
+        };
+        let s = StreamingServer::start(cfg, Arc::new(Nothing))
+            .await
+            .unwrap();
+        let url = s
+            .register_attach(crius_proto::AttachRequest {
+                container_id: "c".into(),
+                stdout: true,
+                ..Default::default()
+            })
+            .unwrap();
+        assert!(url.starts_with("http://10.0.0.5:10010/attach/"), "{url}");
+    }
+
+    #[test]
+    fn error_kinds() {
+        use crius_proto::ErrorKind;
+        let bind = Error::Bind {
+            addr: "127.0.0.1:1".parse().unwrap(),
+            source: std::io::Error::other("x"),
+        };
+        assert_eq!(bind.kind(), ErrorKind::Unavailable);
+        assert_eq!(Error::TooManySessions.kind(), ErrorKind::Unavailable);
+        assert_eq!(
+            Error::InvalidRequest {
+                what: "port",
+                value: "0".into()
+            }
+            .kind(),
+            ErrorKind::InvalidArgument
+        );
+        assert_eq!(
+            Error::Io(std::io::Error::other("x")).kind(),
+            ErrorKind::Unavailable
+        );
+        assert_eq!(
+            Error::SpdyFrameTooLarge(1 << 30).kind(),
+            ErrorKind::InvalidArgument
+        );
+        // Messages are lower-case without a trailing period.
+        for e in [bind.to_string(), Error::TooManySessions.to_string()] {
+            assert!(
+                !e.ends_with('.') && e.chars().next().unwrap().is_lowercase(),
+                "{e}"
+            );
+        }
     }
 
     #[test]
