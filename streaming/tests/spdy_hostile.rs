@@ -113,8 +113,8 @@ async fn server_parity_stream_id_is_refused_and_ping_echoed() {
     };
     let mut bytes = bad.to_bytes();
     Frame::Ping { id: 5 }.encode(&mut bytes);
-    // An oversized frame header: nothing that large is accepted.
-    bytes.extend_from_slice(&[0, 0, 0, 9, 0, 0xff, 0xff, 0xff]);
+    // An oversized control frame header: nothing that large is accepted.
+    bytes.extend_from_slice(&[0x80, 3, 0, 8, 0, 0xff, 0xff, 0xff]);
     tcp.write_all(&bytes).await.unwrap();
     let frames = frames_until_close(&mut tcp).await;
     assert!(
@@ -189,4 +189,71 @@ async fn stream_flood_is_refused_past_the_limit() {
         refused,
         (0..10).map(|i| first_refused + 2 * i).collect::<Vec<_>>()
     );
+}
+
+#[tokio::test]
+async fn one_huge_data_frame_is_accepted() {
+    // Go's spdystream turns one Write into one DATA frame; a Go program
+    // handing client-go a strings.Reader sends all of stdin in one frame.
+    let (server, _) = start_default().await;
+    let url = server
+        .register_exec(exec_req(&["cat"], true, true, false, false))
+        .unwrap();
+    let mut tcp = upgraded(&url).await;
+    let mut z = HeaderCompressor::new();
+    let mut bytes = Vec::new();
+    for (id, kind, flags) in [(1, "error", 1), (3, "stdin", 0), (5, "stdout", 1)] {
+        let mut h = Headers::new();
+        h.insert("streamtype", kind);
+        Frame::SynStream {
+            stream_id: id,
+            associated_id: 0,
+            priority: 0,
+            slot: 0,
+            flags,
+            header_block: z.compress(&h),
+        }
+        .encode(&mut bytes);
+    }
+    let size = 3 << 20;
+    Frame::Data {
+        stream_id: 3,
+        flags: 1,
+        data: vec![7u8; size],
+    }
+    .encode(&mut bytes);
+    let (mut r, mut w) = tcp.split();
+    let write = async {
+        w.write_all(&bytes).await.unwrap();
+    };
+    let read = async {
+        let mut buf = Vec::new();
+        let mut got = 0usize;
+        let mut chunk = vec![0u8; 64 * 1024];
+        loop {
+            let n = r.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "closed after {got} bytes");
+            buf.extend_from_slice(&chunk[..n]);
+            while let Ok(Some((f, used))) = parse(&buf) {
+                buf.drain(..used);
+                if let Frame::Data {
+                    stream_id: 5,
+                    flags,
+                    data,
+                } = f
+                {
+                    assert!(data.iter().all(|b| *b == 7));
+                    got += data.len();
+                    if flags & 1 != 0 {
+                        return got;
+                    }
+                }
+            }
+        }
+    };
+    let (_, got) =
+        tokio::time::timeout(Duration::from_secs(20), async { tokio::join!(write, read) })
+            .await
+            .expect("echoed in time");
+    assert_eq!(got, size);
 }

@@ -40,8 +40,10 @@ pub const INITIAL_WINDOW: i64 = 64 * 1024;
 const MAX_DATA_CHUNK: usize = 16 * 1024;
 /// DATA frames buffered per stream before the driver stops reading.
 const INBOUND_QUEUE: usize = 64;
-/// Upper bound for one frame we accept, against memory exhaustion.
-const MAX_FRAME: usize = 1024 * 1024;
+/// Upper bound for one control frame we accept, against memory exhaustion.
+/// DATA frames may use the whole 24-bit length: Go's spdystream writes each
+/// Write call as one frame, however large.
+const MAX_CONTROL_FRAME: usize = 1024 * 1024;
 /// Open streams per connection; more are refused with REFUSED_STREAM.
 pub const MAX_STREAMS: usize = 1024;
 
@@ -606,7 +608,7 @@ impl Driver {
             if buf.len() >= 8 {
                 let len =
                     (usize::from(buf[5]) << 16) | (usize::from(buf[6]) << 8) | usize::from(buf[7]);
-                if len > MAX_FRAME {
+                if buf[0] & 0x80 != 0 && len > MAX_CONTROL_FRAME {
                     return Err(crate::Error::SpdyFrameTooLarge(len));
                 }
             }
