@@ -65,7 +65,8 @@ pub struct ExitStatus {
 #[async_trait::async_trait]
 pub trait Backend: Send + Sync + 'static {
     /// Runs `cmd` in the container with the given streams and returns how
-    /// it exited. An `Err` means the command could not be run at all.
+    /// it exited (a process killed by signal N should report 128 + N, as a
+    /// shell would). An `Err` means the command could not be run at all.
     async fn exec(
         &self,
         container_id: &str,

@@ -12,6 +12,15 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    #[error("failed to load tls {what} from {path:?}")]
+    TlsFile {
+        what: &'static str,
+        path: std::path::PathBuf,
+        #[source]
+        source: tokio_rustls::rustls::pki_types::pem::Error,
+    },
+    #[error("invalid tls certificate or key")]
+    TlsConfig(#[source] tokio_rustls::rustls::Error),
     #[error("streaming connection i/o failed")]
     Io(#[source] std::io::Error),
     #[error("invalid spdy frame")]
@@ -31,6 +40,7 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::Bind { .. } => ErrorKind::Unavailable,
+            Error::TlsFile { .. } | Error::TlsConfig(_) => ErrorKind::InvalidArgument,
             Error::Io(_) => ErrorKind::Unavailable,
             Error::SpdyFrame(_)
             | Error::SpdyFrameTooLarge(_)

@@ -45,13 +45,13 @@ mod over_ws;
 mod remotecommand;
 mod server;
 pub mod spdy;
-pub mod tokens;
+mod tokens;
 
 pub use backend::{
     Backend, BackendError, BoxReader, BoxWriter, DuplexIo, ExitStatus, Streams, TerminalSize,
 };
 pub use error::Error;
-pub use server::{Config, StreamingServer};
+pub use server::{Config, StreamingServer, TlsFiles};
 
 /// WebSocket channel framing, public for test clients.
 pub mod ws {

@@ -40,6 +40,7 @@ fn protocol_version(protocol: &str) -> u8 {
 fn options(cfg: &Config) -> spdy::Options {
     spdy::Options {
         idle_timeout: Some(cfg.idle_timeout),
+        ping_interval: Some(cfg.ping_interval),
         ..Default::default()
     }
 }

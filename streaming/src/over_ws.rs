@@ -6,6 +6,7 @@ use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use base64::Engine as _;
 use futures_util::stream::FuturesUnordered;
@@ -142,17 +143,39 @@ impl AsyncWrite for ChannelWriter {
 struct Outgoing {
     tx: mpsc::Sender<Message>,
     done: tokio::task::JoinHandle<()>,
+    /// Cancelled when writing to the client failed: the client is gone.
+    gone: CancellationToken,
 }
 
-fn start_writer<S>(mut sink: S, activity: Arc<Notify>) -> Outgoing
+fn start_writer<S>(mut sink: S, activity: Arc<Notify>, ping_every: Duration) -> Outgoing
 where
     S: futures_util::Sink<Message> + Unpin + Send + 'static,
 {
     let (tx, mut rx) = mpsc::channel::<Message>(64);
+    let gone = CancellationToken::new();
+    let gone_w = gone.clone();
     let done = tokio::spawn(async move {
-        while let Some(msg) = rx.recv().await {
+        let mut ping =
+            tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
+        loop {
+            let msg = tokio::select! {
+                m = rx.recv() => match m {
+                    Some(m) => m,
+                    None => break,
+                },
+                // A keepalive probe: a vanished client makes this write
+                // fail. It is not activity for the idle timeout.
+                _ = ping.tick() => {
+                    if sink.send(Message::Ping(Vec::new().into())).await.is_err() {
+                        gone_w.cancel();
+                        return;
+                    }
+                    continue;
+                }
+            };
             let close = msg.is_close();
             if sink.send(msg).await.is_err() {
+                gone_w.cancel();
                 return;
             }
             activity.notify_one();
@@ -162,7 +185,7 @@ where
         }
         let _ = sink.close().await;
     });
-    Outgoing { tx, done }
+    Outgoing { tx, done, gone }
 }
 
 async fn idle(limit: std::time::Duration, activity: Arc<Notify>) {
@@ -203,9 +226,12 @@ pub(crate) async fn serve_remotecommand<T>(
     let v5 = protocol.starts_with("v5.");
     let activity = Arc::new(Notify::new());
     let (sink, mut source) = ws.split();
-    let out = start_writer(sink, activity.clone());
+    let out = start_writer(sink, activity.clone(), cfg.ping_interval);
 
-    let (stdin_tx, stdin_rx) = mpsc::channel::<Vec<u8>>(16);
+    // The reader stops reading the socket while this is full (the backend
+    // is not reading stdin); it then also cannot notice the client leaving,
+    // so keep it roomy: up to 64 client messages (2 MiB from client-go).
+    let (stdin_tx, stdin_rx) = mpsc::channel::<Vec<u8>>(64);
     let (resize_tx, resize_rx) = mpsc::channel(16);
     let streams = Streams {
         stdin: opts.stdin.then(|| Box::new(ChanReader::new(stdin_rx)) as _),
@@ -225,7 +251,9 @@ pub(crate) async fn serve_remotecommand<T>(
             let mut stdin_tx = Some(stdin_tx);
             let mut resize = remotecommand::ResizeDecoder::default();
             while let Some(Ok(msg)) = source.next().await {
-                activity.notify_one();
+                if !msg.is_pong() {
+                    activity.notify_one();
+                }
                 if msg.is_close() {
                     break;
                 }
@@ -243,7 +271,9 @@ pub(crate) async fn serve_remotecommand<T>(
                     }
                     RESIZE => {
                         for size in resize.push(&data) {
-                            let _ = resize_tx.send(size).await;
+                            // Never block the reader on a backend that is
+                            // slow to apply sizes; only the latest matters.
+                            let _ = resize_tx.try_send(size);
                         }
                     }
                     // Half-close: the process sees EOF on stdin.
@@ -253,9 +283,11 @@ pub(crate) async fn serve_remotecommand<T>(
             }
         }
     };
+    let gone = out.gone.clone();
     let cancel = async {
         tokio::select! {
             _ = reader => {}
+            _ = gone.cancelled() => {}
             _ = idle(cfg.idle_timeout, activity.clone()) => {}
             _ = shutdown.cancelled() => {}
         }
@@ -296,7 +328,7 @@ pub(crate) async fn serve_portforward<T>(
     let base64 = protocol.contains("base64");
     let activity = Arc::new(Notify::new());
     let (sink, mut source) = ws.split();
-    let out = start_writer(sink, activity.clone());
+    let out = start_writer(sink, activity.clone(), cfg.ping_interval);
 
     let mut inputs = Vec::new();
     let forwards = FuturesUnordered::new();
@@ -307,7 +339,7 @@ pub(crate) async fn serve_portforward<T>(
         let port_bytes = port.to_le_bytes();
         let _ = out.tx.send(encode(base64, data_ch, &port_bytes)).await;
         let _ = out.tx.send(encode(base64, err_ch, &port_bytes)).await;
-        let (tx, rx) = mpsc::channel::<Vec<u8>>(16);
+        let (tx, rx) = mpsc::channel::<Vec<u8>>(64);
         inputs.push(Some(tx));
         let io = tokio::io::join(
             ChanReader::new(rx),
@@ -329,7 +361,9 @@ pub(crate) async fn serve_portforward<T>(
         let activity = activity.clone();
         async move {
             while let Some(Ok(msg)) = source.next().await {
-                activity.notify_one();
+                if !msg.is_pong() {
+                    activity.notify_one();
+                }
                 if msg.is_close() {
                     break;
                 }
@@ -347,8 +381,10 @@ pub(crate) async fn serve_portforward<T>(
             }
         }
     };
+    let gone = out.gone.clone();
     tokio::select! {
         _ = all_done => {}
+        _ = gone.cancelled() => tracing::debug!("port-forward client went away"),
         _ = reader => tracing::debug!("port-forward client went away"),
         _ = idle(cfg.idle_timeout, activity.clone()) => {}
         _ = shutdown.cancelled() => {}

@@ -6,6 +6,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,6 +17,10 @@ use hyper::body::{Bytes, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role as WsRole;
@@ -47,6 +52,45 @@ pub struct Config {
     pub idle_timeout: Duration,
     /// How long a SPDY client may take to open its streams.
     pub stream_creation_timeout: Duration,
+    /// How often the server pings the client (SPDY PING, WebSocket ping):
+    /// a client that vanished is noticed by the failing write, and its
+    /// session cancelled, even if nothing else is being sent.
+    pub ping_interval: Duration,
+    /// Serve HTTPS with this certificate chain and key (PEM files); URLs
+    /// then start with `https://`.
+    pub tls: Option<TlsFiles>,
+}
+
+/// PEM files for serving TLS.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// The certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// The private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
+fn tls_acceptor(files: &TlsFiles) -> Result<TlsAcceptor, Error> {
+    let certs = CertificateDer::pem_file_iter(&files.cert)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|source| Error::TlsFile {
+            what: "certificate",
+            path: files.cert.clone(),
+            source,
+        })?;
+    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|source| Error::TlsFile {
+        what: "key",
+        path: files.key.clone(),
+        source,
+    })?;
+    // Name the provider: other crates in the workspace may enable more than
+    // one rustls backend, and then the implicit default is ambiguous.
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .and_then(|b| b.with_no_client_auth().with_single_cert(certs, key))
+        .map_err(Error::TlsConfig)?;
+    Ok(TlsAcceptor::from(Arc::new(cfg)))
 }
 
 impl Default for Config {
@@ -57,6 +101,8 @@ impl Default for Config {
             token_ttl: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(4 * 60 * 60),
             stream_creation_timeout: Duration::from_secs(30),
+            ping_interval: Duration::from_secs(30),
+            tls: None,
         }
     }
 }
@@ -88,6 +134,7 @@ impl std::fmt::Debug for StreamingServer {
 impl StreamingServer {
     /// Binds the listener and starts serving.
     pub async fn start(cfg: Config, backend: Arc<dyn Backend>) -> Result<Self, Error> {
+        let tls = cfg.tls.as_ref().map(tls_acceptor).transpose()?;
         let listener = TcpListener::bind(cfg.addr)
             .await
             .map_err(|source| Error::Bind {
@@ -101,7 +148,10 @@ impl StreamingServer {
         let base_url = cfg
             .base_url
             .clone()
-            .unwrap_or_else(|| format!("http://{local_addr}"))
+            .unwrap_or_else(|| {
+                let scheme = if tls.is_some() { "https" } else { "http" };
+                format!("{scheme}://{local_addr}")
+            })
             .trim_end_matches('/')
             .to_owned();
         let inner = Arc::new(Inner {
@@ -111,7 +161,7 @@ impl StreamingServer {
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
         });
-        inner.tasks.spawn(accept_loop(inner.clone(), listener));
+        inner.tasks.spawn(accept_loop(inner.clone(), listener, tls));
         Ok(Self {
             inner,
             local_addr,
@@ -122,6 +172,11 @@ impl StreamingServer {
     /// The address the server listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The `scheme://host:port` prefix of the URLs handed out.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
     }
 
     fn register(&self, kind: &str, req: tokens::Request) -> Result<String, Error> {
@@ -174,6 +229,14 @@ impl StreamingServer {
     }
 }
 
+impl Drop for StreamingServer {
+    /// A dropped server stops accepting and ends its sessions (without
+    /// waiting for them; use [`StreamingServer::shutdown`] for that).
+    fn drop(&mut self) {
+        self.inner.shutdown.cancel();
+    }
+}
+
 fn check_streams(stdin: bool, stdout: bool, stderr: bool, tty: bool) -> Result<(), Error> {
     if !(stdin || stdout || stderr) {
         return Err(Error::InvalidRequest {
@@ -190,7 +253,7 @@ fn check_streams(stdin: bool, stdout: bool, stderr: bool, tty: bool) -> Result<(
     Ok(())
 }
 
-async fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
+async fn accept_loop(inner: Arc<Inner>, listener: TcpListener, tls: Option<TlsAcceptor>) {
     loop {
         let (tcp, peer) = tokio::select! {
             r = listener.accept() => match r {
@@ -205,23 +268,44 @@ async fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
         };
         let _ = tcp.set_nodelay(true);
         let conn_inner = inner.clone();
+        let tls = tls.clone();
         inner.tasks.spawn(async move {
-            let svc_inner = conn_inner.clone();
-            let svc = service_fn(move |req| handle(svc_inner.clone(), req));
-            // The timer arms hyper's header read timeout, so a client that
-            // connects and never sends a request does not hold a task.
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
-                .serve_connection(TokioIo::new(tcp), svc)
-                .with_upgrades();
+            let shutdown = conn_inner.shutdown.clone();
+            let serve = async move {
+                match tls {
+                    None => serve_http(conn_inner, tcp, peer).await,
+                    Some(acceptor) => {
+                        match tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(tcp)).await
+                        {
+                            Ok(Ok(stream)) => serve_http(conn_inner, stream, peer).await,
+                            Ok(Err(err)) => tracing::debug!(%peer, %err, "tls handshake failed"),
+                            Err(_) => tracing::debug!(%peer, "tls handshake timed out"),
+                        }
+                    }
+                }
+            };
             tokio::select! {
-                r = conn => if let Err(err) = r {
-                    tracing::debug!(%peer, %err, "streaming http connection failed");
-                },
-                _ = conn_inner.shutdown.cancelled() => {}
+                _ = serve => {}
+                _ = shutdown.cancelled() => {}
             }
         });
+    }
+}
+
+async fn serve_http<I>(inner: Arc<Inner>, io: I, peer: SocketAddr)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = service_fn(move |req| handle(inner.clone(), req));
+    // The timer arms hyper's header read timeout, so a client that connects
+    // and never sends a request does not hold a task.
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .serve_connection(TokioIo::new(io), svc)
+        .with_upgrades();
+    if let Err(err) = conn.await {
+        tracing::debug!(%peer, %err, "streaming http connection failed");
     }
 }
 
@@ -506,11 +590,8 @@ fn upgrade_websocket(
                 over_ws::serve_remotecommand(ws, protocol, command, opts, backend, cfg, shutdown)
                     .await
             }
-            Session::PortForward {
-                pod_sandbox_id,
-                ports,
-            } if protocol == over_ws::TUNNEL_PROTOCOL => {
-                let _ = ports;
+            // SPDY inside: ports come in each stream's headers.
+            Session::PortForward { pod_sandbox_id, .. } if protocol == over_ws::TUNNEL_PROTOCOL => {
                 let io = over_ws::tunnel(ws);
                 over_spdy::serve_portforward(io, pod_sandbox_id, backend, cfg, shutdown).await
             }
@@ -564,6 +645,114 @@ mod tests {
         assert_eq!(query_ports(None), Ok(vec![]));
         assert!(query_ports(Some("port=0")).is_err());
         assert!(query_ports(Some("port=http")).is_err());
+    }
+
+    #[tokio::test]
+    async fn urls_use_the_bound_address_or_the_configured_base() {
+        struct Nothing;
+        #[async_trait::async_trait]
+        impl Backend for Nothing {
+            async fn exec(
+                &self,
+                _: &str,
+                _: &[String],
+                _: bool,
+                _: crate::Streams,
+            ) -> Result<crate::ExitStatus, crate::BackendError> {
+                Err("unused".into())
+            }
+            async fn attach(
+                &self,
+                _: &str,
+                _: bool,
+                _: crate::Streams,
+            ) -> Result<(), crate::BackendError> {
+                Err("unused".into())
+            }
+            async fn port_forward(
+                &self,
+                _: &str,
+                _: u16,
+                _: Box<dyn crate::DuplexIo>,
+            ) -> Result<(), crate::BackendError> {
+                Err("unused".into())
+            }
+        }
+        let s = StreamingServer::start(Config::default(), Arc::new(Nothing))
+            .await
+            .unwrap();
+        assert_ne!(s.local_addr().port(), 0);
+        assert_eq!(s.base_url(), format!("http://{}", s.local_addr()));
+        let url = s
+            .register_port_forward(crius_proto::PortForwardRequest {
+                pod_sandbox_id: "p".into(),
+                port: vec![80],
+            })
+            .unwrap();
+        assert!(url.starts_with(&format!("http://{}/portforward/", s.local_addr())));
+        let bad = s.register_port_forward(crius_proto::PortForwardRequest {
+            pod_sandbox_id: "p".into(),
+            port: vec![70000],
+        });
+        assert_eq!(
+            bad.unwrap_err().kind(),
+            crius_proto::ErrorKind::InvalidArgument
+        );
+        let empty_cmd = s.register_exec(crius_proto::ExecRequest {
+            stdout: true,
+            ..Default::default()
+        });
+        assert!(empty_cmd.is_err());
+
+        let cfg = Config {
+            base_url: Some("http://10.0.0.5:10010/".into()),
+            ..Default::default()
+        };
+        let s = StreamingServer::start(cfg, Arc::new(Nothing))
+            .await
+            .unwrap();
+        let url = s
+            .register_attach(crius_proto::AttachRequest {
+                container_id: "c".into(),
+                stdout: true,
+                ..Default::default()
+            })
+            .unwrap();
+        assert!(url.starts_with("http://10.0.0.5:10010/attach/"), "{url}");
+    }
+
+    #[test]
+    fn error_kinds() {
+        use crius_proto::ErrorKind;
+        let bind = Error::Bind {
+            addr: "127.0.0.1:1".parse().unwrap(),
+            source: std::io::Error::other("x"),
+        };
+        assert_eq!(bind.kind(), ErrorKind::Unavailable);
+        assert_eq!(Error::TooManySessions.kind(), ErrorKind::Unavailable);
+        assert_eq!(
+            Error::InvalidRequest {
+                what: "port",
+                value: "0".into()
+            }
+            .kind(),
+            ErrorKind::InvalidArgument
+        );
+        assert_eq!(
+            Error::Io(std::io::Error::other("x")).kind(),
+            ErrorKind::Unavailable
+        );
+        assert_eq!(
+            Error::SpdyFrameTooLarge(1 << 30).kind(),
+            ErrorKind::InvalidArgument
+        );
+        // Messages are lower-case without a trailing period.
+        for e in [bind.to_string(), Error::TooManySessions.to_string()] {
+            assert!(
+                !e.ends_with('.') && e.chars().next().unwrap().is_lowercase(),
+                "{e}"
+            );
+        }
     }
 
     #[test]

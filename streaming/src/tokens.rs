@@ -70,10 +70,12 @@ impl TokenCache {
     }
 
     /// Number of parked requests, expired ones included.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.lock().len()
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

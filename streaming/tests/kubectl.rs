@@ -3,7 +3,7 @@
 //! apiserver and kubelet, parks the request on the streaming server and
 //! proxies the upgraded connection to the returned URL.
 //!
-//! Skipped (with a note) when no `kubectl` binary is on PATH.
+//! Fails, never skips, when no `kubectl` binary is on PATH.
 
 mod common;
 
@@ -30,7 +30,7 @@ const VERSION: &str =
     r#"{"major":"1","minor":"32","gitVersion":"v1.32.0","platform":"linux/amd64"}"#;
 const API: &str = r#"{"kind":"APIVersions","versions":["v1"],"serverAddressByClientCIDRs":[{"clientCIDR":"0.0.0.0/0","serverAddress":"127.0.0.1"}]}"#;
 const APIS: &str = r#"{"kind":"APIGroupList","apiVersion":"v1","groups":[]}"#;
-const API_V1: &str = r#"{"kind":"APIResourceList","groupVersion":"v1","resources":[{"name":"pods","singularName":"pod","namespaced":true,"kind":"Pod","verbs":["get","list"],"shortNames":["po"]},{"name":"pods/exec","singularName":"","namespaced":true,"kind":"PodExecOptions","verbs":["create","get"]},{"name":"pods/portforward","singularName":"","namespaced":true,"kind":"PodPortForwardOptions","verbs":["create","get"]}]}"#;
+const API_V1: &str = r#"{"kind":"APIResourceList","groupVersion":"v1","resources":[{"name":"pods/attach","singularName":"","namespaced":true,"kind":"PodAttachOptions","verbs":["create","get"]},{"name":"pods","singularName":"pod","namespaced":true,"kind":"Pod","verbs":["get","list"],"shortNames":["po"]},{"name":"pods/exec","singularName":"","namespaced":true,"kind":"PodExecOptions","verbs":["create","get"]},{"name":"pods/portforward","singularName":"","namespaced":true,"kind":"PodPortForwardOptions","verbs":["create","get"]}]}"#;
 
 async fn read_head(tcp: &mut TcpStream) -> Option<String> {
     let mut head = Vec::new();
@@ -106,6 +106,18 @@ async fn fake_apiserver(streaming: Arc<StreamingServer>, upgrades: Upgrades) -> 
                                 })
                                 .unwrap(),
                         )
+                    } else if path.ends_with("/attach") {
+                        Some(
+                            streaming
+                                .register_attach(crius_proto::AttachRequest {
+                                    container_id: "c".into(),
+                                    tty: flag(query, "tty"),
+                                    stdin: flag(query, "stdin"),
+                                    stdout: flag(query, "stdout"),
+                                    stderr: flag(query, "stderr"),
+                                })
+                                .unwrap(),
+                        )
                     } else if path.ends_with("/portforward") {
                         Some(
                             streaming
@@ -174,15 +186,19 @@ async fn fake_apiserver(streaming: Arc<StreamingServer>, upgrades: Upgrades) -> 
 /// The Upgrade header of every request proxied to the streaming server.
 type Upgrades = Arc<std::sync::Mutex<Vec<String>>>;
 
-async fn setup() -> Option<(std::path::PathBuf, u16, Upgrades)> {
-    let Some(kubectl) = kubectl() else {
-        eprintln!("kubectl not found, skipping");
-        return None;
-    };
-    let (server, _) = start_default().await;
+async fn setup() -> (std::path::PathBuf, u16, Upgrades) {
+    let kubectl = kubectl().expect(
+        "kubectl is required for the interop tests (Debian package `kubectl` on this machine image)",
+    );
+    // Frequent server pings, so the Go clients are seen answering them.
+    let (server, _) = start(streaming::Config {
+        ping_interval: Duration::from_millis(100),
+        ..Default::default()
+    })
+    .await;
     let upgrades = Upgrades::default();
     let api = fake_apiserver(Arc::new(server), upgrades.clone()).await;
-    Some((kubectl, api, upgrades))
+    (kubectl, api, upgrades)
 }
 
 async fn kubectl_exec(
@@ -227,9 +243,7 @@ async fn kubectl_exec(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_exec_over_spdy_and_websocket() {
-    let Some((kubectl, api, upgrades)) = setup().await else {
-        return;
-    };
+    let (kubectl, api, upgrades) = setup().await;
     for ws in [false, true] {
         upgrades.lock().unwrap().clear();
         let (code, out, err) = kubectl_exec(
@@ -263,18 +277,25 @@ async fn kubectl_exec_over_spdy_and_websocket() {
         let (code, _, err) =
             kubectl_exec(&kubectl, api, ws, &["mypod", "--", "exit", "7"], None).await;
         assert_eq!(code, 7, "websockets={ws} stderr: {err}");
+
+        // Silent for several server ping intervals, then output.
+        let (code, out, err) =
+            kubectl_exec(&kubectl, api, ws, &["mypod", "--", "delay", "700"], None).await;
+        assert_eq!(
+            (code, out.as_str()),
+            (0, "done\n"),
+            "websockets={ws} stderr: {err}"
+        );
         // No silent fallback: every session used the transport asked for.
         let want = if ws { "websocket" } else { "spdy/3.1" };
         let seen = upgrades.lock().unwrap().clone();
-        assert_eq!(seen, vec![want; 3], "websockets={ws}");
+        assert_eq!(seen, vec![want; 4], "websockets={ws}");
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_port_forward_over_spdy_and_websocket_tunnel() {
-    let Some((kubectl, api, upgrades)) = setup().await else {
-        return;
-    };
+    let (kubectl, api, upgrades) = setup().await;
     let remote = page_server().await;
     for ws in [false, true] {
         upgrades.lock().unwrap().clear();
@@ -330,6 +351,94 @@ async fn kubectl_port_forward_over_spdy_and_websocket_tunnel() {
         assert!(
             !seen.is_empty() && seen.iter().all(|u| u == want),
             "websockets={ws}: {seen:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_exec_tty_sends_terminal_size() {
+    let (kubectl, api, upgrades) = setup().await;
+    if !std::path::Path::new("/usr/bin/script").exists() {
+        eprintln!("script(1) not found, skipping");
+        return;
+    }
+    for ws in [false, true] {
+        upgrades.lock().unwrap().clear();
+        // script(1) gives kubectl a terminal of a known size; kubectl sends
+        // it on the resize stream (SPDY v4) or channel 4 (WebSocket v5).
+        let inner = format!(
+            "stty cols 91 rows 33; {} --server http://127.0.0.1:{api} exec -it mypod -- tty once",
+            kubectl.display()
+        );
+        let out = tokio::time::timeout(
+            Duration::from_secs(60),
+            tokio::process::Command::new("script")
+                .args(["-qec", &inner, "/dev/null"])
+                .env(
+                    "KUBECTL_REMOTE_COMMAND_WEBSOCKETS",
+                    if ws { "true" } else { "false" },
+                )
+                .env("KUBECONFIG", "/dev/null")
+                .stdin(Stdio::piped())
+                .kill_on_drop(true)
+                .output(),
+        )
+        .await
+        .expect("kubectl finishes")
+        .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("resize 91x33"), "websockets={ws}: {text:?}");
+        let want = if ws { "websocket" } else { "spdy/3.1" };
+        assert_eq!(
+            upgrades.lock().unwrap().clone(),
+            vec![want],
+            "websockets={ws}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_attach_over_spdy_and_websocket() {
+    let (kubectl, api, upgrades) = setup().await;
+    for ws in [false, true] {
+        upgrades.lock().unwrap().clear();
+        let mut child = tokio::process::Command::new(&kubectl)
+            .args([
+                "--server",
+                &format!("http://127.0.0.1:{api}"),
+                "attach",
+                "-i",
+                "mypod",
+            ])
+            .env(
+                "KUBECTL_REMOTE_COMMAND_WEBSOCKETS",
+                if ws { "true" } else { "false" },
+            )
+            .env("KUBECONFIG", "/dev/null")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("kubectl runs");
+        let mut si = child.stdin.take().unwrap();
+        si.write_all(b"to the main process\n").await.unwrap();
+        drop(si);
+        let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+            .await
+            .expect("kubectl finishes")
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stdout.contains("to the main process"),
+            "websockets={ws}: {stdout:?} {stderr}"
+        );
+        let want = if ws { "websocket" } else { "spdy/3.1" };
+        assert_eq!(
+            upgrades.lock().unwrap().clone(),
+            vec![want],
+            "websockets={ws}"
         );
     }
 }

@@ -361,8 +361,10 @@ async fn missing_streams_time_out() {
 
 #[tokio::test]
 async fn idle_session_is_closed() {
+    // Keepalive pings (and their answers) must not count as activity.
     let cfg = streaming::Config {
         idle_timeout: Duration::from_millis(300),
+        ping_interval: Duration::from_millis(50),
         ..Default::default()
     };
     let (server, counters) = start(cfg).await;
@@ -511,4 +513,46 @@ async fn finished_and_abandoned_sessions_leave_no_tasks() {
         metrics.num_alive_tasks() <= baseline
     })
     .await;
+}
+
+#[tokio::test]
+async fn disconnect_is_noticed_while_stdin_backs_up() {
+    // The backend never reads stdin, the client floods it and vanishes: the
+    // server has stopped reading the socket, so only its keepalive pings
+    // can notice the client is gone.
+    let cfg = streaming::Config {
+        ping_interval: Duration::from_millis(100),
+        ..Default::default()
+    };
+    let (server, counters) = start(cfg).await;
+    let url = server
+        .register_exec(exec_req(&["sleep"], true, true, false, false))
+        .unwrap();
+    let opts = streaming::spdy::Options {
+        window_updates: false,
+        ..Default::default()
+    };
+    let c = spdy_connect_with(&url, &[V4], opts).await.unwrap();
+    let _error = c.stream(&[("streamType", "error")], true).await;
+    let mut stdin = c.stream(&[("streamType", "stdin")], false).await;
+    let _stdout = c.stream(&[("streamType", "stdout")], true).await;
+    wait_for("backend start", || {
+        counters.started.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    let flood = tokio::spawn(async move {
+        let chunk = vec![0u8; 32 * 1024];
+        loop {
+            if stdin.write_all(&chunk).await.is_err() {
+                return;
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    c.conn.abort();
+    wait_for("backend drop", || {
+        counters.dropped.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    flood.abort();
 }

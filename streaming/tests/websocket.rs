@@ -339,8 +339,10 @@ async fn fifty_concurrent_sessions_over_both_transports() {
 
 #[tokio::test]
 async fn idle_websocket_session_is_closed() {
+    // Keepalive pings (and their answers) must not count as activity.
     let cfg = streaming::Config {
         idle_timeout: Duration::from_millis(300),
+        ping_interval: Duration::from_millis(50),
         ..Default::default()
     };
     let (server, counters) = start(cfg).await;
@@ -372,4 +374,61 @@ async fn shutdown_ends_websocket_sessions() {
         .expect("shutdown finishes");
     assert_eq!(counters.dropped.load(Ordering::SeqCst), 1);
     collect(&mut ws, false).await;
+}
+
+#[tokio::test]
+async fn websocket_pings_are_answered_while_the_process_is_silent() {
+    // client-go's WebSocket executor sends heartbeat pings and gives up on
+    // the connection when no pong comes back.
+    let (server, counters) = start_default().await;
+    let url = server
+        .register_exec(exec_req(&["sleep"], true, true, false, false))
+        .unwrap();
+    let (mut ws, _) = ws_connect(&url, &["v5.channel.k8s.io"]).await.unwrap();
+    wait_for("backend start", || {
+        counters.started.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    for i in 0..3u8 {
+        ws.send(Message::Ping(vec![i].into())).await.unwrap();
+        let m = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("pong in time")
+            .unwrap()
+            .unwrap();
+        assert_eq!(m, Message::Pong(vec![i].into()));
+    }
+    assert_eq!(counters.dropped.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn disconnect_is_noticed_while_stdin_backs_up() {
+    let cfg = streaming::Config {
+        ping_interval: Duration::from_millis(100),
+        ..Default::default()
+    };
+    let (server, counters) = start(cfg).await;
+    let url = server
+        .register_exec(exec_req(&["sleep"], true, true, false, false))
+        .unwrap();
+    let (mut ws, _) = ws_connect(&url, &["v5.channel.k8s.io"]).await.unwrap();
+    wait_for("backend start", || {
+        counters.started.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    let flood = tokio::spawn(async move {
+        let chunk = vec![0u8; 32 * 1024];
+        loop {
+            if ws.send(ws::encode(false, STDIN, &chunk)).await.is_err() {
+                return;
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Dropping the task drops the socket mid-flood.
+    flood.abort();
+    wait_for("backend drop", || {
+        counters.dropped.load(Ordering::SeqCst) == 1
+    })
+    .await;
 }

@@ -10,7 +10,10 @@
 //! WINDOW_UPDATE (stream and session) as soon as a DATA frame is queued for
 //! the reader; the queue is bounded, and when it is full the driver stops
 //! reading the socket, which is how the Go `spdystream` library, the other end
-//! of every kubectl/crictl session, behaves too. On the sending side we honour
+//! of every kubectl/crictl session, behaves too. (While stopped it cannot see
+//! the peer leave either: a backend that never reads stdin while the client
+//! keeps sending more than the queue holds, about 2 MiB from Go clients, is
+//! only cancelled by the idle timeout.) On the sending side we honour
 //! the peer's windows once the peer has shown it does flow control (sent a
 //! WINDOW_UPDATE or an INITIAL_WINDOW_SIZE setting): `spdystream` never sends
 //! WINDOW_UPDATE, and honouring a window it never refills would stall every
@@ -37,8 +40,12 @@ pub const INITIAL_WINDOW: i64 = 64 * 1024;
 const MAX_DATA_CHUNK: usize = 16 * 1024;
 /// DATA frames buffered per stream before the driver stops reading.
 const INBOUND_QUEUE: usize = 64;
-/// Upper bound for one frame we accept, against memory exhaustion.
-const MAX_FRAME: usize = 1024 * 1024;
+/// Upper bound for one control frame we accept, against memory exhaustion.
+/// DATA frames may use the whole 24-bit length: Go's spdystream writes each
+/// Write call as one frame, however large.
+const MAX_CONTROL_FRAME: usize = 1024 * 1024;
+/// Open streams per connection; more are refused with REFUSED_STREAM.
+pub const MAX_STREAMS: usize = 1024;
 
 /// Which end of the connection we are; decides stream and ping id parity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,6 +156,11 @@ pub struct Options {
     /// the connection behave like Go's `spdystream`, which never sends one;
     /// tests use that to check we do not stall such peers.
     pub window_updates: bool,
+    /// Send a PING this often. A dead peer then shows up as a write error
+    /// even while nothing else is written and the reader is held up, so the
+    /// session's backend is cancelled. Our pings do not count as activity
+    /// for the idle timeout.
+    pub ping_interval: Option<Duration>,
 }
 
 impl Default for Options {
@@ -156,6 +168,7 @@ impl Default for Options {
         Self {
             idle_timeout: None,
             window_updates: true,
+            ping_interval: None,
         }
     }
 }
@@ -498,9 +511,26 @@ impl Driver {
         };
         tokio::pin!(writer);
         let mut protocol_error = false;
+        let pinger = {
+            let shared = shared.clone();
+            async move {
+                let Some(every) = opts.ping_interval else {
+                    return std::future::pending::<()>().await;
+                };
+                let mut id: u32 = if shared.role == Role::Server { 2 } else { 1 };
+                loop {
+                    tokio::time::sleep(every).await;
+                    if shared.ctl.send(Out::Frame(Frame::Ping { id })).is_err() {
+                        return std::future::pending::<()>().await;
+                    }
+                    id = id.wrapping_add(2) & 0x7fff_ffff;
+                }
+            }
+        };
         let graceful = {
             let reader = self.read_loop(&mut r, activity.clone());
             tokio::select! {
+                _ = pinger => false,
                 r = reader => {
                     if let Err(err) = r {
                         tracing::debug!(%err, "spdy connection read ended");
@@ -558,7 +588,15 @@ impl Driver {
                 match frame::parse(&buf) {
                     Ok(Some((frame, used))) => {
                         buf.drain(..used);
-                        activity.notify_one();
+                        // Echoes of our own keepalive pings are not activity.
+                        let ours = if self.shared.role == Role::Server {
+                            0
+                        } else {
+                            1
+                        };
+                        if !matches!(frame, Frame::Ping { id } if id % 2 == ours) {
+                            activity.notify_one();
+                        }
                         self.handle(frame).await?;
                     }
                     Ok(None) => break,
@@ -570,7 +608,7 @@ impl Driver {
             if buf.len() >= 8 {
                 let len =
                     (usize::from(buf[5]) << 16) | (usize::from(buf[6]) << 8) | usize::from(buf[7]);
-                if len > MAX_FRAME {
+                if buf[0] & 0x80 != 0 && len > MAX_CONTROL_FRAME {
                     return Err(crate::Error::SpdyFrameTooLarge(len));
                 }
             }
@@ -615,7 +653,8 @@ impl Driver {
                         || stream_id == 0
                     {
                         Some(rst::PROTOCOL_ERROR)
-                    } else if st.goaway_sent {
+                    } else if st.goaway_sent || st.streams.len() >= MAX_STREAMS {
+                        st.last_peer_stream_id = stream_id;
                         Some(rst::REFUSED_STREAM)
                     } else {
                         st.last_peer_stream_id = stream_id;
@@ -831,7 +870,10 @@ async fn write_loop<W: AsyncWrite>(
         };
         let mut next = Some(first);
         let mut shutdown = false;
+        // Our own pings are keepalive probes, not activity.
+        let mut active = false;
         while let Some(out) = next.take() {
+            active |= !matches!(out, Out::Frame(Frame::Ping { .. }));
             match out {
                 Out::Frame(f) => f.encode(&mut buf),
                 Out::SynStream {
@@ -868,7 +910,9 @@ async fn write_loop<W: AsyncWrite>(
         w.write_all(&buf).await.map_err(crate::Error::Io)?;
         w.flush().await.map_err(crate::Error::Io)?;
         buf.clear();
-        activity.notify_one();
+        if active {
+            activity.notify_one();
+        }
         if shutdown {
             let _ = w.shutdown().await;
             return Ok(());

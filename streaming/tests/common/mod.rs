@@ -32,8 +32,10 @@ impl Drop for Guard {
     }
 }
 
-/// Commands: `echo ARGS..`, `cat`, `exit N`, `stderr TEXT`, `tty` (reports
-/// resizes on stdout until stdin ends), `sleep` (runs until cancelled),
+/// Commands: `echo ARGS..`, `cat`, `exit N`, `stderr TEXT`, `tty [once]`
+/// (reports resizes on stdout until stdin ends, or after the first one),
+/// `delay MS` (prints `done` after MS milliseconds), `sleep` (runs until
+/// cancelled),
 /// `fail` (cannot run).
 #[derive(Default)]
 pub struct FakeBackend {
@@ -74,6 +76,14 @@ impl Backend for FakeBackend {
                 0
             }
             "exit" => cmd[1].parse()?,
+            "delay" => {
+                let ms: u64 = cmd[1].parse()?;
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                let out = streams.stdout.as_mut().ok_or("no stdout")?;
+                out.write_all(b"done\n").await?;
+                out.shutdown().await?;
+                0
+            }
             "stderr" => {
                 let err = streams.stderr.as_mut().ok_or("no stderr")?;
                 err.write_all(cmd[1].as_bytes()).await?;
@@ -88,7 +98,12 @@ impl Backend for FakeBackend {
                 loop {
                     tokio::select! {
                         size = resize.recv() => match size {
-                            Some(s) => out.write_all(format!("resize {}x{}\n", s.width, s.height).as_bytes()).await?,
+                            Some(s) => {
+                                out.write_all(format!("resize {}x{}\n", s.width, s.height).as_bytes()).await?;
+                                if cmd.get(1).map(String::as_str) == Some("once") {
+                                    break;
+                                }
+                            }
                             None => break,
                         },
                         n = input.read_buf(&mut sink), if !stdin_done => {
