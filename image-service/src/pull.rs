@@ -223,7 +223,7 @@ pub(crate) async fn pull_from(
             "too large".into(),
         ));
     }
-    let config_bytes = fetch_small_blob(&session, reference, &config_desc).await?;
+    let config_bytes = fetch_small_blob(&session, &config_desc).await?;
     let config: ImageConfig = serde_json::from_slice(&config_bytes)
         .map_err(|e| invalid(reference, "config", &config_desc.digest, e.to_string()))?;
     let diff_ids = config.rootfs.diff_ids.clone();
@@ -275,9 +275,6 @@ pub(crate) async fn pull_from(
             });
     futures_util::future::try_join_all(tasks).await?;
 
-    store.write_blob(&config_desc.digest, &config_bytes)?;
-    store.write_blob(&manifest_digest, &manifest_bytes)?;
-    store.write_blob(&top_digest, &top_bytes)?;
     let container = config.config.clone().unwrap_or_default();
     let record = ImageRecord {
         version: 1,
@@ -310,7 +307,22 @@ pub(crate) async fn pull_from(
         architecture: config.architecture.clone(),
         pulled_at: now_nanos(),
     };
-    store.commit_image(record, reference.tagged(), reference.digested(&top_digest))
+    let tag = reference.tagged();
+    let repo_digest = reference.digested(&top_digest);
+    let inner = inner.clone();
+    // Small files, but each is fsynced: keep them off the async workers.
+    tokio::task::spawn_blocking(move || {
+        let store = &inner.store;
+        store.write_blob(&config_desc.digest, &config_bytes)?;
+        store.write_blob(&manifest_digest, &manifest_bytes)?;
+        store.write_blob(&top_digest, &top_bytes)?;
+        store.commit_image(record, tag, repo_digest)
+    })
+    .await
+    .map_err(|source| Error::Task {
+        reference: what,
+        source,
+    })?
 }
 
 fn invalid(reference: &Reference, what: &'static str, digest: &str, reason: String) -> Error {
@@ -356,12 +368,8 @@ pub(crate) fn now_nanos() -> i64 {
 }
 
 /// A blob small enough to hold in memory (the config), digest-verified.
-async fn fetch_small_blob(
-    session: &Session,
-    reference: &Reference,
-    desc: &Descriptor,
-) -> Result<Vec<u8>> {
-    let blob_ref = session.reference(None, reference.digest.as_deref().or(Some(&desc.digest)));
+async fn fetch_small_blob(session: &Session, desc: &Descriptor) -> Result<Vec<u8>> {
+    let blob_ref = session.reference(None, Some(&desc.digest));
     let mut stream = session
         .client
         .pull_blob_stream(&blob_ref, desc.digest.as_str())
@@ -483,7 +491,8 @@ async fn fetch_layer(
     let lock = store.layer_lock(diff_id);
     let _guard = lock.lock().await;
     if store.layer(diff_id).is_some() {
-        progress.bytes.fetch_add(layer.size, Ordering::Relaxed);
+        // Already here (another image, or a concurrent pull of this one):
+        // nothing is downloaded, so throughput does not count it.
         progress.layers_done.fetch_add(1, Ordering::Relaxed);
         return Ok(());
     }

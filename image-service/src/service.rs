@@ -369,3 +369,87 @@ async fn pull_candidate(
         })
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::ImageRecord;
+
+    const L1: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+    const L2: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
+    const ID: &str = "sha256:abcdef0000000000000000000000000000000000000000000000000000000000";
+    const M: &str = "sha256:eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee";
+
+    fn service(dir: &std::path::Path) -> ImageService {
+        ImageService::open(Options {
+            store_dir: dir.join("images"),
+            registries_conf: dir.join("missing-registries.conf"),
+            insecure_registries: vec![],
+            auth_file: None,
+            max_concurrent_downloads: 1,
+            pinned_images: vec!["example.com/pause:3.9".into()],
+        })
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn rootfs_lookup_by_name_id_and_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        let svc = service(dir.path());
+        let store = svc.store();
+        let mut dirs = Vec::new();
+        for l in [L1, L2] {
+            let staging = store.staging_dir().unwrap();
+            let layer = store.commit_layer(&staging, l, 1, "sha256:c", 1).unwrap();
+            dirs.push(store.layer_dir(&layer));
+        }
+        let record = ImageRecord {
+            version: 1,
+            id: ID.into(),
+            repo_tags: vec![],
+            repo_digests: vec![],
+            size: 1,
+            layers: vec![L1.into(), L2.into()],
+            manifest_digest: M.into(),
+            top_digest: M.into(),
+            config: RuntimeConfig {
+                entrypoint: vec!["/pause".into()],
+                stop_signal: "SIGINT".into(),
+                ..Default::default()
+            },
+            annotations: Default::default(),
+            os: "linux".into(),
+            architecture: "amd64".into(),
+            pulled_at: 1,
+        };
+        store
+            .commit_image(
+                record,
+                Some("example.com/pause:3.9".into()),
+                format!("example.com/pause@{M}"),
+            )
+            .unwrap();
+        let by_digest = format!("example.com/pause@{M}");
+        for name in ["example.com/pause:3.9", ID, &ID[7..], "abcdef", &by_digest] {
+            let rootfs = svc.rootfs(name).unwrap_or_else(|| panic!("{name}"));
+            assert_eq!(rootfs.layer_dirs, dirs, "lowest layer first");
+            assert_eq!(rootfs.config.entrypoint, ["/pause"]);
+            assert_eq!(rootfs.config.stop_signal, "SIGINT");
+        }
+        assert!(svc.rootfs("example.com/pause:3.8").is_none());
+        assert!(svc.is_pinned(&svc.resolve(ID).unwrap()));
+        // the layer dirs are short enough for ~100 lower dirs in a page
+        assert!(dirs[0].file_name().unwrap().len() == 16);
+
+        // in use: refused; by tag it is the last tag, so it would go
+        store.add_user(ID, "ctr-1");
+        let err = svc.remove("example.com/pause:3.9").await.unwrap_err();
+        assert_eq!(err.kind(), crius_proto::ErrorKind::FailedPrecondition);
+        store.remove_user(ID, "ctr-1");
+        svc.remove("example.com/pause:3.9").await.unwrap();
+        assert!(svc.list().is_empty());
+        assert!(!dirs[0].exists());
+        let usage = svc.fs_usage().await.unwrap();
+        assert!(usage.inodes > 0 && usage.bytes > 0);
+    }
+}
