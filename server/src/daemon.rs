@@ -95,6 +95,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         create_private_dir(dir)?;
     }
     let _lock = lock_runroot(&config.runroot)?;
+    // Before the socket: a client that can connect sees a ready store, with
+    // the leftovers of an interrupted pull already gone.
+    let images = open_images(&config)?;
     let listener = bind_socket(&config.api.listen)?;
     let socket = config.api.listen.clone();
     tracing::info!(
@@ -103,7 +106,6 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         "crius serving CRI v1"
     );
 
-    let images = open_images(&config)?;
     let cri = Arc::new(Cri::new(config, images));
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
     let shutdown = async move {
