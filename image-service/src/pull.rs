@@ -130,12 +130,15 @@ pub(crate) async fn pull_from(
     credentials: &Credentials,
     progress: &Arc<Progress>,
 ) -> Result<Arc<ImageRecord>> {
+    let scheme = scheme_for(endpoint).await;
     let client = Client::new(ClientConfig {
-        protocol: if endpoint.insecure {
+        protocol: if scheme == "http" {
             ClientProtocol::Http
         } else {
             ClientProtocol::Https
         },
+        // "insecure" also means a self-signed certificate is accepted.
+        accept_invalid_certificates: endpoint.insecure,
         platform_resolver: None,
         connect_timeout: Some(Duration::from_secs(10)),
         read_timeout: Some(Duration::from_secs(60)),
@@ -149,7 +152,7 @@ pub(crate) async fn pull_from(
         }
         Credentials::RegistryToken(token) => RegistryAuth::Bearer(token.clone()),
         Credentials::IdentityToken(token) => {
-            RegistryAuth::Bearer(exchange_identity_token(endpoint, token).await?)
+            RegistryAuth::Bearer(exchange_identity_token(endpoint, scheme, token).await?)
         }
     };
     let session = Session {
@@ -607,18 +610,55 @@ async fn fetch_layer(
     result
 }
 
+/// Secure registries speak HTTPS, loopback ones plain HTTP. An insecure
+/// remote registry is tried as Docker does: HTTPS without certificate
+/// checks first, plain HTTP if no TLS server answers.
+async fn scheme_for(endpoint: &Endpoint) -> &'static str {
+    if !endpoint.insecure {
+        return "https";
+    }
+    if crate::registries::is_loopback(&endpoint.registry) {
+        return "http";
+    }
+    if probe_https(&endpoint.registry).await {
+        "https"
+    } else {
+        "http"
+    }
+}
+
+/// Whether a TLS server (any certificate) answers `/v2/` at `registry`.
+async fn probe_https(registry: &str) -> bool {
+    let probe = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(10))
+        .danger_accept_invalid_certs(true)
+        .build();
+    let Ok(probe) = probe else {
+        return false;
+    };
+    match probe.get(format!("https://{registry}/v2/")).send().await {
+        // Any answer, 401 included, means TLS works.
+        Ok(_) => true,
+        Err(err) => {
+            tracing::debug!(%registry, %err, "no HTTPS; using plain HTTP");
+            false
+        }
+    }
+}
+
 /// The OAuth2 refresh-token grant of the distribution token spec: trade an
 /// identity token for a bearer token at the realm the registry names.
-async fn exchange_identity_token(endpoint: &Endpoint, token: &str) -> Result<String> {
+async fn exchange_identity_token(endpoint: &Endpoint, scheme: &str, token: &str) -> Result<String> {
     let registry = endpoint.registry.clone();
     let unavailable = |what: &str, e: reqwest::Error| Error::RegistryUnavailable {
         registry: registry.clone(),
         what: what.to_owned(),
         source: e.into(),
     };
-    let scheme = if endpoint.insecure { "http" } else { "https" };
     let http = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
+        .danger_accept_invalid_certs(endpoint.insecure)
         .build()
         .map_err(|e| unavailable("an http client", e))?;
     let response = http
@@ -734,6 +774,40 @@ mod tests {
         assert_eq!(p[1], ("service".into(), "registry.example.com".into()));
         assert_eq!(p.len(), 3);
         assert!(parse_bearer_challenge(r#"Basic realm="x""#).is_none());
+    }
+
+    #[tokio::test]
+    async fn insecure_probe_falls_back_to_http_without_tls() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let mut buf = [0u8; 1024];
+                let _ = s.read(&mut buf).await;
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+                    .await;
+            }
+        });
+        assert!(!probe_https(&addr).await, "a plain HTTP server is not TLS");
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let dead = closed.local_addr().unwrap().to_string();
+        drop(closed);
+        assert!(!probe_https(&dead).await);
+        let loopback = Endpoint {
+            registry: addr,
+            repository: "x".into(),
+            insecure: true,
+            mirror: false,
+        };
+        assert_eq!(scheme_for(&loopback).await, "http");
+        let secure = Endpoint {
+            registry: "registry.example.com".into(),
+            insecure: false,
+            ..loopback
+        };
+        assert_eq!(scheme_for(&secure).await, "https");
     }
 
     #[test]
