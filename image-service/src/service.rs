@@ -24,7 +24,7 @@ pub struct Options {
     pub store_dir: PathBuf,
     /// containers-registries.conf(5); a missing file means no rules.
     pub registries_conf: PathBuf,
-    /// Registries (host[:port] or name prefixes) reached over plain HTTP.
+    /// Registries (`host[:port]` or name prefixes) reached over plain HTTP.
     pub insecure_registries: Vec<String>,
     /// docker config.json credentials used when a request carries none.
     pub auth_file: Option<PathBuf>,
@@ -43,6 +43,20 @@ pub struct ImageRootfs {
     pub layer_dirs: Vec<PathBuf>,
     /// Env, entrypoint, cmd, user, working dir, stop signal, labels.
     pub config: RuntimeConfig,
+}
+
+impl ImageRootfs {
+    /// The `lowerdir=` value for overlayfs: top layer first, `:`-joined.
+    /// Layer dirs are `<store>/l/<16 hex>`, so ~100 layers fit in the one
+    /// page the kernel allows for mount options.
+    pub fn lowerdir(&self) -> String {
+        self.layer_dirs
+            .iter()
+            .rev()
+            .map(|d| d.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(":")
+    }
 }
 
 /// Bytes and inodes used by the image store.
@@ -433,6 +447,10 @@ mod tests {
         for name in ["example.com/pause:3.9", ID, &ID[7..], "abcdef", &by_digest] {
             let rootfs = svc.rootfs(name).unwrap_or_else(|| panic!("{name}"));
             assert_eq!(rootfs.layer_dirs, dirs, "lowest layer first");
+            assert_eq!(
+                rootfs.lowerdir(),
+                format!("{}:{}", dirs[1].display(), dirs[0].display())
+            );
             assert_eq!(rootfs.config.entrypoint, ["/pause"]);
             assert_eq!(rootfs.config.stop_signal, "SIGINT");
         }
