@@ -229,6 +229,18 @@ pub(crate) async fn pull_from(
     let config_bytes = fetch_small_blob(&session, &config_desc).await?;
     let config: ImageConfig = serde_json::from_slice(&config_bytes)
         .map_err(|e| invalid(reference, "config", &config_desc.digest, e.to_string()))?;
+    if manifest.layers.len() > manifest::MAX_LAYERS {
+        return Err(invalid(
+            reference,
+            "manifest",
+            &manifest_digest,
+            format!(
+                "{} layers, more than the {} crius stacks",
+                manifest.layers.len(),
+                manifest::MAX_LAYERS
+            ),
+        ));
+    }
     let diff_ids = config.rootfs.diff_ids.clone();
     if diff_ids.len() != manifest.layers.len() {
         return Err(invalid(
