@@ -774,6 +774,56 @@ mod tests {
     use super::*;
 
     #[test]
+    fn registry_errors_map_to_kinds_and_name_the_registry() {
+        use crius_proto::ErrorKind;
+        use oci_client::errors::{OciEnvelope, OciError};
+        let envelope = |code| OciDistributionError::RegistryError {
+            envelope: OciEnvelope {
+                errors: vec![OciError {
+                    code,
+                    message: "m".into(),
+                    detail: serde_json::Value::Null,
+                }],
+            },
+            url: "u".into(),
+        };
+        let server = |code| OciDistributionError::ServerError {
+            code,
+            url: "u".into(),
+            message: "m".into(),
+        };
+        let cases = [
+            (envelope(OciErrorCode::ManifestUnknown), ErrorKind::NotFound),
+            (envelope(OciErrorCode::NameUnknown), ErrorKind::NotFound),
+            (
+                envelope(OciErrorCode::Denied),
+                ErrorKind::FailedPrecondition,
+            ),
+            (
+                envelope(OciErrorCode::Toomanyrequests),
+                ErrorKind::Unavailable,
+            ),
+            (server(404), ErrorKind::NotFound),
+            (server(401), ErrorKind::FailedPrecondition),
+            (server(503), ErrorKind::Unavailable),
+            (
+                OciDistributionError::AuthenticationFailure("no".into()),
+                ErrorKind::FailedPrecondition,
+            ),
+            (
+                OciDistributionError::IoError(std::io::Error::other("reset")),
+                ErrorKind::Unavailable,
+            ),
+        ];
+        for (source, kind) in cases {
+            let shown = source.to_string();
+            let err = classify("reg.example.com:5000", "img:1", source);
+            assert_eq!(err.kind(), kind, "{shown}");
+            assert!(err.to_string().contains("reg.example.com:5000"), "{err}");
+        }
+    }
+
+    #[test]
     fn bearer_challenges_parse() {
         let p = parse_bearer_challenge(
             r#"Bearer realm="https://auth.example.com/token",service="registry.example.com",scope="a:b:pull""#,
