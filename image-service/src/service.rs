@@ -17,6 +17,9 @@ use crate::store::{ImageRecord, RuntimeConfig, Store};
 
 /// How often a running pull logs its progress.
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(5);
+/// How long an unchanged store's usage is reused; also the bound on how
+/// stale a figure can be when a walk raced with a change.
+const USAGE_CACHE_TTL: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -72,6 +75,9 @@ pub(crate) struct Inner {
     pub(crate) auth_file: AuthFile,
     pub(crate) downloads: tokio::sync::Semaphore,
     pinned: Vec<String>,
+    /// (store generation, when, usage): the kubelet asks every few seconds
+    /// and a walk of a large store is not free.
+    usage_cache: std::sync::Mutex<Option<(u64, Instant, FsUsage)>>,
 }
 
 #[derive(Clone)]
@@ -95,6 +101,7 @@ impl ImageService {
             auth_file,
             downloads: tokio::sync::Semaphore::new(options.max_concurrent_downloads.max(1)),
             pinned: options.pinned_images.clone(),
+            usage_cache: std::sync::Mutex::new(None),
         };
         let service = ImageService {
             inner: Arc::new(inner),
@@ -241,13 +248,31 @@ impl ImageService {
 
     /// Bytes (allocated blocks) and inodes under the store dir.
     pub async fn fs_usage(&self) -> Result<FsUsage> {
+        let generation = self.inner.store.generation();
+        let cached = *self
+            .inner
+            .usage_cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some((g, at, usage)) = cached
+            && g == generation
+            && at.elapsed() < USAGE_CACHE_TTL
+        {
+            return Ok(usage);
+        }
         let dir = self.inner.store.dir().to_owned();
-        tokio::task::spawn_blocking(move || usage(&dir))
+        let usage = tokio::task::spawn_blocking(move || usage(&dir))
             .await
             .map_err(|source| Error::Task {
                 reference: "image filesystem usage".into(),
                 source,
-            })?
+            })??;
+        *self
+            .inner
+            .usage_cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some((generation, Instant::now(), usage));
+        Ok(usage)
     }
 
     pub fn store_dir(&self) -> PathBuf {
@@ -469,5 +494,11 @@ mod tests {
         assert!(!dirs[0].exists());
         let usage = svc.fs_usage().await.unwrap();
         assert!(usage.inodes > 0 && usage.bytes > 0);
+        // unchanged store: cached; a change: measured again
+        std::fs::write(dir.path().join("images/tmp/x"), vec![1u8; 64 * 1024]).unwrap();
+        assert_eq!(svc.fs_usage().await.unwrap(), usage);
+        store.collect_garbage().unwrap();
+        let after = svc.fs_usage().await.unwrap();
+        assert_eq!(after.inodes, usage.inodes + 1);
     }
 }

@@ -99,6 +99,8 @@ pub struct Store {
     state: RwLock<State>,
     layer_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     staging_seq: AtomicU64,
+    /// Bumped by every change to images or layers (usage caching).
+    generation: AtomicU64,
 }
 
 /// Keeps layers referenced by a running pull out of GC until dropped.
@@ -194,6 +196,7 @@ impl Store {
             state: RwLock::new(state),
             layer_locks: Mutex::new(HashMap::new()),
             staging_seq: AtomicU64::new(0),
+            generation: AtomicU64::new(0),
         })
     }
 
@@ -201,11 +204,17 @@ impl Store {
         &self.dir
     }
 
+    /// Changes whenever images or layers are added or removed.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Relaxed)
+    }
+
     fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
         self.state.read().unwrap_or_else(|e| e.into_inner())
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
+        self.generation.fetch_add(1, Ordering::Relaxed);
         self.state.write().unwrap_or_else(|e| e.into_inner())
     }
 
