@@ -2,6 +2,18 @@
 //! credentials, pulling (digest-verified, parallel, streamed into the
 //! unpacker), hostile-safe layer unpacking into overlay lower dirs, and the
 //! persistent image store.
+//!
+//! # For the container code
+//!
+//! - [`ImageService::rootfs`] looks an image up by tag, digest, id or unique
+//!   id prefix (as `CreateContainer` receives it) and returns its layer dirs,
+//!   lowest first, and its [`RuntimeConfig`] (env, entrypoint, cmd, user,
+//!   working dir, stop signal, labels). [`ImageRootfs::lowerdir`] formats
+//!   them for an overlay mount; whiteouts are already overlay whiteouts.
+//! - [`store::Store::add_user`] / [`store::Store::remove_user`] (via
+//!   [`ImageService::store`]) register a container as using an image, so
+//!   `RemoveImage` refuses it with `FailedPrecondition`. The registration
+//!   is in memory: container recovery re-registers after a restart.
 
 #![deny(unsafe_code)]
 

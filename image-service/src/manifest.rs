@@ -14,6 +14,10 @@ pub const ACCEPTED: &[&str] = &[OCI_INDEX, DOCKER_LIST, OCI_MANIFEST, DOCKER_MAN
 /// Manifests and configs above this are refused before parsing.
 pub const MAX_DOCUMENT_SIZE: u64 = 8 * 1024 * 1024;
 
+/// Docker's own limit. 127 lower dirs fit in the one page of overlay mount
+/// options when given relative to `<store>/l` (`<16 hex>:` each).
+pub const MAX_LAYERS: usize = 127;
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Descriptor {

@@ -130,12 +130,15 @@ pub(crate) async fn pull_from(
     credentials: &Credentials,
     progress: &Arc<Progress>,
 ) -> Result<Arc<ImageRecord>> {
+    let scheme = scheme_for(endpoint).await;
     let client = Client::new(ClientConfig {
-        protocol: if endpoint.insecure {
+        protocol: if scheme == "http" {
             ClientProtocol::Http
         } else {
             ClientProtocol::Https
         },
+        // "insecure" also means a self-signed certificate is accepted.
+        accept_invalid_certificates: endpoint.insecure,
         platform_resolver: None,
         connect_timeout: Some(Duration::from_secs(10)),
         read_timeout: Some(Duration::from_secs(60)),
@@ -149,7 +152,7 @@ pub(crate) async fn pull_from(
         }
         Credentials::RegistryToken(token) => RegistryAuth::Bearer(token.clone()),
         Credentials::IdentityToken(token) => {
-            RegistryAuth::Bearer(exchange_identity_token(endpoint, token).await?)
+            RegistryAuth::Bearer(exchange_identity_token(endpoint, scheme, token).await?)
         }
     };
     let session = Session {
@@ -223,9 +226,21 @@ pub(crate) async fn pull_from(
             "too large".into(),
         ));
     }
-    let config_bytes = fetch_small_blob(&session, reference, &config_desc).await?;
+    let config_bytes = fetch_small_blob(&session, &config_desc).await?;
     let config: ImageConfig = serde_json::from_slice(&config_bytes)
         .map_err(|e| invalid(reference, "config", &config_desc.digest, e.to_string()))?;
+    if manifest.layers.len() > manifest::MAX_LAYERS {
+        return Err(invalid(
+            reference,
+            "manifest",
+            &manifest_digest,
+            format!(
+                "{} layers, more than the {} crius stacks",
+                manifest.layers.len(),
+                manifest::MAX_LAYERS
+            ),
+        ));
+    }
     let diff_ids = config.rootfs.diff_ids.clone();
     if diff_ids.len() != manifest.layers.len() {
         return Err(invalid(
@@ -275,9 +290,6 @@ pub(crate) async fn pull_from(
             });
     futures_util::future::try_join_all(tasks).await?;
 
-    store.write_blob(&config_desc.digest, &config_bytes)?;
-    store.write_blob(&manifest_digest, &manifest_bytes)?;
-    store.write_blob(&top_digest, &top_bytes)?;
     let container = config.config.clone().unwrap_or_default();
     let record = ImageRecord {
         version: 1,
@@ -310,7 +322,22 @@ pub(crate) async fn pull_from(
         architecture: config.architecture.clone(),
         pulled_at: now_nanos(),
     };
-    store.commit_image(record, reference.tagged(), reference.digested(&top_digest))
+    let tag = reference.tagged();
+    let repo_digest = reference.digested(&top_digest);
+    let inner = inner.clone();
+    // Small files, but each is fsynced: keep them off the async workers.
+    tokio::task::spawn_blocking(move || {
+        let store = &inner.store;
+        store.write_blob(&config_desc.digest, &config_bytes)?;
+        store.write_blob(&manifest_digest, &manifest_bytes)?;
+        store.write_blob(&top_digest, &top_bytes)?;
+        store.commit_image(record, tag, repo_digest)
+    })
+    .await
+    .map_err(|source| Error::Task {
+        reference: what,
+        source,
+    })?
 }
 
 fn invalid(reference: &Reference, what: &'static str, digest: &str, reason: String) -> Error {
@@ -356,12 +383,8 @@ pub(crate) fn now_nanos() -> i64 {
 }
 
 /// A blob small enough to hold in memory (the config), digest-verified.
-async fn fetch_small_blob(
-    session: &Session,
-    reference: &Reference,
-    desc: &Descriptor,
-) -> Result<Vec<u8>> {
-    let blob_ref = session.reference(None, reference.digest.as_deref().or(Some(&desc.digest)));
+async fn fetch_small_blob(session: &Session, desc: &Descriptor) -> Result<Vec<u8>> {
+    let blob_ref = session.reference(None, Some(&desc.digest));
     let mut stream = session
         .client
         .pull_blob_stream(&blob_ref, desc.digest.as_str())
@@ -483,7 +506,8 @@ async fn fetch_layer(
     let lock = store.layer_lock(diff_id);
     let _guard = lock.lock().await;
     if store.layer(diff_id).is_some() {
-        progress.bytes.fetch_add(layer.size, Ordering::Relaxed);
+        // Already here (another image, or a concurrent pull of this one):
+        // nothing is downloaded, so throughput does not count it.
         progress.layers_done.fetch_add(1, Ordering::Relaxed);
         return Ok(());
     }
@@ -598,18 +622,55 @@ async fn fetch_layer(
     result
 }
 
+/// Secure registries speak HTTPS, loopback ones plain HTTP. An insecure
+/// remote registry is tried as Docker does: HTTPS without certificate
+/// checks first, plain HTTP if no TLS server answers.
+async fn scheme_for(endpoint: &Endpoint) -> &'static str {
+    if !endpoint.insecure {
+        return "https";
+    }
+    if crate::registries::is_loopback(&endpoint.registry) {
+        return "http";
+    }
+    if probe_https(&endpoint.registry).await {
+        "https"
+    } else {
+        "http"
+    }
+}
+
+/// Whether a TLS server (any certificate) answers `/v2/` at `registry`.
+async fn probe_https(registry: &str) -> bool {
+    let probe = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(10))
+        .danger_accept_invalid_certs(true)
+        .build();
+    let Ok(probe) = probe else {
+        return false;
+    };
+    match probe.get(format!("https://{registry}/v2/")).send().await {
+        // Any answer, 401 included, means TLS works.
+        Ok(_) => true,
+        Err(err) => {
+            tracing::debug!(%registry, %err, "no HTTPS; using plain HTTP");
+            false
+        }
+    }
+}
+
 /// The OAuth2 refresh-token grant of the distribution token spec: trade an
 /// identity token for a bearer token at the realm the registry names.
-async fn exchange_identity_token(endpoint: &Endpoint, token: &str) -> Result<String> {
+async fn exchange_identity_token(endpoint: &Endpoint, scheme: &str, token: &str) -> Result<String> {
     let registry = endpoint.registry.clone();
     let unavailable = |what: &str, e: reqwest::Error| Error::RegistryUnavailable {
         registry: registry.clone(),
         what: what.to_owned(),
         source: e.into(),
     };
-    let scheme = if endpoint.insecure { "http" } else { "https" };
     let http = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
+        .danger_accept_invalid_certs(endpoint.insecure)
         .build()
         .map_err(|e| unavailable("an http client", e))?;
     let response = http
@@ -713,6 +774,56 @@ mod tests {
     use super::*;
 
     #[test]
+    fn registry_errors_map_to_kinds_and_name_the_registry() {
+        use crius_proto::ErrorKind;
+        use oci_client::errors::{OciEnvelope, OciError};
+        let envelope = |code| OciDistributionError::RegistryError {
+            envelope: OciEnvelope {
+                errors: vec![OciError {
+                    code,
+                    message: "m".into(),
+                    detail: serde_json::Value::Null,
+                }],
+            },
+            url: "u".into(),
+        };
+        let server = |code| OciDistributionError::ServerError {
+            code,
+            url: "u".into(),
+            message: "m".into(),
+        };
+        let cases = [
+            (envelope(OciErrorCode::ManifestUnknown), ErrorKind::NotFound),
+            (envelope(OciErrorCode::NameUnknown), ErrorKind::NotFound),
+            (
+                envelope(OciErrorCode::Denied),
+                ErrorKind::FailedPrecondition,
+            ),
+            (
+                envelope(OciErrorCode::Toomanyrequests),
+                ErrorKind::Unavailable,
+            ),
+            (server(404), ErrorKind::NotFound),
+            (server(401), ErrorKind::FailedPrecondition),
+            (server(503), ErrorKind::Unavailable),
+            (
+                OciDistributionError::AuthenticationFailure("no".into()),
+                ErrorKind::FailedPrecondition,
+            ),
+            (
+                OciDistributionError::IoError(std::io::Error::other("reset")),
+                ErrorKind::Unavailable,
+            ),
+        ];
+        for (source, kind) in cases {
+            let shown = source.to_string();
+            let err = classify("reg.example.com:5000", "img:1", source);
+            assert_eq!(err.kind(), kind, "{shown}");
+            assert!(err.to_string().contains("reg.example.com:5000"), "{err}");
+        }
+    }
+
+    #[test]
     fn bearer_challenges_parse() {
         let p = parse_bearer_challenge(
             r#"Bearer realm="https://auth.example.com/token",service="registry.example.com",scope="a:b:pull""#,
@@ -725,6 +836,40 @@ mod tests {
         assert_eq!(p[1], ("service".into(), "registry.example.com".into()));
         assert_eq!(p.len(), 3);
         assert!(parse_bearer_challenge(r#"Basic realm="x""#).is_none());
+    }
+
+    #[tokio::test]
+    async fn insecure_probe_falls_back_to_http_without_tls() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let mut buf = [0u8; 1024];
+                let _ = s.read(&mut buf).await;
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+                    .await;
+            }
+        });
+        assert!(!probe_https(&addr).await, "a plain HTTP server is not TLS");
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let dead = closed.local_addr().unwrap().to_string();
+        drop(closed);
+        assert!(!probe_https(&dead).await);
+        let loopback = Endpoint {
+            registry: addr,
+            repository: "x".into(),
+            insecure: true,
+            mirror: false,
+        };
+        assert_eq!(scheme_for(&loopback).await, "http");
+        let secure = Endpoint {
+            registry: "registry.example.com".into(),
+            insecure: false,
+            ..loopback
+        };
+        assert_eq!(scheme_for(&secure).await, "https");
     }
 
     #[test]

@@ -42,8 +42,9 @@ impl Reference {
         if input.is_empty() {
             return Err(invalid("empty reference"));
         }
-        if input.len() == 64 && is_hex(input) {
-            return Err(invalid("a bare 64-hex string is an image id, not a name"));
+        let id = input.strip_prefix("sha256:").unwrap_or(input);
+        if id.len() == 64 && is_hex(id) {
+            return Err(invalid("an image id is not a name to pull"));
         }
         let (rest, digest) = match input.split_once('@') {
             Some((rest, digest)) => {
@@ -316,6 +317,7 @@ mod tests {
             "example.com:port/x",
             "a b",
             &d,
+            &format!("sha256:{d}"),
             &format!("x/{}", "a".repeat(300)),
         ] {
             let err = Reference::parse(bad).unwrap_err();

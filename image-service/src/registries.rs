@@ -21,7 +21,7 @@ use crate::reference::Reference;
 #[serde(rename_all = "kebab-case")]
 struct File {
     #[serde(default)]
-    unqualified_search_registries: Vec<String>,
+    unqualified_search_registries: Option<Vec<String>>,
     #[serde(default)]
     registry: Vec<RegistryEntry>,
 }
@@ -75,19 +75,52 @@ pub struct Endpoint {
 pub struct Registries {
     path: PathBuf,
     search: Vec<String>,
+    /// Whether the file set the search list (drop-ins replace it only then).
+    search_set: Option<Vec<String>>,
     entries: Vec<RegistryEntry>,
     insecure: Vec<String>,
 }
 
 impl Registries {
-    /// Loads `path`; a missing file means no rules.
+    /// Loads `path` and then the drop-ins `registries.conf.d/*.conf` next
+    /// to it, in lexical order, as containers-registries.conf.d(5) says: a
+    /// drop-in's `[[registry]]` replaces the one with the same prefix, its
+    /// `unqualified-search-registries` (if set) replaces the list. A
+    /// missing file or directory means no rules.
     pub fn load(path: &Path, insecure_registries: Vec<String>) -> Result<Registries> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-            Err(e) => return Err(Error::io("read", path, e)),
+        let mut files = vec![path.to_owned()];
+        if let Some(dir) = path.parent() {
+            let dropins = dir.join("registries.conf.d");
+            if let Ok(entries) = std::fs::read_dir(&dropins) {
+                let mut found: Vec<PathBuf> = entries
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.extension().is_some_and(|e| e == "conf"))
+                    .collect();
+                found.sort();
+                files.extend(found);
+            }
+        }
+        let mut merged = Registries {
+            path: path.to_owned(),
+            insecure: insecure_registries,
+            ..Registries::default()
         };
-        Registries::parse(path, &text, insecure_registries)
+        for file in files {
+            let text = match std::fs::read_to_string(&file) {
+                Ok(text) => text,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io("read", &file, e)),
+            };
+            let layer = Registries::parse(&file, &text, Vec::new())?;
+            if let Some(search) = layer.search_set {
+                merged.search = search;
+            }
+            for entry in layer.entries {
+                merged.entries.retain(|e| e.prefix != entry.prefix);
+                merged.entries.push(entry);
+            }
+        }
+        Ok(merged)
     }
 
     pub fn parse(path: &Path, text: &str, insecure: Vec<String>) -> Result<Registries> {
@@ -132,7 +165,11 @@ impl Registries {
         }
         Ok(Registries {
             path: path.to_owned(),
-            search: file.unqualified_search_registries,
+            search: file
+                .unqualified_search_registries
+                .clone()
+                .unwrap_or_default(),
+            search_set: file.unqualified_search_registries,
             entries,
             insecure,
         })
@@ -351,6 +388,53 @@ mod tests {
                 ("quay.io".into(), "org/app".into(), false, false),
             ]
         );
+    }
+
+    #[test]
+    fn dropins_replace_prefixes_and_the_search_list() {
+        let dir = tempfile::tempdir().unwrap();
+        let main = dir.path().join("registries.conf");
+        std::fs::write(
+            &main,
+            r#"
+            unqualified-search-registries = ["quay.io"]
+            [[registry]]
+            prefix = "a.example.com"
+            blocked = true
+            [[registry]]
+            prefix = "b.example.com"
+            location = "b2.example.com"
+            "#,
+        )
+        .unwrap();
+        let d = dir.path().join("registries.conf.d");
+        std::fs::create_dir(&d).unwrap();
+        std::fs::write(
+            d.join("10-a.conf"),
+            "[[registry]]\nprefix = \"a.example.com\"\nlocation = \"a2.example.com\"\n",
+        )
+        .unwrap();
+        std::fs::write(
+            d.join("20-search.conf"),
+            "unqualified-search-registries = [\"docker.io\"]\n[aliases]\nx = \"y\"\n",
+        )
+        .unwrap();
+        std::fs::write(d.join("ignored.txt"), "not toml").unwrap();
+        let r = Registries::load(&main, vec![]).unwrap();
+        assert_eq!(
+            ends(&r, "a.example.com/x"),
+            [("a2.example.com".into(), "x".into(), false, false)]
+        );
+        assert_eq!(ends(&r, "b.example.com/x")[0].0, "b2.example.com");
+        let search: Vec<String> = r
+            .candidates(&Reference::parse("busybox").unwrap())
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
+        assert_eq!(search, ["docker.io/library/busybox:latest"]);
+        // a missing main file and dir are no rules
+        let none = Registries::load(&dir.path().join("nope/registries.conf"), vec![]).unwrap();
+        assert_eq!(ends(&none, "quay.io/x").len(), 1);
     }
 
     #[test]

@@ -17,6 +17,9 @@ use crate::store::{ImageRecord, RuntimeConfig, Store};
 
 /// How often a running pull logs its progress.
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(5);
+/// How long an unchanged store's usage is reused; also the bound on how
+/// stale a figure can be when a walk raced with a change.
+const USAGE_CACHE_TTL: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -24,7 +27,7 @@ pub struct Options {
     pub store_dir: PathBuf,
     /// containers-registries.conf(5); a missing file means no rules.
     pub registries_conf: PathBuf,
-    /// Registries (host[:port] or name prefixes) reached over plain HTTP.
+    /// Registries (`host[:port]` or name prefixes) reached over plain HTTP.
     pub insecure_registries: Vec<String>,
     /// docker config.json credentials used when a request carries none.
     pub auth_file: Option<PathBuf>,
@@ -45,6 +48,20 @@ pub struct ImageRootfs {
     pub config: RuntimeConfig,
 }
 
+impl ImageRootfs {
+    /// The `lowerdir=` value for overlayfs: top layer first, `:`-joined.
+    /// Layer dirs are `<store>/l/<16 hex>`, so ~100 layers fit in the one
+    /// page the kernel allows for mount options.
+    pub fn lowerdir(&self) -> String {
+        self.layer_dirs
+            .iter()
+            .rev()
+            .map(|d| d.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(":")
+    }
+}
+
 /// Bytes and inodes used by the image store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FsUsage {
@@ -58,6 +75,9 @@ pub(crate) struct Inner {
     pub(crate) auth_file: AuthFile,
     pub(crate) downloads: tokio::sync::Semaphore,
     pinned: Vec<String>,
+    /// (store generation, when, usage): the kubelet asks every few seconds
+    /// and a walk of a large store is not free.
+    usage_cache: std::sync::Mutex<Option<(u64, Instant, FsUsage)>>,
 }
 
 #[derive(Clone)]
@@ -81,6 +101,7 @@ impl ImageService {
             auth_file,
             downloads: tokio::sync::Semaphore::new(options.max_concurrent_downloads.max(1)),
             pinned: options.pinned_images.clone(),
+            usage_cache: std::sync::Mutex::new(None),
         };
         let service = ImageService {
             inner: Arc::new(inner),
@@ -227,13 +248,31 @@ impl ImageService {
 
     /// Bytes (allocated blocks) and inodes under the store dir.
     pub async fn fs_usage(&self) -> Result<FsUsage> {
+        let generation = self.inner.store.generation();
+        let cached = *self
+            .inner
+            .usage_cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some((g, at, usage)) = cached
+            && g == generation
+            && at.elapsed() < USAGE_CACHE_TTL
+        {
+            return Ok(usage);
+        }
         let dir = self.inner.store.dir().to_owned();
-        tokio::task::spawn_blocking(move || usage(&dir))
+        let usage = tokio::task::spawn_blocking(move || usage(&dir))
             .await
             .map_err(|source| Error::Task {
                 reference: "image filesystem usage".into(),
                 source,
-            })?
+            })??;
+        *self
+            .inner
+            .usage_cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some((generation, Instant::now(), usage));
+        Ok(usage)
     }
 
     pub fn store_dir(&self) -> PathBuf {
@@ -368,4 +407,98 @@ async fn pull_candidate(
             reason: "no endpoint to pull from".into(),
         })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::ImageRecord;
+
+    const L1: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+    const L2: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
+    const ID: &str = "sha256:abcdef0000000000000000000000000000000000000000000000000000000000";
+    const M: &str = "sha256:eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee";
+
+    fn service(dir: &std::path::Path) -> ImageService {
+        ImageService::open(Options {
+            store_dir: dir.join("images"),
+            registries_conf: dir.join("missing-registries.conf"),
+            insecure_registries: vec![],
+            auth_file: None,
+            max_concurrent_downloads: 1,
+            pinned_images: vec!["example.com/pause:3.9".into()],
+        })
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn rootfs_lookup_by_name_id_and_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        let svc = service(dir.path());
+        let store = svc.store();
+        let mut dirs = Vec::new();
+        for l in [L1, L2] {
+            let staging = store.staging_dir().unwrap();
+            let layer = store.commit_layer(&staging, l, 1, "sha256:c", 1).unwrap();
+            dirs.push(store.layer_dir(&layer));
+        }
+        let record = ImageRecord {
+            version: 1,
+            id: ID.into(),
+            repo_tags: vec![],
+            repo_digests: vec![],
+            size: 1,
+            layers: vec![L1.into(), L2.into()],
+            manifest_digest: M.into(),
+            top_digest: M.into(),
+            config: RuntimeConfig {
+                entrypoint: vec!["/pause".into()],
+                stop_signal: "SIGINT".into(),
+                ..Default::default()
+            },
+            annotations: Default::default(),
+            os: "linux".into(),
+            architecture: "amd64".into(),
+            pulled_at: 1,
+        };
+        store
+            .commit_image(
+                record,
+                Some("example.com/pause:3.9".into()),
+                format!("example.com/pause@{M}"),
+            )
+            .unwrap();
+        let by_digest = format!("example.com/pause@{M}");
+        for name in ["example.com/pause:3.9", ID, &ID[7..], "abcdef", &by_digest] {
+            let rootfs = svc.rootfs(name).unwrap_or_else(|| panic!("{name}"));
+            assert_eq!(rootfs.layer_dirs, dirs, "lowest layer first");
+            assert_eq!(
+                rootfs.lowerdir(),
+                format!("{}:{}", dirs[1].display(), dirs[0].display())
+            );
+            assert_eq!(rootfs.config.entrypoint, ["/pause"]);
+            assert_eq!(rootfs.config.stop_signal, "SIGINT");
+        }
+        assert!(svc.rootfs("example.com/pause:3.8").is_none());
+        assert!(svc.is_pinned(&svc.resolve(ID).unwrap()));
+        // the layer dirs are short enough for ~100 lower dirs in a page
+        assert!(dirs[0].file_name().unwrap().len() == 16);
+
+        // in use: refused; by tag it is the last tag, so it would go
+        store.add_user(ID, "ctr-1");
+        let err = svc.remove("example.com/pause:3.9").await.unwrap_err();
+        assert_eq!(err.kind(), crius_proto::ErrorKind::FailedPrecondition);
+        store.remove_user(ID, "ctr-1");
+        svc.remove("example.com/pause:3.9").await.unwrap();
+        assert!(svc.list().is_empty());
+        assert!(!dirs[0].exists());
+        let usage = svc.fs_usage().await.unwrap();
+        assert!(usage.inodes > 0 && usage.bytes > 0);
+        // unchanged store: cached; a change: measured again
+        std::fs::write(dir.path().join("images/tmp/x"), vec![1u8; 64 * 1024]).unwrap();
+        assert_eq!(svc.fs_usage().await.unwrap(), usage);
+        store.collect_garbage().unwrap();
+        let after = svc.fs_usage().await.unwrap();
+        assert_eq!(after.inodes, usage.inodes + 1);
+    }
 }

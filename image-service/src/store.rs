@@ -99,6 +99,8 @@ pub struct Store {
     state: RwLock<State>,
     layer_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     staging_seq: AtomicU64,
+    /// Bumped by every change to images or layers (usage caching).
+    generation: AtomicU64,
 }
 
 /// Keeps layers referenced by a running pull out of GC until dropped.
@@ -169,6 +171,20 @@ impl Store {
             }
             state.images.insert(image.id.clone(), Arc::new(image));
         }
+        // Blobs of images that were never recorded (a crash between the
+        // blob writes and the record) and half-written temp files.
+        let wanted: HashSet<String> = state
+            .images
+            .values()
+            .flat_map(|i| [&i.id, &i.manifest_digest, &i.top_digest])
+            .map(|d| hex_of(d).to_owned())
+            .collect();
+        for path in read_dir(&dir.join("blobs/sha256"))? {
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if !wanted.contains(name) {
+                remove_any(&path)?;
+            }
+        }
         tracing::info!(
             images = state.images.len(),
             layers = state.layers.len(),
@@ -180,6 +196,7 @@ impl Store {
             state: RwLock::new(state),
             layer_locks: Mutex::new(HashMap::new()),
             staging_seq: AtomicU64::new(0),
+            generation: AtomicU64::new(0),
         })
     }
 
@@ -187,11 +204,17 @@ impl Store {
         &self.dir
     }
 
+    /// Changes whenever images or layers are added or removed.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Relaxed)
+    }
+
     fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
         self.state.read().unwrap_or_else(|e| e.into_inner())
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
+        self.generation.fetch_add(1, Ordering::Relaxed);
         self.state.write().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -571,11 +594,15 @@ fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
 /// content, never a mix, even across a crash.
 pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
+    // Unique per writer: two pulls may write the same blob at once.
+    static SEQ: AtomicU64 = AtomicU64::new(0);
     let tmp = dir.join(format!(
-        ".{}.tmp",
+        ".{}.{}-{}.tmp",
         path.file_name()
             .and_then(|n| n.to_str())
-            .unwrap_or("record")
+            .unwrap_or("record"),
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
     ));
     let write = || -> std::io::Result<()> {
         let mut file = std::fs::File::create(&tmp)?;
@@ -646,6 +673,9 @@ mod tests {
             std::fs::create_dir(root.path().join("l/deadbeefdeadbeef")).unwrap();
             store.staging_dir().unwrap();
             std::fs::write(root.path().join("records/.x.json.tmp"), b"{").unwrap();
+            std::fs::write(root.path().join("blobs/sha256/.x.1-2.tmp"), b"{").unwrap();
+            store.write_blob("sha256:aa", b"config").unwrap();
+            store.write_blob("sha256:orphan", b"config").unwrap();
         }
         let store = Store::open(root.path()).unwrap();
         let img = store.by_name("r/a:1").unwrap();
@@ -658,6 +688,13 @@ mod tests {
             0
         );
         assert!(!root.path().join("records/.x.json.tmp").exists());
+        assert_eq!(
+            std::fs::read_dir(root.path().join("blobs/sha256"))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .collect::<Vec<_>>(),
+            ["aa"]
+        );
         // L2 is recorded but unused until a GC runs
         assert!(store.layer(L2).is_some());
     }

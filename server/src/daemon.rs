@@ -104,6 +104,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         create_private_dir(dir)?;
     }
     let _lock = lock_runroot(&config.runroot)?;
+    // Recovery before the socket: a client that can connect sees ready
+    // stores, with the leftovers of an interrupted pull, RunPodSandbox or
+    // CreateContainer already cleaned up.
+    let images = open_images(&config)?;
+    let sandboxes = pod_sandbox::Sandboxes::open(sandbox_options(&config))
+        .await
+        .context("failed to load pod sandboxes")?;
+    let containers = open_containers(&config).await?;
     let listener = bind_socket(&config.api.listen)?;
     let socket = config.api.listen.clone();
     tracing::info!(
@@ -111,12 +119,6 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         version = env!("CARGO_PKG_VERSION"),
         "crius serving CRI v1"
     );
-
-    let images = open_images(&config)?;
-    let sandboxes = pod_sandbox::Sandboxes::open(sandbox_options(&config))
-        .await
-        .context("failed to load pod sandboxes")?;
-    let containers = open_containers(&config).await?;
     let cri = Arc::new(Cri::new(config, images, sandboxes, containers));
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
     let shutdown = async move {
