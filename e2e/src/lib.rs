@@ -48,9 +48,75 @@ pub fn crius_bin() -> PathBuf {
 }
 
 /// The directories one daemon (or a sequence of daemons, for restart tests)
-/// works in. Removed when the last holder drops it.
+/// works in. Removed when the last holder drops it, after a last-resort
+/// sweep of whatever a failed test left running or mounted in them.
 pub struct Dirs {
     pub base: tempfile::TempDir,
+}
+
+impl Drop for Dirs {
+    /// Tests tear their pods down themselves and assert that nothing is
+    /// left; this sweep only matters when a test panicked half-way, so that
+    /// one failure does not leak containers, infra processes and mounts
+    /// into the rest of the run. Everything it touches lives under this
+    /// test's own unique temp dir.
+    fn drop(&mut self) {
+        let base = self.base.path().to_owned();
+        let runc_root = self.runroot().join("runc");
+        if runc_root.exists() {
+            let root = runc_root.to_string_lossy().into_owned();
+            let ids = Command::new("runc")
+                .args(["--root", &root, "list", "-q"])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default();
+            for id in ids.lines().filter(|l| !l.is_empty()) {
+                let _ = Command::new("runc")
+                    .args(["--root", &root, "delete", "--force", id])
+                    .output();
+            }
+        }
+        for pid in pids_mentioning(&base) {
+            let _ = kill(pid, Signal::SIGKILL);
+        }
+        let mut mounts = mounts_under(&base);
+        // Deepest first, so that nothing is busy when its parent goes.
+        mounts.sort_by_key(|m| std::cmp::Reverse(m.components().count()));
+        for mount in mounts {
+            let _ = nix::mount::umount2(&mount, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+}
+
+/// Processes whose command line names `dir`: the daemon's conmons and
+/// `crius pause` infra processes of one test.
+fn pids_mentioning(dir: &Path) -> Vec<Pid> {
+    let needle = dir.to_string_lossy().into_owned();
+    let me = std::process::id();
+    std::fs::read_dir("/proc")
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+                .filter(|&pid| pid != me)
+                .filter(|pid| {
+                    std::fs::read(format!("/proc/{pid}/cmdline"))
+                        .map(|c| String::from_utf8_lossy(&c).contains(&needle))
+                        .unwrap_or(false)
+                })
+                .map(|pid| Pid::from_raw(pid as i32))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Mount points at or below `dir`, from /proc/self/mountinfo.
+pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    text.lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .map(PathBuf::from)
+        .filter(|m| m.starts_with(dir))
+        .collect()
 }
 
 impl Dirs {

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crius_e2e::{Daemon, Dirs};
+use crius_e2e::{Daemon, Dirs, mounts_under};
 use crius_proto::runtime_service_client::RuntimeServiceClient;
 use crius_proto::*;
 use tonic::Code;
@@ -208,17 +208,6 @@ async fn exec(
         })
         .await
         .map(|r| r.into_inner())
-}
-
-/// Mount points under the daemon's dirs (rootfs overlays, pins, shm).
-fn mounts_under(dir: &Path) -> Vec<String> {
-    let dir = dir.to_string_lossy().into_owned();
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap()
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
-        .filter(|m| m.starts_with(&dir))
-        .collect()
 }
 
 /// Stops and removes the pod and checks nothing of it is left mounted.
