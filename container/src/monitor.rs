@@ -25,6 +25,9 @@ use crate::error::{Error, Result, parse_runc_message};
 
 pub const CTL_FIFO: &str = "ctl";
 pub const REOPEN_LOGS_EVENT: i32 = 2;
+/// `"1 <height> <width>\n"` on the ctl fifo resizes the container's tty
+/// (conmon `src/ctrl.c`).
+pub const WIN_RESIZE_EVENT: i32 = 1;
 
 /// Everything conmon needs to create one container.
 #[derive(Debug, Clone)]
@@ -222,6 +225,27 @@ async fn read_sync_line(fd: OwnedFd) -> Option<String> {
 
 /// Asks conmon to reopen the container log (kubelet log rotation).
 pub fn reopen_log(id: &str, bundle: &Path) -> Result<()> {
+    write_ctl(
+        id,
+        bundle,
+        &format!("{REOPEN_LOGS_EVENT} 0 0\n"),
+        "reopen its log",
+    )
+}
+
+/// Asks conmon to set the size of the container's tty (Attach resize).
+pub fn resize(id: &str, bundle: &Path, width: u16, height: u16) -> Result<()> {
+    write_ctl(
+        id,
+        bundle,
+        &format!("{WIN_RESIZE_EVENT} {height} {width}\n"),
+        "resize its terminal",
+    )
+}
+
+/// Writes one message to conmon's ctl fifo; ENXIO (no reader) means conmon
+/// is gone.
+fn write_ctl(id: &str, bundle: &Path, message: &str, op: &'static str) -> Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let path = bundle.join(CTL_FIFO);
@@ -234,13 +258,13 @@ pub fn reopen_log(id: &str, bundle: &Path) -> Result<()> {
                 Error::FailedPrecondition {
                     id: id.into(),
                     state: "not monitored",
-                    op: "reopen its log (conmon is not running)",
+                    op,
                 }
             } else {
                 Error::io("failed to open conmon control fifo", &path, e)
             }
         })?;
-    f.write_all(format!("{REOPEN_LOGS_EVENT} 0 0\n").as_bytes())
+    f.write_all(message.as_bytes())
         .map_err(|e| Error::io("failed to write conmon control fifo", &path, e))
 }
 

@@ -155,6 +155,37 @@ impl Runc {
         }
     }
 
+    /// The `runc exec` command of a streaming exec: not spawned, stdio
+    /// null, killed on drop; with `console_socket` runc sends the pty
+    /// master there. Returns the command and its runc log file.
+    pub fn exec_command(
+        &self,
+        id: &str,
+        process_file: &Path,
+        pid_file: &Path,
+        console_socket: Option<&Path>,
+    ) -> Result<(Command, PathBuf)> {
+        std::fs::create_dir_all(&self.log_dir)
+            .map_err(|e| Error::io("failed to create directory", &self.log_dir, e))?;
+        let log = self.log_file(id, "exec");
+        let mut c = self.command(&log);
+        c.stdout(Stdio::null()).stderr(Stdio::null());
+        c.arg("exec").arg("--process").arg(process_file);
+        c.arg("--pid-file").arg(pid_file);
+        match console_socket {
+            Some(sock) => {
+                c.arg("--console-socket").arg(sock);
+            }
+            // Its own process group, as in exec_sync: a dropped session
+            // kills the group. (A tty exec gets its own session from runc.)
+            None => {
+                c.process_group(0);
+            }
+        }
+        c.arg(id);
+        Ok((c, log))
+    }
+
     /// Runs the process described by `process_file` in the container,
     /// capturing at most [`MAX_EXEC_OUTPUT`] bytes of each stream. On
     /// timeout the process is SIGKILLed and a `Timeout` error returned.
@@ -269,7 +300,7 @@ impl Runc {
     }
 }
 
-fn runc_error_in_log(log: &str) -> Option<String> {
+pub(crate) fn runc_error_in_log(log: &str) -> Option<String> {
     let has_error = log.lines().any(|l| {
         serde_json::from_str::<serde_json::Value>(l)
             .ok()

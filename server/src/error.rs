@@ -22,12 +22,16 @@ pub enum Error {
     Container(#[from] container::Error),
     #[error("image {image:?} not found: pull it first")]
     ImageNotFound { image: String },
-    #[error("pod sandbox {id} is not ready: cannot create containers in it")]
-    SandboxNotReady { id: String },
+    #[error("pod sandbox {id} is not ready: cannot {op}")]
+    SandboxNotReady { id: String, op: &'static str },
     #[error("image {image:?} is in use by container {container}")]
     ImageInUse { image: String, container: String },
     #[error("request aborted: crius is shutting down")]
     Aborted,
+    #[error(transparent)]
+    Streaming(#[from] streaming::Error),
+    #[error("the streaming server is not running")]
+    StreamingNotStarted,
 }
 
 impl Error {
@@ -42,7 +46,8 @@ impl Error {
             Error::SandboxNotReady { .. } | Error::ImageInUse { .. } => {
                 ErrorKind::FailedPrecondition
             }
-            Error::Aborted => ErrorKind::Unavailable,
+            Error::Aborted | Error::StreamingNotStarted => ErrorKind::Unavailable,
+            Error::Streaming(err) => err.kind(),
         }
     }
 }

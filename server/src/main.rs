@@ -10,6 +10,7 @@ mod error;
 mod image;
 mod rpc;
 mod runtime;
+mod streaming_backend;
 
 pub use cri::Cri;
 
