@@ -236,6 +236,30 @@ async fn connect_in_netns(netns: PathBuf, port: u16) -> std::io::Result<tokio::n
     tokio::net::TcpStream::from_std(stream)
 }
 
+/// Copies the pty's output to the client. The master reads EOF (EIO)
+/// whenever no one holds the slave side, which also happens before runc
+/// has opened it for the process: EOF counts only once the process exited.
+async fn tty_output(
+    mut pty: pty::Pty,
+    mut to: streaming::BoxWriter,
+    exited: tokio::sync::watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let mut buf = vec![0u8; 32 * 1024];
+    loop {
+        let n = pty.read(&mut buf).await?;
+        if n == 0 {
+            if *exited.borrow() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        }
+        to.write_all(&buf[..n]).await?;
+        to.flush().await?;
+    }
+    to.shutdown().await
+}
+
 /// A non-tty exec: runc's stdio piped to the client's streams.
 async fn exec_pipes(
     prepared: container::StreamExec,
@@ -337,16 +361,13 @@ impl CriBackend {
                 let _ = tokio::io::copy(&mut stdin, &mut pty).await;
             });
         }
-        let output = match streams.stdout {
-            Some(to) => {
-                let pty = master.clone();
-                Some(tokio::spawn(pump(pty, to)))
-            }
-            None => None,
-        };
+        let (exited_tx, exited_rx) = tokio::sync::watch::channel(false);
+        let output = streams
+            .stdout
+            .map(|to| tokio::spawn(tty_output(master.clone(), to, exited_rx)));
         drop(master);
         // Aborts the output copy with the session if the client goes away.
-        struct AbortOnDrop(Option<tokio::task::JoinHandle<std::io::Result<u64>>>);
+        struct AbortOnDrop(Option<tokio::task::JoinHandle<std::io::Result<()>>>);
         impl Drop for AbortOnDrop {
             fn drop(&mut self) {
                 if let Some(h) = &self.0 {
@@ -356,7 +377,7 @@ impl CriBackend {
         }
         let mut output = AbortOnDrop(output);
         let status = child.wait().await?;
-        // The master reads EIO once every holder of the slave is gone.
+        let _ = exited_tx.send(true);
         if let Some(h) = output.0.take() {
             let _ = h.await;
         }
