@@ -156,14 +156,15 @@ impl Runc {
     }
 
     /// The `runc exec` command of a streaming exec: not spawned, stdio
-    /// null, killed on drop; with `console_socket` runc sends the pty
-    /// master there. Returns the command and its runc log file.
+    /// null, killed on drop. `own_group` puts it in a process group of its
+    /// own (not for a tty exec, whose caller makes it a session leader).
+    /// Returns the command and its runc log file.
     pub fn exec_command(
         &self,
         id: &str,
         process_file: &Path,
         pid_file: &Path,
-        console_socket: Option<&Path>,
+        own_group: bool,
     ) -> Result<(Command, PathBuf)> {
         std::fs::create_dir_all(&self.log_dir)
             .map_err(|e| Error::io("failed to create directory", &self.log_dir, e))?;
@@ -172,15 +173,8 @@ impl Runc {
         c.stdout(Stdio::null()).stderr(Stdio::null());
         c.arg("exec").arg("--process").arg(process_file);
         c.arg("--pid-file").arg(pid_file);
-        match console_socket {
-            Some(sock) => {
-                c.arg("--console-socket").arg(sock);
-            }
-            // Its own process group, as in exec_sync: a dropped session
-            // kills the group. (A tty exec gets its own session from runc.)
-            None => {
-                c.process_group(0);
-            }
+        if own_group {
+            c.process_group(0);
         }
         c.arg(id);
         Ok((c, log))

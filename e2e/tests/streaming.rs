@@ -624,7 +624,8 @@ async fn client_disconnect_leaves_no_process_behind() {
                 .await
                 .contains(&format!("sleep {marker}"))
         );
-        // Hang up mid-stream.
+        // Hang up mid-stream, as a killed kubectl would.
+        c.conn.abort();
         drop((stdout, error, c));
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {

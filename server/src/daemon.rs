@@ -88,7 +88,9 @@ fn init_logging(config: &Config) {
     // Our crates at the configured level; the HTTP/2 stack stays quiet
     // unless asked for with RUST_LOG.
     let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| {
-        format!("warn,crius={level},pod_sandbox={level},image_service={level}")
+        format!(
+            "warn,crius={level},pod_sandbox={level},image_service={level},container={level},streaming={level}"
+        )
     });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
