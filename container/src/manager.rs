@@ -86,7 +86,11 @@ pub type ExecSyncOutput = ExecOutput;
 /// A prepared streaming exec, see [`ContainerManager::prepare_exec`].
 #[derive(Debug)]
 pub struct StreamExec {
-    pub command: tokio::process::Command,
+    /// runc and its full argument list.
+    pub program: PathBuf,
+    pub args: Vec<std::ffi::OsString>,
+    /// Where runc connects to hand over the pty master (tty only).
+    pub console_socket: Option<PathBuf>,
     pub guard: crate::exec::ExecGuard,
 }
 
@@ -996,10 +1000,7 @@ impl ContainerManager {
             source: e,
         })?;
         let mut process = spec.process().clone().unwrap_or_default();
-        // runc allocates a pty only for detached execs (it insists on
-        // --detach with --console-socket), which would lose the exit code:
-        // for a tty exec crius passes a pty of its own as stdio instead.
-        process.set_args(Some(cmd.to_vec())).set_terminal(Some(false));
+        process.set_args(Some(cmd.to_vec())).set_terminal(Some(tty));
         if tty {
             // Full-screen programs need to know the terminal type; kubelet
             // and CRI-O set TERM for tty execs too.
@@ -1039,9 +1040,11 @@ impl ContainerManager {
     /// Prepares a streaming exec (the Exec RPC): the `runc exec` command,
     /// not yet spawned and with all stdio set to null (the caller pipes
     /// what the client asked for), and the guard that kills the exec'd
-    /// process if the session is dropped. With `tty` the process spec asks
-    /// for TERM and the caller provides the terminal as stdio (and makes it
-    /// the controlling terminal of runc's new session).
+    /// process if the session is dropped. With `tty`, runc runs detached
+    /// (it allows --console-socket only then) and sends the pty master to
+    /// [`StreamExec::console_socket`]; the caller must listen there first
+    /// and must collect the exit status some other way than from runc
+    /// (crius runs it under a child-subreaper helper).
     pub fn prepare_exec(&self, id: &str, cmd: &[String], tty: bool) -> Result<StreamExec> {
         if cmd.is_empty() {
             return Err(Error::InvalidArgument("exec command is empty".into()));
@@ -1049,11 +1052,24 @@ impl ContainerManager {
         let ctr = self.store.get(id)?;
         let full_id = self.running_id(id, "exec in it")?;
         let (process_file, pid_file) = self.write_exec_process(&ctr, cmd, tty)?;
-        let (command, log) = self
-            .runc
-            .exec_command(&full_id, &process_file, &pid_file, !tty)?;
+        let console_socket = tty.then(|| {
+            // Short on purpose: unix socket paths are limited to 108 bytes.
+            let name = process_file
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            self.cfg.runroot.join(format!("{name}.sock"))
+        });
+        let (args, log) = self.runc.exec_args(
+            &full_id,
+            &process_file,
+            &pid_file,
+            console_socket.as_deref(),
+        )?;
         Ok(StreamExec {
-            command,
+            program: self.runc.path.clone(),
+            args,
+            console_socket,
             guard: crate::exec::ExecGuard::new(full_id, process_file, pid_file, log),
         })
     }

@@ -155,29 +155,27 @@ impl Runc {
         }
     }
 
-    /// The `runc exec` command of a streaming exec: not spawned, stdio
-    /// null, killed on drop. `own_group` puts it in a process group of its
-    /// own (not for a tty exec, whose caller makes it a session leader).
-    /// Returns the command and its runc log file.
-    pub fn exec_command(
+    /// The full `runc exec` argument list of a streaming exec (global args
+    /// included); with `console_socket` runc runs detached and sends the
+    /// pty master there. Returns the args and the runc log file.
+    pub fn exec_args(
         &self,
         id: &str,
         process_file: &Path,
         pid_file: &Path,
-        own_group: bool,
-    ) -> Result<(Command, PathBuf)> {
+        console_socket: Option<&Path>,
+    ) -> Result<(Vec<OsString>, PathBuf)> {
         std::fs::create_dir_all(&self.log_dir)
             .map_err(|e| Error::io("failed to create directory", &self.log_dir, e))?;
         let log = self.log_file(id, "exec");
-        let mut c = self.command(&log);
-        c.stdout(Stdio::null()).stderr(Stdio::null());
-        c.arg("exec").arg("--process").arg(process_file);
-        c.arg("--pid-file").arg(pid_file);
-        if own_group {
-            c.process_group(0);
+        let mut args = self.global_args(&log);
+        args.extend(["exec".into(), "--process".into(), process_file.into()]);
+        args.extend(["--pid-file".into(), pid_file.into()]);
+        if let Some(sock) = console_socket {
+            args.extend(["--detach".into(), "--console-socket".into(), sock.into()]);
         }
-        c.arg(id);
-        Ok((c, log))
+        args.push(id.into());
+        Ok((args, log))
     }
 
     /// Runs the process described by `process_file` in the container,

@@ -613,6 +613,12 @@ async fn client_disconnect_leaves_no_process_behind() {
         let c = spdy_connect(&url, &[V4]).await.unwrap();
         let error = c.stream(&[("streamType", "error")], true).await;
         let mut stdout = c.stream(&[("streamType", "stdout")], true).await;
+        // kubectl always opens the resize stream with a tty.
+        let resize = if tty {
+            Some(c.stream(&[("streamType", "resize")], false).await)
+        } else {
+            None
+        };
         let mut buf = [0u8; 64];
         let n = tokio::time::timeout(Duration::from_secs(10), stdout.read(&mut buf))
             .await
@@ -626,7 +632,7 @@ async fn client_disconnect_leaves_no_process_behind() {
         );
         // Hang up mid-stream, as a killed kubectl would.
         c.conn.abort();
-        drop((stdout, error, c));
+        drop((stdout, error, resize, c));
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let ps = exec_sync(&mut client, &id, &["ps"]).await;

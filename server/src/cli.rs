@@ -41,6 +41,13 @@ pub enum Command {
         #[arg(long)]
         ns_dir: Option<PathBuf>,
     },
+    /// Internal: run a detached `runc exec` and exit with the exec'd
+    /// process's status (tty execs of the streaming server).
+    #[command(hide = true)]
+    ExecWait {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
 }
 
 /// Flags shared by every subcommand; each maps to one config key.

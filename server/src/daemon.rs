@@ -53,6 +53,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Pause { .. } => pod_sandbox::infra::pause_main(),
+        Command::ExecWait { args } => crate::exec_wait::main(&args),
         Command::Serve => {
             let config = load_config(cli.overrides)?;
             init_logging(&config);

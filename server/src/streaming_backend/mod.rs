@@ -1,5 +1,5 @@
 //! The daemon side of the streaming server: Exec runs `runc exec` (pipes,
-//! or a pty crius opens), Attach talks to conmon's
+//! or a pty received over runc's console socket), Attach talks to conmon's
 //! attach socket and ctl fifo, PortForward connects inside the pod's
 //! network namespace from a thread that entered it.
 //!
@@ -24,6 +24,8 @@ const ATTACH_BUF: usize = 8192;
 /// Stream tags of conmon's attach socket (conmon `stdpipe_t`).
 const ATTACH_STDOUT: u8 = 2;
 const ATTACH_STDERR: u8 = 3;
+/// How long runc may take to hand over the pty of a tty exec.
+const CONSOLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a port-forward connect inside the pod may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -45,6 +47,15 @@ where
     let n = tokio::io::copy(&mut from, &mut to).await?;
     to.shutdown().await?;
     Ok(n)
+}
+
+/// Removes the console socket file when the exec ends, however it ends.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 #[async_trait::async_trait]
@@ -255,8 +266,14 @@ async fn exec_pipes(
     streams: Streams,
 ) -> Result<i32, BackendError> {
     let container::StreamExec {
-        mut command, guard, ..
+        program,
+        args,
+        guard,
+        ..
     } = prepared;
+    let mut command = tokio::process::Command::new(program);
+    // Its own process group, so that nothing it starts shares crius' group.
+    command.args(args).process_group(0).kill_on_drop(true);
     let piped = |wanted: bool| {
         if wanted {
             Stdio::piped()
@@ -301,14 +318,45 @@ impl CriBackend {
         prepared: container::StreamExec,
         streams: Streams,
     ) -> Result<i32, BackendError> {
-        let container::StreamExec { mut command, guard } = prepared;
-        let (master, slave) = pty::open()?;
-        pty::use_as_controlling_terminal(&mut command, slave)?;
-        let mut child = command
+        let container::StreamExec {
+            program,
+            args,
+            console_socket,
+            guard,
+        } = prepared;
+        let socket_path = console_socket.ok_or_else(|| err("tty exec without console socket"))?;
+        let _ = std::fs::remove_file(&socket_path);
+        let listener = tokio::net::UnixListener::bind(&socket_path)
+            .map_err(|e| err(format!("failed to listen on {socket_path:?}: {e}")))?;
+        let _socket_file = RemoveOnDrop(socket_path);
+        // runc only hands out a pty when detached: the exec-wait helper
+        // (a child subreaper) waits for the exec'd process instead.
+        let mut child = tokio::process::Command::new("/proc/self/exe")
+            .arg("exec-wait")
+            .arg(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
             .spawn()
             .map_err(|e| err(format!("failed to run runc exec: {e}")))?;
-        // Our copies of the slave must go, or the master never reads EOF.
-        drop(command);
+        let conn = tokio::select! {
+            accepted = tokio::time::timeout(CONSOLE_TIMEOUT, listener.accept()) => match accepted {
+                Ok(Ok((conn, _))) => conn,
+                Ok(Err(e)) => return Err(err(format!("console socket accept failed: {e}"))),
+                Err(_) => return Err(err("runc did not send the terminal in time")),
+            },
+            status = child.wait() => {
+                let status = status?;
+                // runc failed before it got to the terminal.
+                let code = guard.finish(status)?;
+                return Err(err(format!("runc exec exited with {code} before sending the terminal")));
+            }
+        };
+        drop(listener);
+        let master = pty::receive_fd(&conn).await?;
+        drop(conn);
         let master = pty::Pty::new(master)?;
         let mut tasks = JoinSet::new();
         if let Some(mut resize) = streams.resize {

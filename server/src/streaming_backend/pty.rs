@@ -1,22 +1,24 @@
-//! File-descriptor plumbing for streaming: the pty of a tty exec (opened
-//! here, made the controlling terminal of runc's session, async I/O and
-//! TIOCSWINSZ on the master), and connecting to conmon's SOCK_SEQPACKET
-//! attach socket.
+//! File-descriptor plumbing for streaming: receiving runc's pty master over
+//! SCM_RIGHTS, async I/O and TIOCSWINSZ on it, and connecting to conmon's
+//! SOCK_SEQPACKET attach socket.
 //!
-//! Unsafe is needed for the child-side setup of the terminal (pre_exec),
-//! registering the master with the reactor, and the TIOCSWINSZ ioctl.
+//! Unsafe is needed for taking ownership of a descriptor the kernel just
+//! installed for us, registering it with the reactor, and TIOCSWINSZ.
 #![allow(unsafe_code)]
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
-use nix::sys::socket::{AddressFamily, SockFlag, SockType, UnixAddr, connect, socket};
+use nix::sys::socket::{
+    AddressFamily, ControlMessageOwned, MsgFlags, SockFlag, SockType, UnixAddr, connect, recvmsg,
+    socket,
+};
 use tokio::io::unix::AsyncFd;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 
 nix::ioctl_write_ptr_bad!(tiocswinsz, libc::TIOCSWINSZ, libc::winsize);
 
@@ -44,39 +46,52 @@ pub fn connect_seqpacket(dir: &Path, name: &str) -> io::Result<tokio::net::UnixS
     tokio::net::UnixStream::from_std(std_stream)
 }
 
-/// Opens a pty pair: (master, slave).
-pub fn open() -> io::Result<(OwnedFd, OwnedFd)> {
-    let pair = nix::pty::openpty(None, None)?;
-    Ok((pair.master, pair.slave))
-}
-
-/// Makes `slave` the stdin, stdout and stderr of `command` and, in the
-/// child, the controlling terminal of a new session: line-discipline
-/// signals (^C, ^Z) then reach runc's process group, which the exec'd
-/// process is part of, and runc forwards them too.
-pub fn use_as_controlling_terminal(
-    command: &mut tokio::process::Command,
-    slave: OwnedFd,
-) -> io::Result<()> {
-    command
-        .stdin(slave.try_clone()?)
-        .stdout(slave.try_clone()?)
-        .stderr(slave);
-    // SAFETY: the closure runs in the forked child before exec and calls
-    // only async-signal-safe functions (setsid, ioctl); it allocates
-    // nothing and touches no locks.
-    unsafe {
-        command.pre_exec(|| {
-            if libc::setsid() < 0 {
-                return Err(io::Error::last_os_error());
+/// Receives the one descriptor runc sends on its console socket.
+pub async fn receive_fd(conn: &tokio::net::UnixStream) -> io::Result<OwnedFd> {
+    loop {
+        conn.readable().await?;
+        let got = conn.try_io(Interest::READABLE, || {
+            // runc sends the pty's name as the payload.
+            let mut name = [0u8; 4096];
+            let mut iov = [io::IoSliceMut::new(&mut name)];
+            let mut cmsg = nix::cmsg_space!([RawFd; 2]);
+            let msg = recvmsg::<()>(
+                conn.as_raw_fd(),
+                &mut iov,
+                Some(&mut cmsg),
+                MsgFlags::MSG_CMSG_CLOEXEC,
+            )
+            .map_err(io::Error::from)?;
+            let mut fds = Vec::new();
+            for c in msg.cmsgs().map_err(io::Error::from)? {
+                if let ControlMessageOwned::ScmRights(rights) = c {
+                    fds.extend(rights);
+                }
             }
-            if libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(())
+            Ok(fds)
         });
+        match got {
+            Ok(fds) => {
+                let mut owned: Vec<OwnedFd> = fds
+                    .into_iter()
+                    // SAFETY: SCM_RIGHTS installed these descriptors in our
+                    // table for this message; nothing else owns them.
+                    .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) })
+                    .collect();
+                return match owned.len() {
+                    1 => Ok(owned.remove(0)),
+                    0 => Err(io::Error::other(
+                        "no terminal received on the console socket",
+                    )),
+                    n => Err(io::Error::other(format!(
+                        "{n} descriptors received on the console socket"
+                    ))),
+                };
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        }
     }
-    Ok(())
 }
 
 /// The master side of a pty, readable and writable asynchronously; clones
