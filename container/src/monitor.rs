@@ -229,7 +229,7 @@ pub fn reopen_log(id: &str, bundle: &Path) -> Result<()> {
         id,
         bundle,
         &format!("{REOPEN_LOGS_EVENT} 0 0\n"),
-        "reopen its log",
+        "reopen its log (conmon is not running)",
     )
 }
 
@@ -239,7 +239,7 @@ pub fn resize(id: &str, bundle: &Path, width: u16, height: u16) -> Result<()> {
         id,
         bundle,
         &format!("{WIN_RESIZE_EVENT} {height} {width}\n"),
-        "resize its terminal",
+        "resize its terminal (conmon is not running)",
     )
 }
 
