@@ -671,3 +671,81 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[tokio::test]
+async fn attach_with_tty_resizes_through_conmon_and_urls_expire() {
+    crius_e2e::require_root();
+    let dirs = Dirs::new();
+    std::fs::write(
+        dirs.cni_config_dir().join("10-lo.conflist"),
+        r#"{"cniVersion":"1.0.0","name":"lo-only","plugins":[{"type":"loopback"}]}"#,
+    )
+    .unwrap();
+    let daemon = Daemon::start_with(
+        dirs,
+        &[
+            "--cni-plugin-dir",
+            "/usr/lib/cni",
+            "--streaming-token-ttl-secs",
+            "1",
+        ],
+    )
+    .await;
+    daemon
+        .images()
+        .await
+        .pull_image(PullImageRequest {
+            image: Some(ImageSpec {
+                image: image("busybox"),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("pull busybox: {e}\n{}", daemon.log()));
+    let pod = run_pod(&daemon, "ttyattach").await;
+    let mut config = container_config("shell", &["sh"]);
+    config.tty = true;
+    config.stdin = true;
+    let id = start(&daemon, &pod, config).await;
+    let mut client = daemon.runtime().await;
+
+    // An unused URL expires after the configured TTL.
+    let url = exec_url(&mut client, exec_req(&id, &["true"], false, true, false)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let expired = spdy_connect(&url, &[V4])
+        .await
+        .err()
+        .expect("expired URL refused");
+    assert_eq!(expired.0, 404, "{expired:?}");
+
+    // Attach to the tty: the resize goes to conmon's ctl fifo, and the
+    // shell sees it.
+    let url = client
+        .attach(AttachRequest {
+            container_id: id.clone(),
+            stdin: true,
+            tty: true,
+            stdout: true,
+            stderr: false,
+        })
+        .await
+        .expect("Attach RPC")
+        .into_inner()
+        .url;
+    let (mut ws, _) = ws_connect(&url, &[V5]).await.unwrap();
+    ws.send(streaming::ws::encode(
+        false,
+        RESIZE,
+        br#"{"Width":88,"Height":22}"#,
+    ))
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    ws.send(streaming::ws::encode(false, STDIN, b"stty size; exit 0\n"))
+        .await
+        .unwrap();
+    let chans = ws_collect(&mut ws).await;
+    let out = String::from_utf8_lossy(&chans[usize::from(STDOUT)]).into_owned();
+    assert!(out.contains("22 88"), "{out:?}");
+}
