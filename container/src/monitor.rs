@@ -285,6 +285,29 @@ pub fn running_conmon(conmon_pid_file: &Path, id: &str) -> Option<i32> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn resize_writes_conmons_ctl_message() {
+        use std::io::Read;
+        use std::os::unix::fs::OpenOptionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join(CTL_FIFO);
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        // No reader: conmon is gone.
+        let err = resize("c1", dir.path(), 80, 24).unwrap_err();
+        assert!(err.to_string().contains("conmon is not running"), "{err}");
+        let mut reader = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&fifo)
+            .unwrap();
+        resize("c1", dir.path(), 132, 43).unwrap();
+        reopen_log("c1", dir.path()).unwrap();
+        let mut got = String::new();
+        reader.read_to_string(&mut got).unwrap();
+        // "<type> <height> <width>", as conmon's ctrl.c parses it.
+        assert_eq!(got, "1 43 132\n2 0 0\n");
+    }
+
     fn sample() -> ConmonCreate {
         ConmonCreate {
             conmon_path: "/usr/bin/conmon".into(),

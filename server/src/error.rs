@@ -150,4 +150,25 @@ mod tests {
             "failed to start container \"abc\": runc: exec format error"
         );
     }
+
+    #[test]
+    fn streaming_errors_keep_their_kind() {
+        let status = Status::from(Error::StreamingNotStarted);
+        assert_eq!(status.code(), Code::Unavailable);
+        let err = Error::from(streaming::Error::InvalidRequest {
+            what: "port",
+            value: "0".into(),
+        });
+        assert_eq!(Status::from(err).code(), Code::InvalidArgument);
+        let err = Error::SandboxNotReady {
+            id: "p".into(),
+            op: "port-forward to it",
+        };
+        let status = Status::from(err);
+        assert_eq!(status.code(), Code::FailedPrecondition);
+        assert_eq!(
+            status.message(),
+            "pod sandbox p is not ready: cannot port-forward to it"
+        );
+    }
 }
