@@ -204,7 +204,7 @@ type Upgrades = Arc<std::sync::Mutex<Vec<String>>>;
 
 /// A daemon with a pod running busybox `httpd` on 8080 and a shell-able
 /// container; returns the fake API server's port.
-async fn setup() -> (Daemon, u16, Upgrades) {
+async fn setup() -> (Daemon, u16, Upgrades, String) {
     let dirs = Dirs::new();
     std::fs::write(
         dirs.cni_config_dir().join("10-lo.conflist"),
@@ -278,12 +278,12 @@ async fn setup() -> (Daemon, u16, Upgrades) {
         Target {
             client,
             container_id,
-            pod_id,
+            pod_id: pod_id.clone(),
         },
         upgrades.clone(),
     )
     .await;
-    (daemon, api, upgrades)
+    (daemon, api, upgrades, pod_id)
 }
 
 async fn kubectl_exec(
@@ -328,7 +328,7 @@ async fn kubectl_exec(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_exec_and_port_forward_against_crius() {
     crius_e2e::require_root();
-    let (_daemon, api, upgrades) = setup().await;
+    let (daemon, api, upgrades, pod_id) = setup().await;
     for ws in [false, true] {
         upgrades.lock().unwrap().clear();
         let (code, out, err) =
@@ -402,4 +402,18 @@ async fn kubectl_exec_and_port_forward_against_crius() {
         assert!(resp.starts_with("HTTP/1."), "{resp}");
         child.kill().await.unwrap();
     }
+    // Containers outlive the daemon by design: remove what we started.
+    let mut client = daemon.runtime().await;
+    client
+        .stop_pod_sandbox(StopPodSandboxRequest {
+            pod_sandbox_id: pod_id.clone(),
+        })
+        .await
+        .expect("stop pod");
+    client
+        .remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: pod_id,
+        })
+        .await
+        .expect("remove pod");
 }

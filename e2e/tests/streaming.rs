@@ -121,6 +121,24 @@ async fn start(daemon: &Daemon, pod: &Pod, config: ContainerConfig) -> String {
     id
 }
 
+/// Stops and removes the pod: its containers and infra process go with it
+/// (containers outlive the daemon by design, so a test must not leave any).
+async fn teardown(daemon: &Daemon, pod: &Pod) {
+    let mut client = daemon.runtime().await;
+    client
+        .stop_pod_sandbox(StopPodSandboxRequest {
+            pod_sandbox_id: pod.id.clone(),
+        })
+        .await
+        .expect("stop pod");
+    client
+        .remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: pod.id.clone(),
+        })
+        .await
+        .expect("remove pod");
+}
+
 /// A pod with one long-running busybox container.
 async fn sleeper(daemon: &Daemon, name: &str) -> (Pod, String) {
     let pod = run_pod(daemon, name).await;
@@ -164,7 +182,7 @@ async fn exec_sync(client: &mut RuntimeServiceClient<Channel>, id: &str, cmd: &[
 async fn exec_over_spdy_and_websocket() {
     crius_e2e::require_root();
     let daemon = daemon().await;
-    let (_pod, id) = sleeper(&daemon, "exec").await;
+    let (pod, id) = sleeper(&daemon, "exec").await;
     let mut client = daemon.runtime().await;
 
     // echo over SPDY v4, reading stdout and the Success status.
@@ -272,13 +290,14 @@ async fn exec_over_spdy_and_websocket() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound, "{err}");
+    teardown(&daemon, &pod).await;
 }
 
 #[tokio::test]
 async fn exec_with_tty_applies_resize() {
     crius_e2e::require_root();
     let daemon = daemon().await;
-    let (_pod, id) = sleeper(&daemon, "tty").await;
+    let (pod, id) = sleeper(&daemon, "tty").await;
     let mut client = daemon.runtime().await;
 
     // SPDY: the size is sent before the shell asks for it.
@@ -326,6 +345,7 @@ async fn exec_with_tty_applies_resize() {
     assert!(out.contains("21 77"), "{out:?}");
     let status = json(&chans[usize::from(ERROR)]);
     assert_eq!(status["reason"], "NonZeroExitCode", "{status}");
+    teardown(&daemon, &pod).await;
 }
 
 #[tokio::test]
@@ -443,6 +463,7 @@ async fn attach_to_printing_and_reading_containers() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition, "{err}");
+    teardown(&daemon, &pod).await;
 }
 
 #[tokio::test]
@@ -543,13 +564,14 @@ async fn port_forward_into_the_pod_network_namespace() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound, "{err}");
+    teardown(&daemon, &pod).await;
 }
 
 #[tokio::test]
 async fn fifty_concurrent_exec_sessions() {
     crius_e2e::require_root();
     let daemon = daemon().await;
-    let (_pod, id) = sleeper(&daemon, "many").await;
+    let (pod, id) = sleeper(&daemon, "many").await;
     let mut client = daemon.runtime().await;
     let mut urls = Vec::new();
     for i in 0..50 {
@@ -585,13 +607,14 @@ async fn fifty_concurrent_exec_sessions() {
     while let Some(r) = tasks.join_next().await {
         r.expect("session ok");
     }
+    teardown(&daemon, &pod).await;
 }
 
 #[tokio::test]
 async fn client_disconnect_leaves_no_process_behind() {
     crius_e2e::require_root();
     let daemon = daemon().await;
-    let (_pod, id) = sleeper(&daemon, "gone").await;
+    let (pod, id) = sleeper(&daemon, "gone").await;
     let mut client = daemon.runtime().await;
     for tty in [false, true] {
         let marker = if tty { "4242" } else { "4141" };
@@ -655,6 +678,7 @@ async fn client_disconnect_leaves_no_process_behind() {
         })
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
+    teardown(&daemon, &pod).await;
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
@@ -748,4 +772,5 @@ async fn attach_with_tty_resizes_through_conmon_and_urls_expire() {
     let chans = ws_collect(&mut ws).await;
     let out = String::from_utf8_lossy(&chans[usize::from(STDOUT)]).into_owned();
     assert!(out.contains("22 88"), "{out:?}");
+    teardown(&daemon, &pod).await;
 }

@@ -173,6 +173,18 @@ async fn main() {
         got += n;
     }
     let secs = t.elapsed().as_secs_f64();
+    drop((data, _error, c));
+    // Containers outlive the daemon by design: remove what we started.
+    rt.stop_pod_sandbox(StopPodSandboxRequest {
+        pod_sandbox_id: pod.clone(),
+    })
+    .await
+    .expect("stop pod");
+    rt.remove_pod_sandbox(RemovePodSandboxRequest {
+        pod_sandbox_id: pod,
+    })
+    .await
+    .expect("remove pod");
     println!("| streaming, {runs} exec runs, {mib} MiB forwarded | value |");
     println!("|---|---|");
     println!(
