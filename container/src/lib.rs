@@ -19,6 +19,7 @@
 //! - Errors carry a [`crius_proto::ErrorKind`] via [`Error::kind`].
 
 pub mod error;
+pub mod exec;
 pub mod manager;
 pub mod monitor;
 pub mod rootfs;
@@ -29,6 +30,7 @@ pub mod types;
 pub mod user;
 
 pub use error::{Error, Result};
-pub use manager::{ContainerManager, ExecSyncOutput, RecoveryReport};
+pub use exec::ExecGuard;
+pub use manager::{ContainerManager, ExecSyncOutput, RecoveryReport, StreamExec};
 pub use store::{Container, ContainerMeta, State, Status};
 pub use types::{CgroupManager, ImageConfig, ImageInfo, RuntimeConfig, SandboxInfo};

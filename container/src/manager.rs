@@ -83,6 +83,17 @@ enum Undo {
 /// What `exec_sync` returns.
 pub type ExecSyncOutput = ExecOutput;
 
+/// A prepared streaming exec, see [`ContainerManager::prepare_exec`].
+#[derive(Debug)]
+pub struct StreamExec {
+    /// runc and its full argument list.
+    pub program: PathBuf,
+    pub args: Vec<std::ffi::OsString>,
+    /// Where runc connects to hand over the pty master (tty only).
+    pub console_socket: Option<PathBuf>,
+    pub guard: crate::exec::ExecGuard,
+}
+
 /// What [`ContainerManager::recover`] found.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct RecoveryReport {
@@ -959,6 +970,26 @@ impl ContainerManager {
                 op: "exec in it",
             });
         }
+        let (process_file, pid_file) = self.write_exec_process(&ctr, cmd, false)?;
+        let timeout = (!timeout.is_zero()).then_some(timeout);
+        let res = self
+            .runc
+            .exec_sync(&ctr.meta.id, &process_file, &pid_file, timeout)
+            .await;
+        let _ = std::fs::remove_file(&process_file);
+        let _ = std::fs::remove_file(&pid_file);
+        res
+    }
+
+    /// Writes the process spec of an exec in `ctr` (the container's own
+    /// user, env, cwd and capabilities with `cmd` as args) next to the
+    /// bundle; returns it and the pid file runc is to write.
+    fn write_exec_process(
+        &self,
+        ctr: &Container,
+        cmd: &[String],
+        tty: bool,
+    ) -> Result<(PathBuf, PathBuf)> {
         let bundle = self.cfg.bundle_dir(&ctr.meta.id);
         let spec_path = bundle.join(CONFIG_JSON);
         let spec: oci_spec::runtime::Spec = serde_json::from_slice(
@@ -969,9 +1000,16 @@ impl ContainerManager {
             source: e,
         })?;
         let mut process = spec.process().clone().unwrap_or_default();
-        process
-            .set_args(Some(cmd.to_vec()))
-            .set_terminal(Some(false));
+        process.set_args(Some(cmd.to_vec())).set_terminal(Some(tty));
+        if tty {
+            // Full-screen programs need to know the terminal type; kubelet
+            // and CRI-O set TERM for tty execs too.
+            let mut env = process.env().clone().unwrap_or_default();
+            if !env.iter().any(|e| e.starts_with("TERM=")) {
+                env.push("TERM=xterm".into());
+            }
+            process.set_env(Some(env));
+        }
         let seq = new_id()?;
         let process_file = bundle.join(format!("exec-{}.json", &seq[..16]));
         let pid_file = bundle.join(format!("exec-{}.pid", &seq[..16]));
@@ -981,14 +1019,66 @@ impl ContainerManager {
         })?;
         std::fs::write(&process_file, data)
             .map_err(|e| Error::io("failed to write", &process_file, e))?;
-        let timeout = (!timeout.is_zero()).then_some(timeout);
-        let res = self
-            .runc
-            .exec_sync(&ctr.meta.id, &process_file, &pid_file, timeout)
-            .await;
-        let _ = std::fs::remove_file(&process_file);
-        let _ = std::fs::remove_file(&pid_file);
-        res
+        Ok((process_file, pid_file))
+    }
+
+    /// The full id of a running container, or why it is not usable for
+    /// `op` (NotFound, FailedPrecondition).
+    pub fn running_id(&self, id: &str, op: &'static str) -> Result<String> {
+        let ctr = self.store.get(id)?;
+        let st = self.refresh(&ctr)?;
+        if st.state() != State::Running {
+            return Err(Error::FailedPrecondition {
+                id: ctr.meta.id.clone(),
+                state: st.state().as_str(),
+                op,
+            });
+        }
+        Ok(ctr.meta.id.clone())
+    }
+
+    /// Prepares a streaming exec (the Exec RPC): the `runc exec` command,
+    /// not yet spawned and with all stdio set to null (the caller pipes
+    /// what the client asked for), and the guard that kills the exec'd
+    /// process if the session is dropped. With `tty`, runc runs detached
+    /// (it allows --console-socket only then) and sends the pty master to
+    /// [`StreamExec::console_socket`]; the caller must listen there first
+    /// and must collect the exit status some other way than from runc
+    /// (crius runs it under a child-subreaper helper).
+    pub fn prepare_exec(&self, id: &str, cmd: &[String], tty: bool) -> Result<StreamExec> {
+        if cmd.is_empty() {
+            return Err(Error::InvalidArgument("exec command is empty".into()));
+        }
+        let ctr = self.store.get(id)?;
+        let full_id = self.running_id(id, "exec in it")?;
+        let (process_file, pid_file) = self.write_exec_process(&ctr, cmd, tty)?;
+        let console_socket = tty.then(|| {
+            // Short on purpose: unix socket paths are limited to 108 bytes.
+            let name = process_file
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            self.cfg.runroot.join(format!("{name}.sock"))
+        });
+        let (args, log) = self.runc.exec_args(
+            &full_id,
+            &process_file,
+            &pid_file,
+            console_socket.as_deref(),
+        )?;
+        Ok(StreamExec {
+            program: self.runc.path.clone(),
+            args,
+            console_socket,
+            guard: crate::exec::ExecGuard::new(full_id, process_file, pid_file, log),
+        })
+    }
+
+    /// Applies a terminal size to the container's tty through conmon.
+    pub fn resize_terminal(&self, id: &str, width: u16, height: u16) -> Result<()> {
+        let ctr = self.store.get(id)?;
+        let bundle = self.cfg.bundle_dir(&ctr.meta.id);
+        monitor::resize(&ctr.meta.id, &bundle, width, height)
     }
 
     // -------------------------------------------------------------- log file

@@ -25,6 +25,9 @@ use crate::error::{Error, Result, parse_runc_message};
 
 pub const CTL_FIFO: &str = "ctl";
 pub const REOPEN_LOGS_EVENT: i32 = 2;
+/// `"1 <height> <width>\n"` on the ctl fifo resizes the container's tty
+/// (conmon `src/ctrl.c`).
+pub const WIN_RESIZE_EVENT: i32 = 1;
 
 /// Everything conmon needs to create one container.
 #[derive(Debug, Clone)]
@@ -222,6 +225,27 @@ async fn read_sync_line(fd: OwnedFd) -> Option<String> {
 
 /// Asks conmon to reopen the container log (kubelet log rotation).
 pub fn reopen_log(id: &str, bundle: &Path) -> Result<()> {
+    write_ctl(
+        id,
+        bundle,
+        &format!("{REOPEN_LOGS_EVENT} 0 0\n"),
+        "reopen its log (conmon is not running)",
+    )
+}
+
+/// Asks conmon to set the size of the container's tty (Attach resize).
+pub fn resize(id: &str, bundle: &Path, width: u16, height: u16) -> Result<()> {
+    write_ctl(
+        id,
+        bundle,
+        &format!("{WIN_RESIZE_EVENT} {height} {width}\n"),
+        "resize its terminal (conmon is not running)",
+    )
+}
+
+/// Writes one message to conmon's ctl fifo; ENXIO (no reader) means conmon
+/// is gone.
+fn write_ctl(id: &str, bundle: &Path, message: &str, op: &'static str) -> Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let path = bundle.join(CTL_FIFO);
@@ -234,13 +258,13 @@ pub fn reopen_log(id: &str, bundle: &Path) -> Result<()> {
                 Error::FailedPrecondition {
                     id: id.into(),
                     state: "not monitored",
-                    op: "reopen its log (conmon is not running)",
+                    op,
                 }
             } else {
                 Error::io("failed to open conmon control fifo", &path, e)
             }
         })?;
-    f.write_all(format!("{REOPEN_LOGS_EVENT} 0 0\n").as_bytes())
+    f.write_all(message.as_bytes())
         .map_err(|e| Error::io("failed to write conmon control fifo", &path, e))
 }
 
@@ -260,6 +284,29 @@ pub fn running_conmon(conmon_pid_file: &Path, id: &str) -> Option<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resize_writes_conmons_ctl_message() {
+        use std::io::Read;
+        use std::os::unix::fs::OpenOptionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join(CTL_FIFO);
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        // No reader: conmon is gone.
+        let err = resize("c1", dir.path(), 80, 24).unwrap_err();
+        assert!(err.to_string().contains("conmon is not running"), "{err}");
+        let mut reader = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&fifo)
+            .unwrap();
+        resize("c1", dir.path(), 132, 43).unwrap();
+        reopen_log("c1", dir.path()).unwrap();
+        let mut got = String::new();
+        reader.read_to_string(&mut got).unwrap();
+        // "<type> <height> <width>", as conmon's ctrl.c parses it.
+        assert_eq!(got, "1 43 132\n2 0 0\n");
+    }
 
     fn sample() -> ConmonCreate {
         ConmonCreate {

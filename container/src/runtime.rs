@@ -155,6 +155,29 @@ impl Runc {
         }
     }
 
+    /// The full `runc exec` argument list of a streaming exec (global args
+    /// included); with `console_socket` runc runs detached and sends the
+    /// pty master there. Returns the args and the runc log file.
+    pub fn exec_args(
+        &self,
+        id: &str,
+        process_file: &Path,
+        pid_file: &Path,
+        console_socket: Option<&Path>,
+    ) -> Result<(Vec<OsString>, PathBuf)> {
+        std::fs::create_dir_all(&self.log_dir)
+            .map_err(|e| Error::io("failed to create directory", &self.log_dir, e))?;
+        let log = self.log_file(id, "exec");
+        let mut args = self.global_args(&log);
+        args.extend(["exec".into(), "--process".into(), process_file.into()]);
+        args.extend(["--pid-file".into(), pid_file.into()]);
+        if let Some(sock) = console_socket {
+            args.extend(["--detach".into(), "--console-socket".into(), sock.into()]);
+        }
+        args.push(id.into());
+        Ok((args, log))
+    }
+
     /// Runs the process described by `process_file` in the container,
     /// capturing at most [`MAX_EXEC_OUTPUT`] bytes of each stream. On
     /// timeout the process is SIGKILLed and a `Timeout` error returned.
@@ -269,7 +292,7 @@ impl Runc {
     }
 }
 
-fn runc_error_in_log(log: &str) -> Option<String> {
+pub(crate) fn runc_error_in_log(log: &str) -> Option<String> {
     let has_error = log.lines().any(|l| {
         serde_json::from_str::<serde_json::Value>(l)
             .ok()

@@ -41,6 +41,13 @@ pub enum Command {
         #[arg(long)]
         ns_dir: Option<PathBuf>,
     },
+    /// Internal: run a detached `runc exec` and exit with the exec'd
+    /// process's status (tty execs of the streaming server).
+    #[command(hide = true)]
+    ExecWait {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
 }
 
 /// Flags shared by every subcommand; each maps to one config key.
@@ -85,6 +92,14 @@ pub struct Overrides {
     pub streaming_address: Option<String>,
     #[arg(long, global = true, value_name = "PORT")]
     pub streaming_port: Option<u16>,
+    #[arg(long, global = true, value_name = "SECONDS")]
+    pub streaming_token_ttl_secs: Option<u64>,
+    #[arg(long, global = true, value_name = "SECONDS")]
+    pub streaming_idle_timeout_secs: Option<u64>,
+    #[arg(long, global = true, value_name = "PATH")]
+    pub streaming_tls_cert: Option<PathBuf>,
+    #[arg(long, global = true, value_name = "PATH")]
+    pub streaming_tls_key: Option<PathBuf>,
     #[arg(long, global = true, value_enum)]
     pub cgroup_manager: Option<CgroupManager>,
     /// Repeatable; replaces the configured list.
@@ -114,6 +129,16 @@ impl Overrides {
         set(&mut config.api.listen, self.listen);
         set(&mut config.api.streaming_address, self.streaming_address);
         set(&mut config.api.streaming_port, self.streaming_port);
+        set(
+            &mut config.api.streaming_token_ttl_secs,
+            self.streaming_token_ttl_secs,
+        );
+        set(
+            &mut config.api.streaming_idle_timeout_secs,
+            self.streaming_idle_timeout_secs,
+        );
+        set(&mut config.api.streaming_tls_cert, self.streaming_tls_cert);
+        set(&mut config.api.streaming_tls_key, self.streaming_tls_key);
         set(&mut config.log.level, self.log_level);
         set(&mut config.log.format, self.log_format);
         set(&mut config.runtime.runtime_path, self.runtime_path);

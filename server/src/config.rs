@@ -50,6 +50,10 @@ pub struct ApiConfig {
     pub listen: PathBuf,
     pub streaming_address: String,
     pub streaming_port: u16,
+    pub streaming_token_ttl_secs: u64,
+    pub streaming_idle_timeout_secs: u64,
+    pub streaming_tls_cert: PathBuf,
+    pub streaming_tls_key: PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -171,6 +175,10 @@ impl Default for ApiConfig {
             listen: "/run/crius/crius.sock".into(),
             streaming_address: "127.0.0.1".into(),
             streaming_port: 0,
+            streaming_token_ttl_secs: 60,
+            streaming_idle_timeout_secs: 4 * 60 * 60,
+            streaming_tls_cert: PathBuf::new(),
+            streaming_tls_key: PathBuf::new(),
         }
     }
 }
@@ -266,6 +274,26 @@ const KEY_DOCS: &[KeyDoc] = &[
         key: "api.streaming_port",
         flag: "--streaming-port",
         doc: "Port of the streaming server; 0 picks a free port.",
+    },
+    KeyDoc {
+        key: "api.streaming_token_ttl_secs",
+        flag: "--streaming-token-ttl-secs",
+        doc: "How long an Exec/Attach/PortForward URL stays usable (single use).",
+    },
+    KeyDoc {
+        key: "api.streaming_idle_timeout_secs",
+        flag: "--streaming-idle-timeout-secs",
+        doc: "Close streaming sessions that moved no data for this long.",
+    },
+    KeyDoc {
+        key: "api.streaming_tls_cert",
+        flag: "--streaming-tls-cert",
+        doc: "PEM certificate chain: serve streaming over HTTPS (with the key); empty for HTTP.",
+    },
+    KeyDoc {
+        key: "api.streaming_tls_key",
+        flag: "--streaming-tls-key",
+        doc: "PEM private key for --streaming-tls-cert.",
     },
     KeyDoc {
         key: "log.level",
@@ -468,6 +496,20 @@ impl Config {
             return Err(ConfigError::Invalid {
                 key: "api.streaming_address",
                 message: format!("{:?} is not an IP address", self.api.streaming_address),
+            });
+        }
+        if self.api.streaming_tls_cert.as_os_str().is_empty()
+            != self.api.streaming_tls_key.as_os_str().is_empty()
+        {
+            return Err(ConfigError::Invalid {
+                key: "api.streaming_tls_cert",
+                message: "streaming_tls_cert and streaming_tls_key go together".into(),
+            });
+        }
+        if self.api.streaming_token_ttl_secs == 0 {
+            return Err(ConfigError::Invalid {
+                key: "api.streaming_token_ttl_secs",
+                message: "must be at least 1".into(),
             });
         }
         for (key, path) in [

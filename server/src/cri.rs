@@ -14,6 +14,8 @@ pub struct Cri {
     pub(crate) runtime_binary: Option<PathBuf>,
     pub(crate) sandboxes: Arc<pod_sandbox::Sandboxes>,
     pub(crate) containers: Arc<container::ContainerManager>,
+    /// Set once at start, after the containers have recovered.
+    pub(crate) streaming: std::sync::OnceLock<streaming::StreamingServer>,
 }
 
 impl Cri {
@@ -33,7 +35,13 @@ impl Cri {
             runtime_binary,
             sandboxes: Arc::new(sandboxes),
             containers: Arc::new(containers),
+            streaming: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The streaming server, or Unavailable before it has started.
+    pub(crate) fn streaming(&self) -> Result<&streaming::StreamingServer, Error> {
+        self.streaming.get().ok_or(Error::StreamingNotStarted)
     }
 }
 

@@ -53,6 +53,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Pause { .. } => pod_sandbox::infra::pause_main(),
+        Command::ExecWait { args } => crate::exec_wait::main(&args),
         Command::Serve => {
             let config = load_config(cli.overrides)?;
             init_logging(&config);
@@ -88,7 +89,9 @@ fn init_logging(config: &Config) {
     // Our crates at the configured level; the HTTP/2 stack stays quiet
     // unless asked for with RUST_LOG.
     let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| {
-        format!("warn,crius={level},pod_sandbox={level},image_service={level}")
+        format!(
+            "warn,crius={level},pod_sandbox={level},image_service={level},container={level},streaming={level}"
+        )
     });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
@@ -120,6 +123,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         "crius serving CRI v1"
     );
     let cri = Arc::new(Cri::new(config, images, sandboxes, containers));
+    let streaming = start_streaming(&cri).await?;
+    tracing::info!(url = streaming.base_url(), "streaming server started");
+    let _ = cri.streaming.set(streaming);
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
     let shutdown = async move {
         shutdown_signal().await;
@@ -153,6 +159,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     };
     if let Err(err) = std::fs::remove_file(&socket) {
         tracing::warn!(?socket, %err, "failed to remove socket");
+    }
+    if let Some(streaming) = cri.streaming.get() {
+        streaming.shutdown().await;
     }
     cri.sandboxes.close();
     result.context("gRPC server failed")?;
@@ -206,6 +215,35 @@ async fn open_containers(config: &Config) -> anyhow::Result<container::Container
         tracing::warn!(?path, %reason, "container record not loaded");
     }
     Ok(manager)
+}
+
+/// The Exec/Attach/PortForward server; it starts after the containers have
+/// recovered, since every session works on them.
+async fn start_streaming(cri: &Arc<Cri>) -> anyhow::Result<streaming::StreamingServer> {
+    use std::time::Duration;
+    let api = &cri.config.api;
+    let ip: std::net::IpAddr = api
+        .streaming_address
+        .parse()
+        .context("invalid api.streaming_address")?;
+    let tls = (!api.streaming_tls_cert.as_os_str().is_empty()).then(|| streaming::TlsFiles {
+        cert: api.streaming_tls_cert.clone(),
+        key: api.streaming_tls_key.clone(),
+    });
+    let config = streaming::Config {
+        addr: std::net::SocketAddr::new(ip, api.streaming_port),
+        token_ttl: Duration::from_secs(api.streaming_token_ttl_secs),
+        idle_timeout: Duration::from_secs(api.streaming_idle_timeout_secs),
+        tls,
+        ..streaming::Config::default()
+    };
+    let backend = Arc::new(crate::streaming_backend::CriBackend {
+        containers: cri.containers.clone(),
+        sandboxes: cri.sandboxes.clone(),
+    });
+    streaming::StreamingServer::start(config, backend)
+        .await
+        .context("failed to start the streaming server")
 }
 
 fn sandbox_options(config: &Config) -> pod_sandbox::Options {

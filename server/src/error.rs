@@ -22,12 +22,16 @@ pub enum Error {
     Container(#[from] container::Error),
     #[error("image {image:?} not found: pull it first")]
     ImageNotFound { image: String },
-    #[error("pod sandbox {id} is not ready: cannot create containers in it")]
-    SandboxNotReady { id: String },
+    #[error("pod sandbox {id} is not ready: cannot {op}")]
+    SandboxNotReady { id: String, op: &'static str },
     #[error("image {image:?} is in use by container {container}")]
     ImageInUse { image: String, container: String },
     #[error("request aborted: crius is shutting down")]
     Aborted,
+    #[error(transparent)]
+    Streaming(#[from] streaming::Error),
+    #[error("the streaming server is not running")]
+    StreamingNotStarted,
 }
 
 impl Error {
@@ -42,7 +46,8 @@ impl Error {
             Error::SandboxNotReady { .. } | Error::ImageInUse { .. } => {
                 ErrorKind::FailedPrecondition
             }
-            Error::Aborted => ErrorKind::Unavailable,
+            Error::Aborted | Error::StreamingNotStarted => ErrorKind::Unavailable,
+            Error::Streaming(err) => err.kind(),
         }
     }
 }
@@ -143,6 +148,27 @@ mod tests {
         assert_eq!(
             message(&err),
             "failed to start container \"abc\": runc: exec format error"
+        );
+    }
+
+    #[test]
+    fn streaming_errors_keep_their_kind() {
+        let status = Status::from(Error::StreamingNotStarted);
+        assert_eq!(status.code(), Code::Unavailable);
+        let err = Error::from(streaming::Error::InvalidRequest {
+            what: "port",
+            value: "0".into(),
+        });
+        assert_eq!(Status::from(err).code(), Code::InvalidArgument);
+        let err = Error::SandboxNotReady {
+            id: "p".into(),
+            op: "port-forward to it",
+        };
+        let status = Status::from(err);
+        assert_eq!(status.code(), Code::FailedPrecondition);
+        assert_eq!(
+            status.message(),
+            "pod sandbox p is not ready: cannot port-forward to it"
         );
     }
 }

@@ -7,9 +7,11 @@ mod config;
 mod cri;
 mod daemon;
 mod error;
+mod exec_wait;
 mod image;
 mod rpc;
 mod runtime;
+mod streaming_backend;
 
 pub use cri::Cri;
 

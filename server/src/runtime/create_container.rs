@@ -23,6 +23,7 @@ impl Cri {
         if sandbox.status().state != pod_sandbox::State::Ready {
             return Err(Error::SandboxNotReady {
                 id: sandbox.id().to_string(),
+                op: "create containers in it",
             });
         }
         let image_name = crate::image::requested_image(config.image.as_ref())?.to_string();

@@ -1,0 +1,419 @@
+//! kubectl against the real daemon: a fake API server answers kubectl's
+//! pod lookups and, as the apiserver and kubelet do, turns exec and
+//! port-forward requests into CRI Exec/PortForward calls on crius and
+//! splices the upgraded connection to the returned URL. kubectl then
+//! talks SPDY or WebSocket to crius' streaming server, which runs the
+//! command with runc in a real container.
+//!
+//! Fails, never skips, when kubectl or the test registry is missing.
+
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crius_e2e::{Daemon, Dirs};
+use crius_proto::runtime_service_client::RuntimeServiceClient;
+use crius_proto::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tonic::transport::Channel;
+
+fn kubectl() -> std::path::PathBuf {
+    std::env::var_os("PATH")
+        .and_then(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join("kubectl"))
+                .find(|p| p.is_file())
+        })
+        .expect("kubectl is required for these tests")
+}
+
+fn image(name: &str) -> String {
+    let registry = std::env::var("CRIUS_TEST_REGISTRY").unwrap_or_else(|_| {
+        panic!("CRIUS_TEST_REGISTRY is not set: run `eval \"$(hack/test-registry.sh up)\"` first")
+    });
+    format!("{registry}/{name}")
+}
+
+const POD: &str = r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"mypod","namespace":"default","uid":"u1"},"spec":{"containers":[{"name":"c","image":"busybox"}]},"status":{"phase":"Running","containerStatuses":[{"name":"c","ready":true,"restartCount":0,"image":"busybox","imageID":"","state":{"running":{}}}]}}"#;
+
+const VERSION: &str =
+    r#"{"major":"1","minor":"32","gitVersion":"v1.32.0","platform":"linux/amd64"}"#;
+const API: &str = r#"{"kind":"APIVersions","versions":["v1"],"serverAddressByClientCIDRs":[{"clientCIDR":"0.0.0.0/0","serverAddress":"127.0.0.1"}]}"#;
+const APIS: &str = r#"{"kind":"APIGroupList","apiVersion":"v1","groups":[]}"#;
+const API_V1: &str = r#"{"kind":"APIResourceList","groupVersion":"v1","resources":[{"name":"pods/attach","singularName":"","namespaced":true,"kind":"PodAttachOptions","verbs":["create","get"]},{"name":"pods","singularName":"pod","namespaced":true,"kind":"Pod","verbs":["get","list"],"shortNames":["po"]},{"name":"pods/exec","singularName":"","namespaced":true,"kind":"PodExecOptions","verbs":["create","get"]},{"name":"pods/portforward","singularName":"","namespaced":true,"kind":"PodPortForwardOptions","verbs":["create","get"]}]}"#;
+
+async fn read_head(tcp: &mut TcpStream) -> Option<String> {
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut b = [0u8; 1];
+        if tcp.read(&mut b).await.ok()? == 0 {
+            return None;
+        }
+        head.push(b[0]);
+    }
+    Some(String::from_utf8_lossy(&head).into_owned())
+}
+
+fn query_values(query: &str, key: &str) -> Vec<String> {
+    query
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .filter(|(k, _)| *k == key)
+        .map(|(_, v)| {
+            let v = v.replace('+', " ");
+            let mut out = Vec::new();
+            let b = v.as_bytes();
+            let mut i = 0;
+            while i < b.len() {
+                if b[i] == b'%'
+                    && i + 2 < b.len()
+                    && let Ok(x) = u8::from_str_radix(&v[i + 1..i + 3], 16)
+                {
+                    out.push(x);
+                    i += 3;
+                    continue;
+                }
+                out.push(b[i]);
+                i += 1;
+            }
+            String::from_utf8(out).unwrap()
+        })
+        .collect()
+}
+
+fn flag(query: &str, key: &str) -> bool {
+    query_values(query, key)
+        .first()
+        .is_some_and(|v| v == "true" || v == "1")
+}
+
+/// The CRI objects kubectl's "mypod" stands for.
+#[derive(Clone)]
+struct Target {
+    client: RuntimeServiceClient<Channel>,
+    container_id: String,
+    pod_id: String,
+}
+
+/// Answers pod GETs; turns exec/portforward into CRI calls on crius and
+/// splices the connection to the URL it returned.
+async fn fake_apiserver(target: Target, upgrades: Upgrades) -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut tcp, _)) = l.accept().await else {
+                return;
+            };
+            let mut target = target.clone();
+            let upgrades = upgrades.clone();
+            tokio::spawn(async move {
+                while let Some(head) = read_head(&mut tcp).await {
+                    let req_target = head.split_whitespace().nth(1).unwrap_or("").to_owned();
+                    let (path, query) = req_target.split_once('?').unwrap_or((&req_target, ""));
+                    let url = if path.ends_with("/exec") {
+                        Some(
+                            target
+                                .client
+                                .exec(ExecRequest {
+                                    container_id: target.container_id.clone(),
+                                    cmd: query_values(query, "command"),
+                                    tty: flag(query, "tty"),
+                                    stdin: flag(query, "stdin"),
+                                    stdout: flag(query, "stdout"),
+                                    stderr: flag(query, "stderr"),
+                                })
+                                .await
+                                .expect("Exec RPC")
+                                .into_inner()
+                                .url,
+                        )
+                    } else if path.ends_with("/portforward") {
+                        Some(
+                            target
+                                .client
+                                .port_forward(PortForwardRequest {
+                                    pod_sandbox_id: target.pod_id.clone(),
+                                    port: vec![],
+                                })
+                                .await
+                                .expect("PortForward RPC")
+                                .into_inner()
+                                .url,
+                        )
+                    } else {
+                        None
+                    };
+                    let target = &req_target;
+                    if let Some(url) = url {
+                        // Splice like the kubelet's upgrade-aware proxy: the
+                        // same request, pointed at the token URL.
+                        let new_target = url.trim_start_matches("http://");
+                        let (host, new_path) = new_target.split_at(new_target.find('/').unwrap());
+                        let new_target = if query.is_empty() {
+                            new_path.to_owned()
+                        } else {
+                            format!("{new_path}?{query}")
+                        };
+                        let head = head.replacen(target, &new_target, 1);
+                        let upgrade = head
+                            .lines()
+                            .find_map(|l| {
+                                let (k, v) = l.split_once(':')?;
+                                k.eq_ignore_ascii_case("upgrade")
+                                    .then(|| v.trim().to_ascii_lowercase())
+                            })
+                            .unwrap_or_default();
+                        upgrades.lock().unwrap().push(upgrade);
+                        let mut up = TcpStream::connect(host).await.unwrap();
+                        up.write_all(head.as_bytes()).await.unwrap();
+                        let _ = tokio::io::copy_bidirectional(&mut tcp, &mut up).await;
+                        return;
+                    }
+                    let found = match path {
+                        "/api/v1/namespaces/default/pods/mypod" => Some(POD),
+                        "/version" => Some(VERSION),
+                        "/api" => Some(API),
+                        "/apis" => Some(APIS),
+                        "/api/v1" => Some(API_V1),
+                        _ => None,
+                    };
+                    let (status, body) = if let Some(body) = found {
+                        ("200 OK", body.to_owned())
+                    } else {
+                        eprintln!("fake apiserver: 404 for {target}");
+                        ("404 Not Found", r#"{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"NotFound","code":404}"#.to_owned())
+                    };
+                    let resp = format!(
+                        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    if tcp.write_all(resp.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+/// The Upgrade header of every request proxied to the streaming server.
+type Upgrades = Arc<std::sync::Mutex<Vec<String>>>;
+
+/// A daemon with a pod running busybox `httpd` on 8080 and a shell-able
+/// container; returns the fake API server's port.
+async fn setup() -> (Daemon, u16, Upgrades, String) {
+    let dirs = Dirs::new();
+    std::fs::write(
+        dirs.cni_config_dir().join("10-lo.conflist"),
+        r#"{"cniVersion":"1.0.0","name":"lo-only","plugins":[{"type":"loopback"}]}"#,
+    )
+    .unwrap();
+    let daemon = Daemon::start_with(dirs, &["--cni-plugin-dir", "/usr/lib/cni"]).await;
+    let busybox = Some(ImageSpec {
+        image: image("busybox"),
+        ..Default::default()
+    });
+    daemon
+        .images()
+        .await
+        .pull_image(PullImageRequest {
+            image: busybox.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("pull: {e}\n{}", daemon.log()));
+    let mut client = daemon.runtime().await;
+    let pod_config = PodSandboxConfig {
+        metadata: Some(PodSandboxMetadata {
+            name: "mypod".into(),
+            uid: "uid-mypod".into(),
+            namespace: "default".into(),
+            attempt: 0,
+        }),
+        log_directory: daemon.dirs.base.path().to_string_lossy().into_owned(),
+        ..Default::default()
+    };
+    let pod_id = client
+        .run_pod_sandbox(RunPodSandboxRequest {
+            config: Some(pod_config.clone()),
+            runtime_handler: String::new(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("run pod: {e}\n{}", daemon.log()))
+        .into_inner()
+        .pod_sandbox_id;
+    let container_id = client
+        .create_container(CreateContainerRequest {
+            pod_sandbox_id: pod_id.clone(),
+            config: Some(ContainerConfig {
+                metadata: Some(ContainerMetadata {
+                    name: "c".into(),
+                    attempt: 0,
+                }),
+                image: busybox,
+                command: ["sh", "-c", "mkdir -p /www && echo served by crius > /www/index.html && exec httpd -f -p 8080 -h /www"]
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
+                log_path: "c.log".into(),
+                ..Default::default()
+            }),
+            sandbox_config: Some(pod_config),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("create: {e}\n{}", daemon.log()))
+        .into_inner()
+        .container_id;
+    client
+        .start_container(StartContainerRequest {
+            container_id: container_id.clone(),
+        })
+        .await
+        .expect("start");
+    let upgrades = Upgrades::default();
+    let api = fake_apiserver(
+        Target {
+            client,
+            container_id,
+            pod_id: pod_id.clone(),
+        },
+        upgrades.clone(),
+    )
+    .await;
+    (daemon, api, upgrades, pod_id)
+}
+
+async fn kubectl_exec(
+    api: u16,
+    websockets: bool,
+    args: &[&str],
+    stdin: Option<&[u8]>,
+) -> (i32, String, String) {
+    let mut cmd = tokio::process::Command::new(kubectl());
+    cmd.args(["--server", &format!("http://127.0.0.1:{api}"), "exec"])
+        .args(args)
+        .env(
+            "KUBECTL_REMOTE_COMMAND_WEBSOCKETS",
+            if websockets { "true" } else { "false" },
+        )
+        .env("KUBECONFIG", "/dev/null")
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().expect("kubectl runs");
+    if let Some(input) = stdin {
+        let mut si = child.stdin.take().unwrap();
+        si.write_all(input).await.unwrap();
+        drop(si);
+    }
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("kubectl finishes")
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_exec_and_port_forward_against_crius() {
+    crius_e2e::require_root();
+    let (daemon, api, upgrades, pod_id) = setup().await;
+    for ws in [false, true] {
+        upgrades.lock().unwrap().clear();
+        let (code, out, err) =
+            kubectl_exec(api, ws, &["mypod", "--", "echo", "hello", "kubectl"], None).await;
+        assert_eq!(
+            (code, out.as_str()),
+            (0, "hello kubectl\n"),
+            "ws={ws}: {err}"
+        );
+        let (code, out, err) = kubectl_exec(
+            api,
+            ws,
+            &["-i", "mypod", "--", "cat"],
+            Some(b"piped stdin\n"),
+        )
+        .await;
+        assert_eq!((code, out.as_str()), (0, "piped stdin\n"), "ws={ws}: {err}");
+        let (code, _, err) =
+            kubectl_exec(api, ws, &["mypod", "--", "sh", "-c", "exit 7"], None).await;
+        assert_eq!(code, 7, "ws={ws}: {err}");
+        let want = if ws { "websocket" } else { "spdy/3.1" };
+        assert_eq!(upgrades.lock().unwrap().clone(), vec![want; 3], "ws={ws}");
+    }
+
+    // kubectl port-forward to httpd inside the pod's network namespace.
+    for ws in [false, true] {
+        let local = {
+            let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let mut child = tokio::process::Command::new(kubectl())
+            .args([
+                "--server",
+                &format!("http://127.0.0.1:{api}"),
+                "port-forward",
+                "pod/mypod",
+                &format!("{local}:8080"),
+            ])
+            .env(
+                "KUBECTL_PORT_FORWARD_WEBSOCKETS",
+                if ws { "true" } else { "false" },
+            )
+            .env("KUBECONFIG", "/dev/null")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("kubectl runs");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let resp = loop {
+            assert!(
+                Instant::now() < deadline,
+                "no answer through kubectl port-forward (ws={ws})"
+            );
+            let Ok(mut tcp) = TcpStream::connect(("127.0.0.1", local)).await else {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            };
+            tcp.write_all(b"GET /index.html HTTP/1.0\r\n\r\n")
+                .await
+                .unwrap();
+            let mut resp = String::new();
+            let _ =
+                tokio::time::timeout(Duration::from_secs(10), tcp.read_to_string(&mut resp)).await;
+            // httpd may not listen yet: kubectl then closes the connection.
+            if resp.contains("served by crius") {
+                break resp;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        assert!(resp.starts_with("HTTP/1."), "{resp}");
+        child.kill().await.unwrap();
+    }
+    // Containers outlive the daemon by design: remove what we started.
+    let mut client = daemon.runtime().await;
+    client
+        .stop_pod_sandbox(StopPodSandboxRequest {
+            pod_sandbox_id: pod_id.clone(),
+        })
+        .await
+        .expect("stop pod");
+    client
+        .remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: pod_id,
+        })
+        .await
+        .expect("remove pod");
+}
