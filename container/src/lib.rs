@@ -24,6 +24,7 @@ pub mod monitor;
 pub mod rootfs;
 pub mod runtime;
 pub mod spec;
+pub mod stats;
 pub mod store;
 pub mod types;
 pub mod user;

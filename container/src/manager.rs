@@ -20,6 +20,7 @@ use crate::monitor::{self, ConmonCreate};
 use crate::rootfs::{self, OverlayPaths};
 use crate::runtime::{ExecOutput, Runc};
 use crate::spec::{self, PidNamespace, SpecInput};
+use crate::stats::{Cgroups, CpuSamples};
 use crate::store::{Container, ContainerMeta, ContainerStore, MountRecord, State, Status};
 use crate::types::{CgroupManager, ImageInfo, RuntimeConfig, SandboxInfo};
 use crate::user::{self, UserRequest};
@@ -100,6 +101,8 @@ pub struct ContainerManager {
     cfg: Arc<RuntimeConfig>,
     store: Arc<ContainerStore>,
     runc: Arc<Runc>,
+    cgroups: Arc<Cgroups>,
+    cpu_samples: Arc<CpuSamples>,
 }
 
 impl ContainerManager {
@@ -126,6 +129,8 @@ impl ContainerManager {
             cfg: Arc::new(cfg),
             store: Arc::new(ContainerStore::default()),
             runc: Arc::new(runc),
+            cgroups: Arc::new(Cgroups::host()),
+            cpu_samples: Arc::new(CpuSamples::default()),
         })
     }
 
@@ -937,6 +942,97 @@ impl ContainerManager {
         out
     }
 
+    // ----------------------------------------------------------------- stats
+
+    /// The cgroup hierarchy the stats are read from.
+    pub fn cgroups(&self) -> &Cgroups {
+        &self.cgroups
+    }
+
+    /// The CPU samples kept between stats calls (shared with pod stats).
+    pub fn cpu_samples(&self) -> &CpuSamples {
+        &self.cpu_samples
+    }
+
+    /// ContainerStats of one container (id or unique prefix).
+    pub fn stats(&self, id: &str) -> Result<crius_proto::ContainerStats> {
+        let ctr = self.store.get(id)?;
+        Ok(self.stats_of(&ctr))
+    }
+
+    /// ListContainerStats with the CRI filter (id prefix, sandbox id
+    /// prefix, label selector); only running and created containers, whose
+    /// cgroups exist, as CRI-O and containerd do.
+    pub fn list_stats(
+        &self,
+        filter: Option<&crius_proto::ContainerStatsFilter>,
+    ) -> Vec<crius_proto::ContainerStats> {
+        let all = self.store.list();
+        self.cpu_samples
+            .retain(|k| k.starts_with("pod:") || all.iter().any(|c| c.meta.id == k));
+        let mut out: Vec<_> = all
+            .iter()
+            .filter(|c| {
+                let st = self.refresh(c).unwrap_or_else(|_| c.status());
+                matches!(st.state(), State::Running | State::Created)
+            })
+            .filter(|c| {
+                filter.is_none_or(|f| {
+                    matches_filter(
+                        &c.meta,
+                        State::Running,
+                        &ContainerFilter {
+                            id: f.id.clone(),
+                            state: None,
+                            pod_sandbox_id: f.pod_sandbox_id.clone(),
+                            label_selector: f.label_selector.clone(),
+                        },
+                    )
+                })
+            })
+            .map(|c| (c.meta.created_at, self.stats_of(c)))
+            .collect();
+        out.sort_by_key(|(t, _)| *t);
+        out.into_iter().map(|(_, s)| s).collect()
+    }
+
+    fn stats_of(&self, ctr: &Container) -> crius_proto::ContainerStats {
+        let m = &ctr.meta;
+        let st = ctr.status();
+        let now = now_nanos();
+        let usage = self.cgroups.usage(&m.cgroups_path);
+        let upper = self.overlay(&m.id).upper;
+        let layer = crate::stats::dir_usage(&upper);
+        crius_proto::ContainerStats {
+            attributes: Some(crius_proto::ContainerAttributes {
+                id: m.id.clone(),
+                metadata: Some(crius_proto::ContainerMetadata {
+                    name: m.metadata_name.clone(),
+                    attempt: m.attempt,
+                }),
+                labels: m.labels.clone().into_iter().collect(),
+                annotations: m.annotations.clone().into_iter().collect(),
+            }),
+            cpu: Some(cpu_usage(
+                &self.cpu_samples,
+                &m.id,
+                now,
+                usage.cpu_usage_ns,
+                st.started_at,
+            )),
+            memory: Some(memory_usage(now, usage.memory.as_ref())),
+            writable_layer: Some(crius_proto::FilesystemUsage {
+                timestamp: now,
+                fs_id: Some(crius_proto::FilesystemIdentifier {
+                    mountpoint: upper.display().to_string(),
+                }),
+                used_bytes: layer.map(|(b, _)| u64v(b)),
+                inodes_used: layer.map(|(_, i)| u64v(i)),
+            }),
+            swap: None,
+        }
+    }
+
     // ------------------------------------------------------------------ exec
 
     /// ExecSync: runs `cmd` in the running container with its process
@@ -1166,6 +1262,41 @@ impl ContainerManager {
         let _ = std::fs::remove_file(self.exit_file(id));
         let _ = std::fs::remove_file(self.cfg.runroot.join("socks").join(id));
         let _ = std::fs::remove_dir_all(self.cfg.runc_root().join(id));
+    }
+}
+
+pub fn u64v(value: u64) -> crius_proto::UInt64Value {
+    crius_proto::UInt64Value { value }
+}
+
+/// The CRI CPU figures from a cgroup's usage counter; `key` names the
+/// sample kept for the next call's rate.
+pub fn cpu_usage(
+    samples: &CpuSamples,
+    key: &str,
+    now: i64,
+    usage_ns: Option<u64>,
+    started_at: i64,
+) -> crius_proto::CpuUsage {
+    crius_proto::CpuUsage {
+        timestamp: now,
+        usage_core_nano_seconds: usage_ns.map(u64v),
+        usage_nano_cores: usage_ns
+            .and_then(|u| samples.rate(key, now, u, started_at))
+            .map(u64v),
+    }
+}
+
+/// The CRI memory figures from a cgroup's memory usage.
+pub fn memory_usage(now: i64, m: Option<&crate::stats::MemoryUsage>) -> crius_proto::MemoryUsage {
+    crius_proto::MemoryUsage {
+        timestamp: now,
+        working_set_bytes: m.map(|m| u64v(m.working_set)),
+        available_bytes: m.and_then(|m| m.available()).map(u64v),
+        usage_bytes: m.map(|m| u64v(m.usage)),
+        rss_bytes: m.map(|m| u64v(m.rss)),
+        page_faults: m.map(|m| u64v(m.page_faults)),
+        major_page_faults: m.map(|m| u64v(m.major_page_faults)),
     }
 }
 

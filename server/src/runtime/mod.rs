@@ -10,11 +10,15 @@ use tokio_stream::Stream;
 use crate::Cri;
 use crate::rpc::forward_rpcs;
 
+mod container_stats;
 mod container_status;
 mod create_container;
 mod exec_sync;
+mod list_container_stats;
 mod list_containers;
 mod list_pod_sandbox;
+mod list_pod_sandbox_stats;
+mod pod_sandbox_stats;
 mod pod_sandbox_status;
 mod remove_container;
 mod remove_pod_sandbox;
@@ -53,16 +57,16 @@ impl RuntimeService {
         container_status(ContainerStatusRequest) -> ContainerStatusResponse = "ContainerStatus";
         reopen_container_log(ReopenContainerLogRequest) -> ReopenContainerLogResponse = "ReopenContainerLog";
         exec_sync(ExecSyncRequest) -> ExecSyncResponse = "ExecSync";
+        container_stats(ContainerStatsRequest) -> ContainerStatsResponse = "ContainerStats";
+        list_container_stats(ListContainerStatsRequest) -> ListContainerStatsResponse = "ListContainerStats";
+        pod_sandbox_stats(PodSandboxStatsRequest) -> PodSandboxStatsResponse = "PodSandboxStats";
+        list_pod_sandbox_stats(ListPodSandboxStatsRequest) -> ListPodSandboxStatsResponse = "ListPodSandboxStats";
     }
     unimplemented {
         update_container_resources(UpdateContainerResourcesRequest) -> UpdateContainerResourcesResponse = "UpdateContainerResources";
         exec(ExecRequest) -> ExecResponse = "Exec";
         attach(AttachRequest) -> AttachResponse = "Attach";
         port_forward(PortForwardRequest) -> PortForwardResponse = "PortForward";
-        container_stats(ContainerStatsRequest) -> ContainerStatsResponse = "ContainerStats";
-        list_container_stats(ListContainerStatsRequest) -> ListContainerStatsResponse = "ListContainerStats";
-        pod_sandbox_stats(PodSandboxStatsRequest) -> PodSandboxStatsResponse = "PodSandboxStats";
-        list_pod_sandbox_stats(ListPodSandboxStatsRequest) -> ListPodSandboxStatsResponse = "ListPodSandboxStats";
         update_runtime_config(UpdateRuntimeConfigRequest) -> UpdateRuntimeConfigResponse = "UpdateRuntimeConfig";
         checkpoint_container(CheckpointContainerRequest) -> CheckpointContainerResponse = "CheckpointContainer";
         get_container_events(GetEventsRequest) -> EventStream = "GetContainerEvents";

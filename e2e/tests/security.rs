@@ -1,0 +1,378 @@
+//! Security contexts, resources and stats through the whole daemon: what a
+//! kubelet or crictl user sees (CRI stats, ContainerStatus) and what the
+//! container itself sees (/proc/self/status, cgroup files).
+//!
+//! Pods use a loopback-only CNI network, images come from the local registry
+//! (hack/test-registry.sh).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crius_e2e::{Daemon, Dirs};
+use crius_proto::runtime_service_client::RuntimeServiceClient;
+use crius_proto::*;
+use tonic::Code;
+use tonic::transport::Channel;
+
+fn registry() -> String {
+    std::env::var("CRIUS_TEST_REGISTRY").unwrap_or_else(|_| {
+        panic!("CRIUS_TEST_REGISTRY is not set: run `eval \"$(hack/test-registry.sh up)\"` first")
+    })
+}
+
+fn image(name: &str) -> String {
+    format!("{}/{name}", registry())
+}
+
+/// A daemon whose CNI network is loopback only, with `images` pulled.
+async fn daemon(images: &[&str]) -> Daemon {
+    let dirs = Dirs::new();
+    std::fs::write(
+        dirs.cni_config_dir().join("10-lo.conflist"),
+        r#"{"cniVersion":"1.0.0","name":"lo-only","plugins":[{"type":"loopback"}]}"#,
+    )
+    .unwrap();
+    let daemon = Daemon::start_with(dirs, &["--cni-plugin-dir", "/usr/lib/cni"]).await;
+    let mut client = daemon.images().await;
+    for name in images {
+        client
+            .pull_image(PullImageRequest {
+                image: Some(ImageSpec {
+                    image: image(name),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap_or_else(|e| panic!("pull {name}: {e}\n{}", daemon.log()));
+    }
+    daemon
+}
+
+/// A running pod with a log directory in the test's temp dir.
+struct Pod {
+    id: String,
+    config: PodSandboxConfig,
+}
+
+async fn run_pod(daemon: &Daemon, name: &str) -> Pod {
+    let log_dir = daemon.dirs.base.path().join("pods").join(name);
+    std::fs::create_dir_all(&log_dir).unwrap();
+    let config = PodSandboxConfig {
+        metadata: Some(PodSandboxMetadata {
+            name: name.into(),
+            uid: format!("uid-{name}"),
+            namespace: "e2e".into(),
+            attempt: 0,
+        }),
+        hostname: name.into(),
+        log_directory: log_dir.to_string_lossy().into_owned(),
+        ..Default::default()
+    };
+    let id = daemon
+        .runtime()
+        .await
+        .run_pod_sandbox(RunPodSandboxRequest {
+            config: Some(config.clone()),
+            runtime_handler: String::new(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("run pod: {e}\n{}", daemon.log()))
+        .into_inner()
+        .pod_sandbox_id;
+    Pod { id, config }
+}
+
+fn container_config(name: &str, image_name: &str, command: &[&str]) -> ContainerConfig {
+    ContainerConfig {
+        metadata: Some(ContainerMetadata {
+            name: name.into(),
+            attempt: 0,
+        }),
+        image: Some(ImageSpec {
+            image: image(image_name),
+            ..Default::default()
+        }),
+        command: command.iter().map(|s| s.to_string()).collect(),
+        log_path: format!("{name}.log"),
+        ..Default::default()
+    }
+}
+
+async fn create(
+    client: &mut RuntimeServiceClient<Channel>,
+    pod: &Pod,
+    config: ContainerConfig,
+) -> Result<String, tonic::Status> {
+    client
+        .create_container(CreateContainerRequest {
+            pod_sandbox_id: pod.id.clone(),
+            config: Some(config),
+            sandbox_config: Some(pod.config.clone()),
+        })
+        .await
+        .map(|r| r.into_inner().container_id)
+}
+
+async fn create_and_start(
+    client: &mut RuntimeServiceClient<Channel>,
+    pod: &Pod,
+    config: ContainerConfig,
+) -> String {
+    let id = create(client, pod, config).await.expect("create container");
+    client
+        .start_container(StartContainerRequest {
+            container_id: id.clone(),
+        })
+        .await
+        .expect("start container");
+    id
+}
+
+async fn exec(
+    client: &mut RuntimeServiceClient<Channel>,
+    id: &str,
+    cmd: &[&str],
+    timeout: i64,
+) -> Result<ExecSyncResponse, tonic::Status> {
+    client
+        .exec_sync(ExecSyncRequest {
+            container_id: id.into(),
+            cmd: cmd.iter().map(|s| s.to_string()).collect(),
+            timeout,
+        })
+        .await
+        .map(|r| r.into_inner())
+}
+
+/// Mount points under the daemon's dirs (rootfs overlays, pins, shm).
+fn mounts_under(dir: &Path) -> Vec<String> {
+    let dir = dir.to_string_lossy().into_owned();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
+        .filter(|m| m.starts_with(&dir))
+        .collect()
+}
+
+/// Stops and removes the pod and checks nothing of it is left mounted.
+async fn teardown(daemon: &Daemon, pod: &Pod) {
+    let mut client = daemon.runtime().await;
+    client
+        .stop_pod_sandbox(StopPodSandboxRequest {
+            pod_sandbox_id: pod.id.clone(),
+        })
+        .await
+        .expect("stop pod");
+    client
+        .remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: pod.id.clone(),
+        })
+        .await
+        .expect("remove pod");
+    let left = client
+        .list_containers(ListContainersRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .containers;
+    assert!(
+        left.is_empty(),
+        "containers left after pod removal: {left:?}"
+    );
+    let mounts = mounts_under(daemon.dirs.base.path());
+    assert!(mounts.is_empty(), "mounts left: {mounts:?}");
+}
+
+async fn container_stats(client: &mut RuntimeServiceClient<Channel>, id: &str) -> ContainerStats {
+    client
+        .container_stats(ContainerStatsRequest {
+            container_id: id.into(),
+        })
+        .await
+        .expect("container stats")
+        .into_inner()
+        .stats
+        .expect("stats present")
+}
+
+fn val(v: &Option<UInt64Value>) -> u64 {
+    v.as_ref().map(|v| v.value).expect("value present")
+}
+
+#[tokio::test]
+async fn stats_grow_for_a_container_that_burns_cpu_and_allocates_memory() {
+    let daemon = daemon(&["busybox"]).await;
+    let pod = run_pod(&daemon, "stats").await;
+    let mut client = daemon.runtime().await;
+    let mut config = container_config(
+        "burn",
+        "busybox",
+        &[
+            "sh",
+            "-c",
+            "dd if=/dev/zero of=/fill bs=1M count=4 2>/dev/null; \
+             a=$(dd if=/dev/zero bs=1M count=24 2>/dev/null | tr '\\0' x); \
+             touch /ready; while :; do :; done",
+        ],
+    );
+    config.labels.insert("app".into(), "burner".into());
+    let id = create_and_start(&mut client, &pod, config).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while exec(&mut client, &id, &["test", "-e", "/ready"], 5)
+        .await
+        .unwrap()
+        .exit_code
+        != 0
+    {
+        assert!(Instant::now() < deadline, "container never got ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let first = container_stats(&mut client, &id).await;
+    assert_eq!(first.attributes.as_ref().unwrap().id, id);
+    assert_eq!(
+        first.attributes.as_ref().unwrap().labels.get("app"),
+        Some(&"burner".to_string())
+    );
+    let cpu0 = val(&first.cpu.as_ref().unwrap().usage_core_nano_seconds);
+    assert!(cpu0 > 0, "{first:?}");
+    let mem = first.memory.as_ref().unwrap();
+    assert!(val(&mem.usage_bytes) > 24 << 20, "{mem:?}");
+    assert!(val(&mem.working_set_bytes) > 24 << 20, "{mem:?}");
+    assert!(val(&mem.rss_bytes) > 24 << 20, "{mem:?}");
+    assert!(val(&mem.page_faults) > 0, "{mem:?}");
+    assert!(mem.timestamp > 0);
+    let layer = first.writable_layer.as_ref().unwrap();
+    assert!(val(&layer.used_bytes) >= 4 << 20, "{layer:?}");
+    assert!(val(&layer.inodes_used) >= 3, "{layer:?}");
+
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let second = container_stats(&mut client, &id).await;
+    let cpu = second.cpu.as_ref().unwrap();
+    assert!(val(&cpu.usage_core_nano_seconds) > cpu0, "{cpu:?}");
+    // A busy loop on a shared 2-core machine: at least a tenth of a core.
+    assert!(val(&cpu.usage_nano_cores) > 100_000_000, "{cpu:?}");
+    assert!(cpu.timestamp > first.cpu.as_ref().unwrap().timestamp);
+
+    // ListContainerStats filters.
+    let list = |filter: ContainerStatsFilter| {
+        let mut client = client.clone();
+        async move {
+            client
+                .list_container_stats(ListContainerStatsRequest {
+                    filter: Some(filter),
+                })
+                .await
+                .expect("list container stats")
+                .into_inner()
+                .stats
+                .into_iter()
+                .map(|s| s.attributes.unwrap().id)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        list(ContainerStatsFilter::default()).await,
+        vec![id.clone()]
+    );
+    assert_eq!(
+        list(ContainerStatsFilter {
+            id: id[..12].into(),
+            ..Default::default()
+        })
+        .await,
+        vec![id.clone()]
+    );
+    assert_eq!(
+        list(ContainerStatsFilter {
+            pod_sandbox_id: pod.id.clone(),
+            label_selector: [("app".to_string(), "burner".to_string())].into(),
+            ..Default::default()
+        })
+        .await,
+        vec![id.clone()]
+    );
+    assert!(
+        list(ContainerStatsFilter {
+            label_selector: [("app".to_string(), "other".to_string())].into(),
+            ..Default::default()
+        })
+        .await
+        .is_empty()
+    );
+    assert!(
+        list(ContainerStatsFilter {
+            pod_sandbox_id: "0000".into(),
+            ..Default::default()
+        })
+        .await
+        .is_empty()
+    );
+
+    // Pod stats: the sum of its containers (no cgroup parent), the pod's
+    // own network namespace, the container's stats.
+    let pod_stats = client
+        .pod_sandbox_stats(PodSandboxStatsRequest {
+            pod_sandbox_id: pod.id.clone(),
+        })
+        .await
+        .expect("pod stats")
+        .into_inner()
+        .stats
+        .unwrap();
+    assert_eq!(pod_stats.attributes.as_ref().unwrap().id, pod.id);
+    let linux = pod_stats.linux.as_ref().unwrap();
+    assert!(val(&linux.cpu.as_ref().unwrap().usage_core_nano_seconds) > cpu0);
+    assert!(val(&linux.memory.as_ref().unwrap().working_set_bytes) > 24 << 20);
+    assert!(val(&linux.process.as_ref().unwrap().process_count) >= 1);
+    let net = linux.network.as_ref().expect("network stats");
+    let names: Vec<_> = net.interfaces.iter().map(|i| i.name.as_str()).collect();
+    // Loopback-only CNI: the pod's netns has lo only, not the host's links.
+    assert_eq!(names, vec!["lo"], "{net:?}");
+    assert_eq!(linux.containers.len(), 1);
+    assert_eq!(linux.containers[0].attributes.as_ref().unwrap().id, id);
+
+    let listed = client
+        .list_pod_sandbox_stats(ListPodSandboxStatsRequest {
+            filter: Some(PodSandboxStatsFilter {
+                id: pod.id[..10].into(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect("list pod stats")
+        .into_inner()
+        .stats;
+    assert_eq!(listed.len(), 1);
+    let none = client
+        .list_pod_sandbox_stats(ListPodSandboxStatsRequest {
+            filter: Some(PodSandboxStatsFilter {
+                label_selector: [("no".to_string(), "such".to_string())].into(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .stats;
+    assert!(none.is_empty());
+
+    let err = client
+        .container_stats(ContainerStatsRequest {
+            container_id: "ffffffffffff".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    let err = client
+        .pod_sandbox_stats(PodSandboxStatsRequest {
+            pod_sandbox_id: "ffffffffffff".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+
+    teardown(&daemon, &pod).await;
+}
