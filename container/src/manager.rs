@@ -485,9 +485,15 @@ impl ContainerManager {
         })
         .await?;
 
+        let resources = config
+            .linux
+            .as_ref()
+            .and_then(|l| l.resources.as_ref())
+            .map(crate::store::ResourcesRecord::from);
         ctr.update(|s| {
             s.pid = pid;
             s.user = Some(user_record.clone());
+            s.resources = resources.clone();
             s.create_complete = true;
             Ok(())
         })?;
@@ -880,7 +886,13 @@ impl ContainerManager {
                         .collect(),
                 }),
             }),
-            ..Default::default()
+            resources: st
+                .resources
+                .as_ref()
+                .map(|r| crius_proto::ContainerResources {
+                    linux: Some(r.into()),
+                    windows: None,
+                }),
         };
         let mut info = HashMap::new();
         if verbose {
@@ -940,6 +952,54 @@ impl ContainerManager {
         }
         out.sort_by_key(|c| c.created_at);
         out
+    }
+
+    // ------------------------------------------------------------- resources
+
+    /// UpdateContainerResources: `runc update` on the live cgroup, then the
+    /// record, so ContainerStatus reports what is in force. Only created
+    /// and running containers have a cgroup to update.
+    pub async fn update_resources(
+        &self,
+        id: &str,
+        r: &crius_proto::LinuxContainerResources,
+    ) -> Result<()> {
+        let ctr = self.store.get(id)?;
+        let _op = ctr.op_lock.lock().await;
+        let st = self.refresh(&ctr)?;
+        if !matches!(st.state(), State::Created | State::Running) {
+            return Err(Error::FailedPrecondition {
+                id: ctr.meta.id.clone(),
+                state: st.state().as_str(),
+                op: "update its resources",
+            });
+        }
+        if r.memory_limit_in_bytes < 0 || r.cpu_shares < 0 || r.cpu_period < 0 {
+            return Err(Error::InvalidArgument(format!(
+                "negative resource values in {r:?}"
+            )));
+        }
+        let mut oci = oci_spec::runtime::LinuxResources::default();
+        spec::oci_resources(r, &mut oci);
+        let file = self
+            .cfg
+            .bundle_dir(&ctr.meta.id)
+            .join("resources-update.json");
+        let data = serde_json::to_vec(&oci).map_err(|e| Error::Json {
+            path: file.clone(),
+            source: e,
+        })?;
+        std::fs::write(&file, data).map_err(|e| Error::io("failed to write", &file, e))?;
+        let res = self.runc.update(&ctr.meta.id, &file).await;
+        let _ = std::fs::remove_file(&file);
+        res?;
+        ctr.update(|s| {
+            let merged = s.resources.clone().unwrap_or_default().merged(r);
+            s.resources = Some(merged);
+            Ok(())
+        })?;
+        tracing::info!(id = %ctr.meta.id, "container resources updated");
+        Ok(())
     }
 
     // ----------------------------------------------------------------- stats

@@ -558,14 +558,23 @@ pub fn oom_score_adj(config: &ContainerConfig) -> Option<i32> {
         .and_then(|v| i32::try_from(v).ok())
 }
 
-/// CPU and memory limits of the CRI request (the rest is issue 6).
+/// CPU and memory limits of the CRI request.
 pub fn apply_resources(
     config: &ContainerConfig,
     resources: &mut oci_spec::runtime::LinuxResources,
 ) {
-    let Some(r) = cri_resources(config) else {
-        return;
-    };
+    if let Some(r) = cri_resources(config) {
+        oci_resources(r, resources);
+    }
+}
+
+/// Sets the OCI CPU and memory resources for the CRI ones that are given
+/// (non-zero, non-empty); the rest is left alone, which is also what
+/// `runc update` does with absent fields.
+pub fn oci_resources(
+    r: &crius_proto::LinuxContainerResources,
+    resources: &mut oci_spec::runtime::LinuxResources,
+) {
     if r.memory_limit_in_bytes > 0 {
         let mut mem = oci_spec::runtime::LinuxMemory::default();
         mem.set_limit(Some(r.memory_limit_in_bytes));
@@ -598,6 +607,9 @@ pub fn apply_resources(
     }
     if any {
         resources.set_cpu(Some(cpu));
+    }
+    if !r.unified.is_empty() {
+        resources.set_unified(Some(r.unified.clone().into_iter().collect()));
     }
 }
 

@@ -376,3 +376,163 @@ async fn stats_grow_for_a_container_that_burns_cpu_and_allocates_memory() {
 
     teardown(&daemon, &pod).await;
 }
+
+async fn status(client: &mut RuntimeServiceClient<Channel>, id: &str) -> ContainerStatus {
+    client
+        .container_status(ContainerStatusRequest {
+            container_id: id.into(),
+            verbose: false,
+        })
+        .await
+        .expect("container status")
+        .into_inner()
+        .status
+        .expect("status present")
+}
+
+/// The output of a command run in the container, which must succeed.
+async fn output(client: &mut RuntimeServiceClient<Channel>, id: &str, cmd: &[&str]) -> String {
+    let r = exec(client, id, cmd, 10).await.expect("exec");
+    assert_eq!(
+        r.exit_code,
+        0,
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+    String::from_utf8_lossy(&r.stdout).trim().to_string()
+}
+
+/// A v1 cgroup file of the container, read on the host.
+fn cgroup_file(daemon: &Daemon, id: &str, controller: &str, file: &str) -> String {
+    let path = Path::new("/sys/fs/cgroup")
+        .join(controller)
+        .join("crius")
+        .join(format!("crius-{id}"))
+        .join(file);
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("read {path:?}: {e}\n{}", daemon.log()))
+        .trim()
+        .to_string()
+}
+
+#[tokio::test]
+async fn cpu_and_memory_limits_are_applied_and_updated_live() {
+    let daemon = daemon(&["busybox"]).await;
+    let pod = run_pod(&daemon, "limits").await;
+    let mut client = daemon.runtime().await;
+    let mut config = container_config("limited", "busybox", &["sleep", "3600"]);
+    config.linux = Some(LinuxContainerConfig {
+        resources: Some(LinuxContainerResources {
+            cpu_period: 100_000,
+            cpu_quota: 50_000,
+            cpu_shares: 512,
+            memory_limit_in_bytes: 64 << 20,
+            ..Default::default()
+        }),
+        security_context: None,
+    });
+    let id = create_and_start(&mut client, &pod, config).await;
+    assert_eq!(
+        cgroup_file(&daemon, &id, "cpu", "cpu.cfs_quota_us"),
+        "50000"
+    );
+    assert_eq!(
+        cgroup_file(&daemon, &id, "cpu", "cpu.cfs_period_us"),
+        "100000"
+    );
+    assert_eq!(cgroup_file(&daemon, &id, "cpu", "cpu.shares"), "512");
+    assert_eq!(
+        cgroup_file(&daemon, &id, "memory", "memory.limit_in_bytes"),
+        (64u64 << 20).to_string()
+    );
+    let res = status(&mut client, &id)
+        .await
+        .resources
+        .unwrap()
+        .linux
+        .unwrap();
+    assert_eq!(res.memory_limit_in_bytes, 64 << 20);
+    assert_eq!(res.cpu_quota, 50_000);
+
+    client
+        .update_container_resources(UpdateContainerResourcesRequest {
+            container_id: id.clone(),
+            linux: Some(LinuxContainerResources {
+                cpu_period: 100_000,
+                cpu_quota: 20_000,
+                cpu_shares: 256,
+                memory_limit_in_bytes: 32 << 20,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("update: {e}\n{}", daemon.log()));
+    assert_eq!(
+        cgroup_file(&daemon, &id, "cpu", "cpu.cfs_quota_us"),
+        "20000"
+    );
+    assert_eq!(cgroup_file(&daemon, &id, "cpu", "cpu.shares"), "256");
+    assert_eq!(
+        cgroup_file(&daemon, &id, "memory", "memory.limit_in_bytes"),
+        (32u64 << 20).to_string()
+    );
+    let res = status(&mut client, &id)
+        .await
+        .resources
+        .unwrap()
+        .linux
+        .unwrap();
+    assert_eq!(res.memory_limit_in_bytes, 32 << 20);
+    assert_eq!(res.cpu_quota, 20_000);
+    assert_eq!(res.cpu_shares, 256);
+    // The container sees its own limit.
+    assert_eq!(
+        output(
+            &mut client,
+            &id,
+            &["cat", "/sys/fs/cgroup/memory/memory.limit_in_bytes"]
+        )
+        .await,
+        (32u64 << 20).to_string()
+    );
+    // Survives a daemon restart (persisted in the record).
+    let mut daemon = daemon;
+    daemon.restart().await;
+    let mut client = daemon.runtime().await;
+    let res = status(&mut client, &id)
+        .await
+        .resources
+        .unwrap()
+        .linux
+        .unwrap();
+    assert_eq!(res.memory_limit_in_bytes, 32 << 20);
+
+    // A stopped container has no cgroup to update.
+    client
+        .stop_container(StopContainerRequest {
+            container_id: id.clone(),
+            timeout: 0,
+        })
+        .await
+        .unwrap();
+    let err = client
+        .update_container_resources(UpdateContainerResourcesRequest {
+            container_id: id.clone(),
+            linux: Some(LinuxContainerResources::default()),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    let err = client
+        .update_container_resources(UpdateContainerResourcesRequest {
+            container_id: "ffffffffffff".into(),
+            linux: Some(LinuxContainerResources::default()),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    teardown(&daemon, &pod).await;
+}

@@ -29,6 +29,7 @@ mod start_container;
 mod status;
 mod stop_container;
 mod stop_pod_sandbox;
+mod update_container_resources;
 mod version;
 
 pub use version::RUNTIME_API_VERSION;
@@ -57,13 +58,13 @@ impl RuntimeService {
         container_status(ContainerStatusRequest) -> ContainerStatusResponse = "ContainerStatus";
         reopen_container_log(ReopenContainerLogRequest) -> ReopenContainerLogResponse = "ReopenContainerLog";
         exec_sync(ExecSyncRequest) -> ExecSyncResponse = "ExecSync";
+        update_container_resources(UpdateContainerResourcesRequest) -> UpdateContainerResourcesResponse = "UpdateContainerResources";
         container_stats(ContainerStatsRequest) -> ContainerStatsResponse = "ContainerStats";
         list_container_stats(ListContainerStatsRequest) -> ListContainerStatsResponse = "ListContainerStats";
         pod_sandbox_stats(PodSandboxStatsRequest) -> PodSandboxStatsResponse = "PodSandboxStats";
         list_pod_sandbox_stats(ListPodSandboxStatsRequest) -> ListPodSandboxStatsResponse = "ListPodSandboxStats";
     }
     unimplemented {
-        update_container_resources(UpdateContainerResourcesRequest) -> UpdateContainerResourcesResponse = "UpdateContainerResources";
         exec(ExecRequest) -> ExecResponse = "Exec";
         attach(AttachRequest) -> AttachResponse = "Attach";
         port_forward(PortForwardRequest) -> PortForwardResponse = "PortForward";
