@@ -18,6 +18,7 @@
 //!   then `stop` / `remove` each.
 //! - Errors carry a [`crius_proto::ErrorKind`] via [`Error::kind`].
 
+pub mod devices;
 pub mod error;
 pub mod manager;
 pub mod monitor;

@@ -103,6 +103,8 @@ pub struct ContainerManager {
     runc: Arc<Runc>,
     cgroups: Arc<Cgroups>,
     cpu_samples: Arc<CpuSamples>,
+    /// crius' own capability bounding set: privileged means all of these.
+    capability_bound: u64,
 }
 
 impl ContainerManager {
@@ -131,6 +133,7 @@ impl ContainerManager {
             runc: Arc::new(runc),
             cgroups: Arc::new(Cgroups::host()),
             cpu_samples: Arc::new(CpuSamples::default()),
+            capability_bound: crate::devices::own_capability_bound(),
         })
     }
 
@@ -433,6 +436,20 @@ impl ContainerManager {
             gid: user.gid,
             supplemental_groups: user.additional_gids.clone(),
         };
+        let privileged = sec.is_some_and(|s| s.privileged);
+        let (mut devices, mut device_rules) = crate::devices::cri_devices(&config.devices)?;
+        if privileged {
+            let cri_paths: std::collections::HashSet<PathBuf> =
+                devices.iter().map(|d| d.path().clone()).collect();
+            devices.extend(
+                tokio::task::spawn_blocking(crate::devices::host_devices)
+                    .await
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|d| !cri_paths.contains(d.path())),
+            );
+            device_rules = vec![crate::devices::allow_all()];
+        }
         let spec = spec::build_spec(&SpecInput {
             id,
             config,
@@ -445,7 +462,10 @@ impl ContainerManager {
                 .as_ref()
                 .map(|(d, h)| (d.as_str(), h.as_path())),
             default_capabilities: &self.cfg.default_capabilities,
+            capability_bound: self.capability_bound,
             cgroup_manager: self.cfg.cgroup_manager,
+            devices: &devices,
+            device_rules: &device_rules,
         })?;
         let spec_path = bundle.join(CONFIG_JSON);
         let data = serde_json::to_vec_pretty(&spec).map_err(|e| Error::Json {

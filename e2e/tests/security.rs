@@ -536,3 +536,224 @@ async fn cpu_and_memory_limits_are_applied_and_updated_live() {
     assert_eq!(err.code(), Code::NotFound);
     teardown(&daemon, &pod).await;
 }
+
+fn with_security(
+    mut config: ContainerConfig,
+    sec: LinuxContainerSecurityContext,
+) -> ContainerConfig {
+    config.linux = Some(LinuxContainerConfig {
+        resources: None,
+        security_context: Some(sec),
+    });
+    config
+}
+
+/// A `/proc/self/status` field of a fresh process in the container.
+async fn proc_status(client: &mut RuntimeServiceClient<Channel>, id: &str, field: &str) -> String {
+    let out = output(client, id, &["cat", "/proc/self/status"]).await;
+    out.lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .unwrap_or_else(|| panic!("no {field} in {out}"))
+        .trim()
+        .to_string()
+}
+
+fn caps(cap: &[&str], drop: &[&str], ambient: &[&str]) -> Option<Capability> {
+    Some(Capability {
+        add_capabilities: cap.iter().map(|s| s.to_string()).collect(),
+        drop_capabilities: drop.iter().map(|s| s.to_string()).collect(),
+        add_ambient_capabilities: ambient.iter().map(|s| s.to_string()).collect(),
+    })
+}
+
+#[tokio::test]
+async fn capabilities_no_new_privs_masked_paths_and_privileged() {
+    let daemon = daemon(&["busybox"]).await;
+    let pod = run_pod(&daemon, "caps").await;
+    let mut client = daemon.runtime().await;
+    let sleep = &["sleep", "3600"];
+
+    // Docker's default 14: chown dac_override fowner fsetid kill setgid
+    // setuid setpcap net_bind_service net_raw sys_chroot mknod audit_write
+    // setfcap.
+    let id = create_and_start(
+        &mut client,
+        &pod,
+        container_config("default", "busybox", sleep),
+    )
+    .await;
+    assert_eq!(
+        proc_status(&mut client, &id, "CapBnd").await,
+        "00000000a80425fb"
+    );
+    assert_eq!(
+        proc_status(&mut client, &id, "CapEff").await,
+        "00000000a80425fb"
+    );
+    assert_eq!(proc_status(&mut client, &id, "NoNewPrivs").await, "0");
+    // Masked: empty or /dev/null; read-only: writes fail.
+    assert_eq!(
+        output(&mut client, &id, &["cat", "/proc/timer_list"]).await,
+        ""
+    );
+    assert_eq!(output(&mut client, &id, &["ls", "/sys/firmware"]).await, "");
+    let r = exec(
+        &mut client,
+        &id,
+        &["sh", "-c", "echo 1 > /proc/sys/vm/drop_caches"],
+        10,
+    )
+    .await
+    .unwrap();
+    assert_ne!(r.exit_code, 0, "/proc/sys is writable");
+    let mounts = output(&mut client, &id, &["cat", "/proc/self/mounts"]).await;
+    assert!(
+        mounts
+            .lines()
+            .any(|l| l.starts_with("sysfs /sys sysfs ro,")),
+        "{mounts}"
+    );
+
+    // add NET_ADMIN (bit 12), drop KILL (bit 5); no_new_privs.
+    let c = with_security(
+        container_config("added", "busybox", sleep),
+        LinuxContainerSecurityContext {
+            capabilities: caps(&["NET_ADMIN"], &["KILL"], &[]),
+            no_new_privs: true,
+            ..Default::default()
+        },
+    );
+    let id = create_and_start(&mut client, &pod, c).await;
+    assert_eq!(
+        proc_status(&mut client, &id, "CapBnd").await,
+        format!("{:016x}", (0xa80425fbu64 | 1 << 12) & !(1 << 5))
+    );
+    assert_eq!(proc_status(&mut client, &id, "NoNewPrivs").await, "1");
+
+    // drop ALL, with one ambient capability.
+    let c = with_security(
+        container_config("none", "busybox", sleep),
+        LinuxContainerSecurityContext {
+            capabilities: caps(&[], &["ALL"], &[]),
+            ..Default::default()
+        },
+    );
+    let id = create_and_start(&mut client, &pod, c).await;
+    assert_eq!(
+        proc_status(&mut client, &id, "CapBnd").await,
+        "0000000000000000"
+    );
+    assert_eq!(
+        proc_status(&mut client, &id, "CapEff").await,
+        "0000000000000000"
+    );
+    let c = with_security(
+        container_config("ambient", "busybox", sleep),
+        LinuxContainerSecurityContext {
+            capabilities: caps(&[], &["ALL"], &["NET_BIND_SERVICE"]),
+            run_as_user: Some(Int64Value { value: 1000 }),
+            ..Default::default()
+        },
+    );
+    let id = create_and_start(&mut client, &pod, c).await;
+    // A non-root user keeps an ambient capability across exec.
+    assert_eq!(
+        proc_status(&mut client, &id, "CapAmb").await,
+        "0000000000000400"
+    );
+    assert_eq!(
+        proc_status(&mut client, &id, "CapEff").await,
+        "0000000000000400"
+    );
+
+    // privileged: every capability crius has, host devices, /sys rw, no
+    // masked or read-only paths. In a pod of its own: containers sharing a
+    // network namespace share its sysfs superblock, made read-only by the
+    // first (unprivileged) container's mount.
+    let priv_pod = run_pod(&daemon, "privileged").await;
+    let c = with_security(
+        container_config("privileged", "busybox", sleep),
+        LinuxContainerSecurityContext {
+            privileged: true,
+            ..Default::default()
+        },
+    );
+    let id = create_and_start(&mut client, &priv_pod, c).await;
+    let own = std::fs::read_to_string("/proc/self/status").unwrap();
+    let own_bnd = own
+        .lines()
+        .find_map(|l| l.strip_prefix("CapBnd:"))
+        .unwrap()
+        .trim()
+        .to_string();
+    assert_eq!(proc_status(&mut client, &id, "CapBnd").await, own_bnd);
+    assert_eq!(proc_status(&mut client, &id, "CapEff").await, own_bnd);
+    let mounts = output(&mut client, &id, &["cat", "/proc/self/mounts"]).await;
+    assert!(
+        mounts
+            .lines()
+            .any(|l| l.starts_with("sysfs /sys sysfs rw,")),
+        "{mounts}"
+    );
+    assert!(
+        !mounts
+            .lines()
+            .any(|l| l.split(' ').nth(1) == Some("/proc/timer_list")),
+        "{mounts}"
+    );
+    assert_ne!(output(&mut client, &id, &["ls", "/sys/firmware"]).await, "");
+    // A host device beyond the default set, e.g. /dev/loop-control or the
+    // first block device.
+    let host_dev = ["/dev/loop-control", "/dev/fuse", "/dev/kmsg"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("a host device to look for");
+    output(&mut client, &id, &["test", "-c", host_dev]).await;
+    // teardown checks the whole daemon: remove the first pod before it.
+    client
+        .stop_pod_sandbox(StopPodSandboxRequest {
+            pod_sandbox_id: pod.id.clone(),
+        })
+        .await
+        .expect("stop pod");
+    client
+        .remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: pod.id.clone(),
+        })
+        .await
+        .expect("remove pod");
+    teardown(&daemon, &priv_pod).await;
+}
+
+#[tokio::test]
+async fn devices_are_mapped_and_missing_ones_refused() {
+    let daemon = daemon(&["busybox"]).await;
+    let pod = run_pod(&daemon, "devices").await;
+    let mut client = daemon.runtime().await;
+    let mut c = container_config("dev", "busybox", &["sleep", "3600"]);
+    c.devices = vec![Device {
+        container_path: "/dev/mynull".into(),
+        host_path: "/dev/null".into(),
+        permissions: "rwm".into(),
+    }];
+    let id = create_and_start(&mut client, &pod, c).await;
+    output(&mut client, &id, &["test", "-c", "/dev/mynull"]).await;
+    output(&mut client, &id, &["sh", "-c", "echo hi > /dev/mynull"]).await;
+    assert_eq!(output(&mut client, &id, &["cat", "/dev/mynull"]).await, "");
+    // Not mapped: no node, and the device cgroup would refuse it anyway.
+    let r = exec(&mut client, &id, &["test", "-e", "/dev/loop-control"], 10)
+        .await
+        .unwrap();
+    assert_ne!(r.exit_code, 0);
+
+    let mut c = container_config("missing", "busybox", &["sleep", "3600"]);
+    c.devices = vec![Device {
+        container_path: "/dev/x".into(),
+        host_path: "/dev/no-such-device-crius".into(),
+        permissions: "rw".into(),
+    }];
+    let err = create(&mut client, &pod, c).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains("no-such-device-crius"), "{err:?}");
+    teardown(&daemon, &pod).await;
+}
