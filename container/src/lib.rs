@@ -24,6 +24,7 @@ pub mod manager;
 pub mod monitor;
 pub mod rootfs;
 pub mod runtime;
+pub mod seccomp;
 pub mod spec;
 pub mod stats;
 pub mod store;

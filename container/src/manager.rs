@@ -240,6 +240,7 @@ impl ContainerManager {
         }
         spec::validate_mounts(config)?;
         spec::process_args(config, image)?;
+        crate::seccomp::check_lsm(config, crate::seccomp::apparmor_enabled())?;
         // The daemon still starts with the systemd driver (the kubelet reads
         // it from RuntimeConfig); only placing containers needs the work.
         if self.cfg.cgroup_manager == CgroupManager::Systemd {
@@ -450,6 +451,15 @@ impl ContainerManager {
             );
             device_rules = vec![crate::devices::allow_all()];
         }
+        let bounding = spec::capabilities(
+            config,
+            &self.cfg.default_capabilities,
+            self.capability_bound,
+        )?
+        .bounding()
+        .clone()
+        .unwrap_or_default();
+        let seccomp = crate::seccomp::resolve(config, self.cfg.seccomp_default, &bounding)?;
         let spec = spec::build_spec(&SpecInput {
             id,
             config,
@@ -466,6 +476,7 @@ impl ContainerManager {
             cgroup_manager: self.cfg.cgroup_manager,
             devices: &devices,
             device_rules: &device_rules,
+            seccomp: seccomp.as_ref(),
         })?;
         let spec_path = bundle.join(CONFIG_JSON);
         let data = serde_json::to_vec_pretty(&spec).map_err(|e| Error::Json {

@@ -109,6 +109,8 @@ pub struct SpecInput<'a> {
     pub devices: &'a [oci_spec::runtime::LinuxDevice],
     /// Device cgroup rules after the initial deny-all.
     pub device_rules: &'a [oci_spec::runtime::LinuxDeviceCgroup],
+    /// The seccomp filter; `None` = unconfined.
+    pub seccomp: Option<&'a oci_spec::runtime::LinuxSeccomp>,
 }
 
 /// The process arguments, following Kubernetes: `command` replaces the
@@ -753,6 +755,7 @@ pub fn build_spec(input: &SpecInput<'_>) -> Result<Spec> {
     if !input.devices.is_empty() {
         linux.set_devices(Some(input.devices.to_vec()));
     }
+    linux.set_seccomp(input.seccomp.cloned());
     apply_security_defaults(config, &mut linux);
 
     let mut annotations: HashMap<String, String> = config.annotations.clone();
@@ -1040,6 +1043,7 @@ mod tests {
             capability_bound: u64::MAX,
             devices: &[],
             device_rules: &[],
+            seccomp: None,
             cgroup_manager: CgroupManager::Cgroupfs,
         })
     }

@@ -21,6 +21,8 @@ pub struct RuntimeConfig {
     /// Capabilities given to containers that do not ask for others
     /// (`CAP_`-prefixed names).
     pub default_capabilities: Vec<String>,
+    /// The seccomp profile of containers that name none.
+    pub seccomp_default: crate::seccomp::NodeDefault,
 }
 
 impl RuntimeConfig {
@@ -41,6 +43,7 @@ impl RuntimeConfig {
                 .iter()
                 .map(|c| c.to_string())
                 .collect(),
+            seccomp_default: crate::seccomp::NodeDefault::RuntimeDefault,
         }
     }
 

@@ -757,3 +757,159 @@ async fn devices_are_mapped_and_missing_ones_refused() {
     assert!(err.message().contains("no-such-device-crius"), "{err:?}");
     teardown(&daemon, &pod).await;
 }
+
+fn seccomp(
+    profile_type: security_profile::ProfileType,
+    localhost_ref: &str,
+) -> Option<SecurityProfile> {
+    Some(SecurityProfile {
+        profile_type: profile_type as i32,
+        localhost_ref: localhost_ref.into(),
+    })
+}
+
+#[tokio::test]
+#[allow(deprecated)] // seccomp_profile_path is still honoured
+async fn seccomp_runtime_default_localhost_unconfined_and_apparmor() {
+    use security_profile::ProfileType;
+    let daemon = daemon(&["busybox"]).await;
+    let pod = run_pod(&daemon, "seccomp").await;
+    let mut client = daemon.runtime().await;
+    let sleep = &["sleep", "3600"];
+    // unshare(CLONE_NEWUSER) needs no capability: only seccomp stops it.
+    let unshare = &["unshare", "-U", "true"];
+
+    // No profile named: the node default (runtime/default).
+    let id = create_and_start(
+        &mut client,
+        &pod,
+        container_config("nodedefault", "busybox", sleep),
+    )
+    .await;
+    assert_eq!(proc_status(&mut client, &id, "Seccomp").await, "2");
+    let r = exec(&mut client, &id, unshare, 10).await.unwrap();
+    assert_ne!(r.exit_code, 0, "unshare allowed under the default profile");
+    assert!(
+        String::from_utf8_lossy(&r.stderr).contains("not permitted"),
+        "{:?}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+
+    let c = with_security(
+        container_config("default", "busybox", sleep),
+        LinuxContainerSecurityContext {
+            seccomp: seccomp(ProfileType::RuntimeDefault, ""),
+            ..Default::default()
+        },
+    );
+    let id = create_and_start(&mut client, &pod, c).await;
+    assert_eq!(proc_status(&mut client, &id, "Seccomp").await, "2");
+    assert_ne!(
+        exec(&mut client, &id, unshare, 10).await.unwrap().exit_code,
+        0
+    );
+    output(&mut client, &id, &["sh", "-c", "mkdir /tmp/d && echo ok"]).await;
+
+    let c = with_security(
+        container_config("unconfined", "busybox", sleep),
+        LinuxContainerSecurityContext {
+            seccomp: seccomp(ProfileType::Unconfined, ""),
+            ..Default::default()
+        },
+    );
+    let id = create_and_start(&mut client, &pod, c).await;
+    assert_eq!(proc_status(&mut client, &id, "Seccomp").await, "0");
+    output(&mut client, &id, unshare).await;
+
+    // The deprecated field, when `seccomp` is absent.
+    let c = with_security(
+        container_config("deprecated", "busybox", sleep),
+        LinuxContainerSecurityContext {
+            seccomp_profile_path: "unconfined".into(),
+            ..Default::default()
+        },
+    );
+    let id = create_and_start(&mut client, &pod, c).await;
+    assert_eq!(proc_status(&mut client, &id, "Seccomp").await, "0");
+
+    // Localhost: a profile of our own that forbids mkdir.
+    let profile = daemon.dirs.base.path().join("no-mkdir.json");
+    std::fs::write(
+        &profile,
+        r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir","mkdirat"],"action":"SCMP_ACT_ERRNO","errnoRet":1}]}"#,
+    )
+    .unwrap();
+    let c = with_security(
+        container_config("localhost", "busybox", sleep),
+        LinuxContainerSecurityContext {
+            seccomp: seccomp(ProfileType::Localhost, profile.to_str().unwrap()),
+            ..Default::default()
+        },
+    );
+    let id = create_and_start(&mut client, &pod, c).await;
+    assert_eq!(proc_status(&mut client, &id, "Seccomp").await, "2");
+    let r = exec(&mut client, &id, &["mkdir", "/tmp/x"], 10)
+        .await
+        .unwrap();
+    assert_ne!(r.exit_code, 0);
+    assert!(
+        String::from_utf8_lossy(&r.stderr).contains("not permitted"),
+        "{:?}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+    output(&mut client, &id, unshare).await;
+
+    // Missing or invalid Localhost profiles, AppArmor profiles on a host
+    // without AppArmor: InvalidArgument, nothing created.
+    std::fs::write(daemon.dirs.base.path().join("bad.json"), "{nope").unwrap();
+    let bad = daemon.dirs.base.path().join("bad.json");
+    let missing = daemon.dirs.base.path().join("missing.json");
+    for (name, sec) in [
+        (
+            "missing",
+            LinuxContainerSecurityContext {
+                seccomp: seccomp(ProfileType::Localhost, missing.to_str().unwrap()),
+                ..Default::default()
+            },
+        ),
+        (
+            "invalid",
+            LinuxContainerSecurityContext {
+                seccomp_profile_path: format!("localhost/{}", bad.display()),
+                ..Default::default()
+            },
+        ),
+        (
+            "apparmor",
+            LinuxContainerSecurityContext {
+                apparmor: seccomp(ProfileType::Localhost, "k8s-custom"),
+                ..Default::default()
+            },
+        ),
+    ] {
+        let err = create(
+            &mut client,
+            &pod,
+            with_security(container_config(name, "busybox", sleep), sec),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{name}: {err:?}");
+    }
+    // Unconfined and runtime/default AppArmor, and SELinux options, are fine.
+    let c = with_security(
+        container_config("lsm", "busybox", sleep),
+        LinuxContainerSecurityContext {
+            apparmor: seccomp(ProfileType::Unconfined, ""),
+            selinux_options: Some(SeLinuxOption {
+                user: "system_u".into(),
+                role: "system_r".into(),
+                r#type: "container_t".into(),
+                level: "s0:c1,c2".into(),
+            }),
+            ..Default::default()
+        },
+    );
+    create_and_start(&mut client, &pod, c).await;
+    teardown(&daemon, &pod).await;
+}
