@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{CgroupManager, Config, LogFormat, LogLevel};
+use crate::config::{CgroupManager, Config, LogFormat, LogLevel, SeccompDefault};
 
 #[derive(Debug, Parser)]
 #[command(name = "crius", about = "A Kubernetes CRI runtime server", version)]
@@ -87,6 +87,8 @@ pub struct Overrides {
     pub streaming_port: Option<u16>,
     #[arg(long, global = true, value_enum)]
     pub cgroup_manager: Option<CgroupManager>,
+    #[arg(long, global = true, value_enum)]
+    pub seccomp_default: Option<SeccompDefault>,
     /// Repeatable; replaces the configured list.
     #[arg(long = "runtime-handler", global = true, value_name = "NAME")]
     pub runtime_handlers: Vec<String>,
@@ -119,6 +121,7 @@ impl Overrides {
         set(&mut config.runtime.runtime_path, self.runtime_path);
         set(&mut config.runtime.conmon_path, self.conmon_path);
         set(&mut config.runtime.cgroup_manager, self.cgroup_manager);
+        set(&mut config.runtime.seccomp_default, self.seccomp_default);
         set(&mut config.network.cni_config_dir, self.cni_config_dir);
         set(&mut config.network.cni_cache_dir, self.cni_cache_dir);
         set(&mut config.network.cni_timeout_secs, self.cni_timeout_secs);
