@@ -37,6 +37,8 @@ const KILL_WAIT: Duration = Duration::from_secs(30);
 /// SIGKILL) and backs off to this.
 const POLL: Duration = Duration::from_millis(20);
 const FIRST_POLL: Duration = Duration::from_millis(1);
+/// How long a writable layer's measured size is reused by stats calls.
+const LAYER_USAGE_TTL: Duration = Duration::from_secs(1);
 
 pub const REASON_COMPLETED: &str = "Completed";
 pub const REASON_ERROR: &str = "Error";
@@ -103,6 +105,7 @@ pub struct ContainerManager {
     runc: Arc<Runc>,
     cgroups: Arc<Cgroups>,
     cpu_samples: Arc<CpuSamples>,
+    layer_usage: Arc<crate::stats::LayerUsageCache>,
     /// crius' own capability bounding set: privileged means all of these.
     capability_bound: u64,
 }
@@ -133,6 +136,7 @@ impl ContainerManager {
             runc: Arc::new(runc),
             cgroups: Arc::new(Cgroups::host()),
             cpu_samples: Arc::new(CpuSamples::default()),
+            layer_usage: Arc::new(crate::stats::LayerUsageCache::new(LAYER_USAGE_TTL)),
             capability_bound: crate::devices::own_capability_bound(),
         })
     }
@@ -1061,6 +1065,10 @@ impl ContainerManager {
         let all = self.store.list();
         self.cpu_samples
             .retain(|k| k.starts_with("pod:") || all.iter().any(|c| c.meta.id == k));
+        self.layer_usage.retain(|d| {
+            all.iter()
+                .any(|c| d.starts_with(self.cfg.container_dir(&c.meta.id)))
+        });
         let mut out: Vec<_> = all
             .iter()
             .filter(|c| {
@@ -1093,7 +1101,7 @@ impl ContainerManager {
         let now = now_nanos();
         let usage = self.cgroups.usage(&m.cgroups_path);
         let upper = self.overlay(&m.id).upper;
-        let layer = crate::stats::dir_usage(&upper);
+        let layer = self.layer_usage.usage(&upper);
         crius_proto::ContainerStats {
             attributes: Some(crius_proto::ContainerAttributes {
                 id: m.id.clone(),

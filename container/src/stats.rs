@@ -219,6 +219,56 @@ pub fn dir_usage(dir: &Path) -> Option<(u64, u64)> {
     Some((bytes, inodes))
 }
 
+/// `(bytes, inodes)` of a writable layer.
+pub type LayerUsage = (u64, u64);
+
+/// Writable-layer usage per container, recomputed at most every `ttl`:
+/// walking a large upper dir on every ListContainerStats would make the
+/// kubelet's periodic stats calls cost O(files). (containerd refreshes
+/// snapshot usage on a timer for the same reason.)
+#[derive(Debug)]
+pub struct LayerUsageCache {
+    ttl: std::time::Duration,
+    entries: Mutex<HashMap<PathBuf, (std::time::Instant, Option<LayerUsage>)>>,
+}
+
+impl LayerUsageCache {
+    pub fn new(ttl: std::time::Duration) -> Self {
+        LayerUsageCache {
+            ttl,
+            entries: Mutex::default(),
+        }
+    }
+
+    /// `(bytes, inodes)` of `dir`, from the cache when fresh enough.
+    pub fn usage(&self, dir: &Path) -> Option<(u64, u64)> {
+        let now = std::time::Instant::now();
+        if let Some((at, v)) = self
+            .entries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(dir)
+            && now.duration_since(*at) < self.ttl
+        {
+            return *v;
+        }
+        let v = dir_usage(dir);
+        self.entries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(dir.to_path_buf(), (now, v));
+        v
+    }
+
+    /// Forgets dirs not in `keep`.
+    pub fn retain(&self, keep: impl Fn(&Path) -> bool) {
+        self.entries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|k, _| keep(k));
+    }
+}
+
 /// Traffic of one network interface.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct InterfaceUsage {
@@ -404,6 +454,20 @@ eth0: 5000 40 1 0 0 0 0 0 7000 50 2 0 0 0 0 0\n";
         assert_eq!(inodes, 3);
         assert!(bytes >= 10_000, "{bytes}");
         assert_eq!(dir_usage(&d.path().join("nope")), None);
+    }
+
+    #[test]
+    fn layer_usage_is_cached_for_its_ttl() {
+        let d = tempfile::tempdir().unwrap();
+        let cache = LayerUsageCache::new(std::time::Duration::from_secs(3600));
+        let (_, inodes) = cache.usage(d.path()).unwrap();
+        assert_eq!(inodes, 1);
+        std::fs::write(d.path().join("f"), "x").unwrap();
+        assert_eq!(cache.usage(d.path()).unwrap().1, 1);
+        let fresh = LayerUsageCache::new(std::time::Duration::ZERO);
+        assert_eq!(fresh.usage(d.path()).unwrap().1, 2);
+        cache.retain(|_| false);
+        assert_eq!(cache.usage(d.path()).unwrap().1, 2);
     }
 
     #[test]
