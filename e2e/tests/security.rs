@@ -949,3 +949,137 @@ async fn memory_limit_overrun_is_reported_as_oom_killed() {
     assert_eq!(st.reason, "OOMKilled", "{st:?}");
     teardown(&daemon, &pod).await;
 }
+
+/// Removes a cgroup dir (and its empty children) from every v1 hierarchy.
+fn remove_cgroup(rel: &str) {
+    for entry in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        let dir = entry.path().join(rel.trim_start_matches('/'));
+        if dir.is_dir() {
+            let mut children: Vec<_> = std::fs::read_dir(&dir)
+                .unwrap()
+                .flatten()
+                .filter(|e| e.path().is_dir())
+                .map(|e| e.path())
+                .collect();
+            children.push(dir.clone());
+            for d in children {
+                std::fs::remove_dir(&d).unwrap_or_else(|e| panic!("rmdir {d:?}: {e}"));
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn pod_stats_come_from_the_pod_cgroup_and_list_stats_is_cheap() {
+    let daemon = daemon(&["busybox"]).await;
+    let parent = format!("/crius-e2e-pod-{}", std::process::id());
+    let pod = run_pod(&daemon, "no-parent").await;
+    // A second pod with a cgroup parent (the first shows pods without).
+    let mut config = pod.config.clone();
+    config.metadata.as_mut().unwrap().name = "with-parent".into();
+    config.metadata.as_mut().unwrap().uid = "uid-with-parent".into();
+    config.linux = Some(LinuxPodSandboxConfig {
+        cgroup_parent: parent.clone(),
+        ..Default::default()
+    });
+    let mut client = daemon.runtime().await;
+    let with_parent = Pod {
+        id: client
+            .run_pod_sandbox(RunPodSandboxRequest {
+                config: Some(config.clone()),
+                runtime_handler: String::new(),
+            })
+            .await
+            .expect("run pod")
+            .into_inner()
+            .pod_sandbox_id,
+        config,
+    };
+    let busy = "while :; do :; done";
+    let mut ids = Vec::new();
+    for i in 0..2 {
+        ids.push(
+            create_and_start(
+                &mut client,
+                &with_parent,
+                container_config(&format!("c{i}"), "busybox", &["sh", "-c", busy]),
+            )
+            .await,
+        );
+    }
+    // More containers, for the cost of ListContainerStats.
+    for i in 0..8 {
+        create_and_start(
+            &mut client,
+            &pod,
+            container_config(&format!("idle{i}"), "busybox", &["sleep", "3600"]),
+        )
+        .await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let stats = client
+        .pod_sandbox_stats(PodSandboxStatsRequest {
+            pod_sandbox_id: with_parent.id.clone(),
+        })
+        .await
+        .expect("pod stats")
+        .into_inner()
+        .stats
+        .unwrap();
+    let linux = stats.linux.unwrap();
+    let pod_cpu = val(&linux.cpu.as_ref().unwrap().usage_core_nano_seconds);
+    let cpuacct = Path::new("/sys/fs/cgroup/cpuacct")
+        .join(parent.trim_start_matches('/'))
+        .join("cpuacct.usage");
+    let host: u64 = std::fs::read_to_string(&cpuacct)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // Read from the pod cgroup: the host file moved on a little since.
+    assert!(pod_cpu > 0 && pod_cpu <= host, "{pod_cpu} vs {host}");
+    let ctr_sum: u64 = linux
+        .containers
+        .iter()
+        .map(|c| val(&c.cpu.as_ref().unwrap().usage_core_nano_seconds))
+        .sum();
+    assert_eq!(linux.containers.len(), 2);
+    assert!(ctr_sum > 0);
+    // Both shells are in the pod cgroup's pids count.
+    assert!(val(&linux.process.as_ref().unwrap().process_count) >= 2);
+
+    let started = Instant::now();
+    let rounds = 10;
+    for _ in 0..rounds {
+        let n = client
+            .list_container_stats(ListContainerStatsRequest { filter: None })
+            .await
+            .unwrap()
+            .into_inner()
+            .stats
+            .len();
+        assert_eq!(n, 10);
+    }
+    // Reported, not asserted (two busy loops share this machine's cores).
+    println!(
+        "ListContainerStats, 10 containers: {:?} per call",
+        started.elapsed() / rounds
+    );
+
+    // teardown checks the whole daemon: the other pod goes first.
+    let mut client2 = daemon.runtime().await;
+    client2
+        .stop_pod_sandbox(StopPodSandboxRequest {
+            pod_sandbox_id: with_parent.id.clone(),
+        })
+        .await
+        .expect("stop pod");
+    client2
+        .remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: with_parent.id.clone(),
+        })
+        .await
+        .expect("remove pod");
+    teardown(&daemon, &pod).await;
+    remove_cgroup(&parent);
+}
