@@ -1028,6 +1028,7 @@ impl ContainerManager {
         let res = self.runc.update(&ctr.meta.id, &file).await;
         let _ = std::fs::remove_file(&file);
         res?;
+        self.update_spec_resources(&ctr.meta.id, &oci);
         ctr.update(|s| {
             let merged = s.resources.clone().unwrap_or_default().merged(r);
             s.resources = Some(merged);
@@ -1035,6 +1036,61 @@ impl ContainerManager {
         })?;
         tracing::info!(id = %ctr.meta.id, "container resources updated");
         Ok(())
+    }
+
+    /// Folds an update into the bundle's config.json, so the runtime spec
+    /// shown by verbose ContainerStatus matches the cgroup. Best effort:
+    /// the cgroup and the record are what count.
+    fn update_spec_resources(&self, id: &str, update: &oci_spec::runtime::LinuxResources) {
+        let path = self.cfg.bundle_dir(id).join(CONFIG_JSON);
+        let Some(mut spec) = std::fs::read(&path)
+            .ok()
+            .and_then(|d| serde_json::from_slice::<oci_spec::runtime::Spec>(&d).ok())
+        else {
+            return;
+        };
+        let Some(linux) = spec.linux_mut() else {
+            return;
+        };
+        let mut res = linux.resources().clone().unwrap_or_default();
+        if let Some(new) = update.memory() {
+            let mut mem = res.memory().unwrap_or_default();
+            if let Some(l) = new.limit() {
+                mem.set_limit(Some(l));
+            }
+            if let Some(s) = new.swap() {
+                mem.set_swap(Some(s));
+            }
+            res.set_memory(Some(mem));
+        }
+        if let Some(new) = update.cpu() {
+            let mut cpu = res.cpu().clone().unwrap_or_default();
+            if new.shares().is_some() {
+                cpu.set_shares(new.shares());
+            }
+            if new.quota().is_some() {
+                cpu.set_quota(new.quota());
+            }
+            if new.period().is_some() {
+                cpu.set_period(new.period());
+            }
+            if new.cpus().is_some() {
+                cpu.set_cpus(new.cpus().clone());
+            }
+            if new.mems().is_some() {
+                cpu.set_mems(new.mems().clone());
+            }
+            res.set_cpu(Some(cpu));
+        }
+        linux.set_resources(Some(res));
+        match serde_json::to_vec_pretty(&spec) {
+            Ok(data) => {
+                if let Err(e) = crate::store::write_replace(&path, &data) {
+                    tracing::warn!(%id, %e, "failed to record updated resources in the spec");
+                }
+            }
+            Err(e) => tracing::warn!(%id, %e, "failed to serialize the updated spec"),
+        }
     }
 
     // ----------------------------------------------------------------- stats
