@@ -481,6 +481,7 @@ impl ContainerManager {
             devices: &devices,
             device_rules: &device_rules,
             seccomp: seccomp.as_ref(),
+            pids_limit: self.cfg.pids_limit,
         })?;
         let spec_path = bundle.join(CONFIG_JSON);
         let data = serde_json::to_vec_pretty(&spec).map_err(|e| Error::Json {
@@ -1016,6 +1017,13 @@ impl ContainerManager {
         }
         let mut oci = oci_spec::runtime::LinuxResources::default();
         spec::oci_resources(r, &mut oci);
+        if self.cfg.pids_limit > 0 {
+            // Sent with every update so the node limit holds whatever the
+            // runtime does with an absent one.
+            let mut pids = oci_spec::runtime::LinuxPids::default();
+            pids.set_limit(self.cfg.pids_limit);
+            oci.set_pids(Some(pids));
+        }
         let file = self
             .cfg
             .bundle_dir(&ctr.meta.id)

@@ -111,6 +111,8 @@ pub struct SpecInput<'a> {
     pub device_rules: &'a [oci_spec::runtime::LinuxDeviceCgroup],
     /// The seccomp filter; `None` = unconfined.
     pub seccomp: Option<&'a oci_spec::runtime::LinuxSeccomp>,
+    /// The node's pids limit; 0 = none.
+    pub pids_limit: i64,
 }
 
 /// The process arguments, following Kubernetes: `command` replaces the
@@ -739,6 +741,11 @@ pub fn build_spec(input: &SpecInput<'_>) -> Result<Spec> {
         .build()
         .map_err(spec_err)?;
     apply_resources(config, &mut resources);
+    if input.pids_limit > 0 {
+        let mut pids = oci_spec::runtime::LinuxPids::default();
+        pids.set_limit(input.pids_limit);
+        resources.set_pids(Some(pids));
+    }
     let mut linux = LinuxBuilder::default()
         .namespaces(namespaces)
         .resources(resources)
@@ -1044,6 +1051,7 @@ mod tests {
             devices: &[],
             device_rules: &[],
             seccomp: None,
+            pids_limit: 0,
             cgroup_manager: CgroupManager::Cgroupfs,
         })
     }

@@ -23,6 +23,8 @@ pub struct RuntimeConfig {
     pub default_capabilities: Vec<String>,
     /// The seccomp profile of containers that name none.
     pub seccomp_default: crate::seccomp::NodeDefault,
+    /// Maximum tasks in each container's cgroup; 0 = no limit.
+    pub pids_limit: i64,
 }
 
 impl RuntimeConfig {
@@ -44,6 +46,7 @@ impl RuntimeConfig {
                 .map(|c| c.to_string())
                 .collect(),
             seccomp_default: crate::seccomp::NodeDefault::RuntimeDefault,
+            pids_limit: 0,
         }
     }
 

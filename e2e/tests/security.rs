@@ -26,13 +26,20 @@ fn image(name: &str) -> String {
 
 /// A daemon whose CNI network is loopback only, with `images` pulled.
 async fn daemon(images: &[&str]) -> Daemon {
+    daemon_with(images, &[]).await
+}
+
+/// A daemon as [`daemon`] with extra command line flags.
+async fn daemon_with(images: &[&str], flags: &[&str]) -> Daemon {
     let dirs = Dirs::new();
     std::fs::write(
         dirs.cni_config_dir().join("10-lo.conflist"),
         r#"{"cniVersion":"1.0.0","name":"lo-only","plugins":[{"type":"loopback"}]}"#,
     )
     .unwrap();
-    let daemon = Daemon::start_with(dirs, &["--cni-plugin-dir", "/usr/lib/cni"]).await;
+    let mut args = vec!["--cni-plugin-dir", "/usr/lib/cni"];
+    args.extend_from_slice(flags);
+    let daemon = Daemon::start_with(dirs, &args).await;
     let mut client = daemon.images().await;
     for name in images {
         client
@@ -1082,4 +1089,32 @@ async fn pod_stats_come_from_the_pod_cgroup_and_list_stats_is_cheap() {
         .expect("remove pod");
     teardown(&daemon, &pod).await;
     remove_cgroup(&parent);
+}
+
+#[tokio::test]
+async fn the_node_pids_limit_applies_to_every_container_and_survives_updates() {
+    let daemon = daemon_with(&["busybox"], &["--pids-limit", "64"]).await;
+    let pod = run_pod(&daemon, "pids").await;
+    let mut client = daemon.runtime().await;
+    let id = create_and_start(
+        &mut client,
+        &pod,
+        container_config("capped", "busybox", &["sleep", "3600"]),
+    )
+    .await;
+    assert_eq!(cgroup_file(&daemon, &id, "pids", "pids.max"), "64");
+    client
+        .update_container_resources(UpdateContainerResourcesRequest {
+            container_id: id.clone(),
+            linux: Some(LinuxContainerResources {
+                cpu_shares: 300,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("update: {e}\n{}", daemon.log()));
+    assert_eq!(cgroup_file(&daemon, &id, "cpu", "cpu.shares"), "300");
+    assert_eq!(cgroup_file(&daemon, &id, "pids", "pids.max"), "64");
+    teardown(&daemon, &pod).await;
 }

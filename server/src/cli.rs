@@ -89,6 +89,8 @@ pub struct Overrides {
     pub cgroup_manager: Option<CgroupManager>,
     #[arg(long, global = true, value_enum)]
     pub seccomp_default: Option<SeccompDefault>,
+    #[arg(long, global = true, value_name = "N")]
+    pub pids_limit: Option<i64>,
     /// Repeatable; replaces the configured list.
     #[arg(long = "runtime-handler", global = true, value_name = "NAME")]
     pub runtime_handlers: Vec<String>,
@@ -122,6 +124,7 @@ impl Overrides {
         set(&mut config.runtime.conmon_path, self.conmon_path);
         set(&mut config.runtime.cgroup_manager, self.cgroup_manager);
         set(&mut config.runtime.seccomp_default, self.seccomp_default);
+        set(&mut config.runtime.pids_limit, self.pids_limit);
         set(&mut config.network.cni_config_dir, self.cni_config_dir);
         set(&mut config.network.cni_cache_dir, self.cni_cache_dir);
         set(&mut config.network.cni_timeout_secs, self.cni_timeout_secs);

@@ -111,6 +111,8 @@ pub struct RuntimeConfig {
     pub conmon_path: PathBuf,
     pub cgroup_manager: CgroupManager,
     pub seccomp_default: SeccompDefault,
+    /// Maximum tasks per container; 0 = no limit.
+    pub pids_limit: i64,
     /// Accepted RuntimeClass handlers; the first is the default.
     pub handlers: Vec<String>,
 }
@@ -203,6 +205,7 @@ impl Default for RuntimeConfig {
             conmon_path: "conmon".into(),
             cgroup_manager: CgroupManager::Cgroupfs,
             seccomp_default: SeccompDefault::RuntimeDefault,
+            pids_limit: 0,
             handlers: vec!["runc".into()],
         }
     }
@@ -309,6 +312,11 @@ const KEY_DOCS: &[KeyDoc] = &[
         key: "runtime.seccomp_default",
         flag: "--seccomp-default",
         doc: "Seccomp profile of containers that name none: runtime/default (the built-in Docker-equivalent profile) or unconfined.",
+    },
+    KeyDoc {
+        key: "runtime.pids_limit",
+        flag: "--pids-limit",
+        doc: "Maximum number of tasks in each container's cgroup; 0 means no limit.",
     },
     KeyDoc {
         key: "network.cni_config_dir",

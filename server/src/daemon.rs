@@ -194,6 +194,7 @@ async fn open_containers(config: &Config) -> anyhow::Result<container::Container
         SeccompDefault::RuntimeDefault => container::seccomp::NodeDefault::RuntimeDefault,
         SeccompDefault::Unconfined => container::seccomp::NodeDefault::Unconfined,
     };
+    options.pids_limit = runtime.pids_limit;
     let manager = container::ContainerManager::new(options)
         .context("failed to set up the container store")?;
     let report = manager
