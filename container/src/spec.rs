@@ -650,6 +650,20 @@ pub fn oci_resources(
     if !r.unified.is_empty() {
         resources.set_unified(Some(r.unified.clone().into_iter().collect()));
     }
+    if !r.hugepage_limits.is_empty() {
+        resources.set_hugepage_limits(Some(
+            r.hugepage_limits
+                .iter()
+                .map(|h| {
+                    let mut l = oci_spec::runtime::LinuxHugepageLimit::default();
+                    // Both say sizes as "2MB", "1GB".
+                    l.set_page_size(h.page_size.clone())
+                        .set_limit(h.limit as i64);
+                    l
+                })
+                .collect(),
+        ));
+    }
 }
 
 /// Masked and read-only paths: the defaults unless the request gives its
@@ -943,6 +957,40 @@ mod tests {
             },
         );
         assert!(capabilities(&bad, &defaults, u64::MAX).is_err());
+    }
+
+    #[test]
+    fn hugepages_unified_and_cpuset_resources() {
+        let r = crius_proto::LinuxContainerResources {
+            cpuset_cpus: "0-1".into(),
+            cpuset_mems: "0".into(),
+            hugepage_limits: vec![crius_proto::HugepageLimit {
+                page_size: "2MB".into(),
+                limit: 4 << 20,
+            }],
+            unified: [("memory.high".to_string(), "1000000".to_string())].into(),
+            ..Default::default()
+        };
+        let mut res = oci_spec::runtime::LinuxResources::default();
+        oci_resources(&r, &mut res);
+        let h = &res.hugepage_limits().as_ref().unwrap()[0];
+        assert_eq!((h.page_size().as_str(), h.limit()), ("2MB", 4 << 20));
+        let cpu = res.cpu().as_ref().unwrap();
+        assert_eq!(cpu.cpus().as_deref(), Some("0-1"));
+        assert_eq!(cpu.mems().as_deref(), Some("0"));
+        assert_eq!(
+            res.unified()
+                .as_ref()
+                .unwrap()
+                .get("memory.high")
+                .map(String::as_str),
+            Some("1000000")
+        );
+        // Nothing asked: nothing set (runc update leaves those alone).
+        let mut res = oci_spec::runtime::LinuxResources::default();
+        oci_resources(&Default::default(), &mut res);
+        assert!(res.cpu().is_none() && res.memory().is_none());
+        assert!(res.hugepage_limits().is_none());
     }
 
     #[test]
