@@ -3,8 +3,9 @@
 //!
 //! Pure: every side effect (creating host paths, mounting the rootfs,
 //! reading /etc/passwd) happens before, in the caller; the results come in
-//! through [`SpecInput`]. Security extensions (issue 6) hook in at
-//! [`capabilities`] and [`apply_security_defaults`].
+//! through [`SpecInput`]: host devices and CRI device nodes
+//! ([`crate::devices`]), the seccomp filter ([`crate::seccomp`]) and crius'
+//! own capability bounding set (the ceiling for privileged containers).
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -667,7 +668,7 @@ pub fn oci_resources(
 }
 
 /// Masked and read-only paths: the defaults unless the request gives its
-/// own lists (issue 6: privileged clears both).
+/// own lists; privileged containers get none.
 pub fn apply_security_defaults(config: &ContainerConfig, linux: &mut oci_spec::runtime::Linux) {
     let sec = security(config);
     if sec.is_some_and(|s| s.privileged) {
