@@ -18,13 +18,16 @@
 //!   then `stop` / `remove` each.
 //! - Errors carry a [`crius_proto::ErrorKind`] via [`Error::kind`].
 
+pub mod devices;
 pub mod error;
 pub mod exec;
 pub mod manager;
 pub mod monitor;
 pub mod rootfs;
 pub mod runtime;
+pub mod seccomp;
 pub mod spec;
+pub mod stats;
 pub mod store;
 pub mod types;
 pub mod user;

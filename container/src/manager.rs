@@ -20,6 +20,7 @@ use crate::monitor::{self, ConmonCreate};
 use crate::rootfs::{self, OverlayPaths};
 use crate::runtime::{ExecOutput, Runc};
 use crate::spec::{self, PidNamespace, SpecInput};
+use crate::stats::{Cgroups, CpuSamples};
 use crate::store::{Container, ContainerMeta, ContainerStore, MountRecord, State, Status};
 use crate::types::{CgroupManager, ImageInfo, RuntimeConfig, SandboxInfo};
 use crate::user::{self, UserRequest};
@@ -36,6 +37,8 @@ const KILL_WAIT: Duration = Duration::from_secs(30);
 /// SIGKILL) and backs off to this.
 const POLL: Duration = Duration::from_millis(20);
 const FIRST_POLL: Duration = Duration::from_millis(1);
+/// How long a writable layer's measured size is reused by stats calls.
+const LAYER_USAGE_TTL: Duration = Duration::from_secs(1);
 
 pub const REASON_COMPLETED: &str = "Completed";
 pub const REASON_ERROR: &str = "Error";
@@ -111,6 +114,11 @@ pub struct ContainerManager {
     cfg: Arc<RuntimeConfig>,
     store: Arc<ContainerStore>,
     runc: Arc<Runc>,
+    cgroups: Arc<Cgroups>,
+    cpu_samples: Arc<CpuSamples>,
+    layer_usage: Arc<crate::stats::LayerUsageCache>,
+    /// crius' own capability bounding set: privileged means all of these.
+    capability_bound: u64,
 }
 
 impl ContainerManager {
@@ -137,6 +145,10 @@ impl ContainerManager {
             cfg: Arc::new(cfg),
             store: Arc::new(ContainerStore::default()),
             runc: Arc::new(runc),
+            cgroups: Arc::new(Cgroups::host()),
+            cpu_samples: Arc::new(CpuSamples::default()),
+            layer_usage: Arc::new(crate::stats::LayerUsageCache::new(LAYER_USAGE_TTL)),
+            capability_bound: crate::devices::own_capability_bound(),
         })
     }
 
@@ -243,6 +255,7 @@ impl ContainerManager {
         }
         spec::validate_mounts(config)?;
         spec::process_args(config, image)?;
+        crate::seccomp::check_lsm(config, crate::seccomp::apparmor_enabled())?;
         // The daemon still starts with the systemd driver (the kubelet reads
         // it from RuntimeConfig); only placing containers needs the work.
         if self.cfg.cgroup_manager == CgroupManager::Systemd {
@@ -439,6 +452,29 @@ impl ContainerManager {
             gid: user.gid,
             supplemental_groups: user.additional_gids.clone(),
         };
+        let privileged = sec.is_some_and(|s| s.privileged);
+        let (mut devices, mut device_rules) = crate::devices::cri_devices(&config.devices)?;
+        if privileged {
+            let cri_paths: std::collections::HashSet<PathBuf> =
+                devices.iter().map(|d| d.path().clone()).collect();
+            devices.extend(
+                tokio::task::spawn_blocking(crate::devices::host_devices)
+                    .await
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|d| !cri_paths.contains(d.path())),
+            );
+            device_rules = vec![crate::devices::allow_all()];
+        }
+        let bounding = spec::capabilities(
+            config,
+            &self.cfg.default_capabilities,
+            self.capability_bound,
+        )?
+        .bounding()
+        .clone()
+        .unwrap_or_default();
+        let seccomp = crate::seccomp::resolve(config, self.cfg.seccomp_default, &bounding)?;
         let spec = spec::build_spec(&SpecInput {
             id,
             config,
@@ -451,7 +487,12 @@ impl ContainerManager {
                 .as_ref()
                 .map(|(d, h)| (d.as_str(), h.as_path())),
             default_capabilities: &self.cfg.default_capabilities,
+            capability_bound: self.capability_bound,
             cgroup_manager: self.cfg.cgroup_manager,
+            devices: &devices,
+            device_rules: &device_rules,
+            seccomp: seccomp.as_ref(),
+            pids_limit: self.cfg.pids_limit,
         })?;
         let spec_path = bundle.join(CONFIG_JSON);
         let data = serde_json::to_vec_pretty(&spec).map_err(|e| Error::Json {
@@ -491,9 +532,15 @@ impl ContainerManager {
         })
         .await?;
 
+        let resources = config
+            .linux
+            .as_ref()
+            .and_then(|l| l.resources.as_ref())
+            .map(crate::store::ResourcesRecord::from);
         ctr.update(|s| {
             s.pid = pid;
             s.user = Some(user_record.clone());
+            s.resources = resources.clone();
             s.create_complete = true;
             Ok(())
         })?;
@@ -886,7 +933,13 @@ impl ContainerManager {
                         .collect(),
                 }),
             }),
-            ..Default::default()
+            resources: st
+                .resources
+                .as_ref()
+                .map(|r| crius_proto::ContainerResources {
+                    linux: Some(r.into()),
+                    windows: None,
+                }),
         };
         let mut info = HashMap::new();
         if verbose {
@@ -946,6 +999,212 @@ impl ContainerManager {
         }
         out.sort_by_key(|c| c.created_at);
         out
+    }
+
+    // ------------------------------------------------------------- resources
+
+    /// UpdateContainerResources: `runc update` on the live cgroup, then the
+    /// record, so ContainerStatus reports what is in force. Only created
+    /// and running containers have a cgroup to update.
+    pub async fn update_resources(
+        &self,
+        id: &str,
+        r: &crius_proto::LinuxContainerResources,
+    ) -> Result<()> {
+        let ctr = self.store.get(id)?;
+        let _op = ctr.op_lock.lock().await;
+        let st = self.refresh(&ctr)?;
+        if !matches!(st.state(), State::Created | State::Running) {
+            return Err(Error::FailedPrecondition {
+                id: ctr.meta.id.clone(),
+                state: st.state().as_str(),
+                op: "update its resources",
+            });
+        }
+        if r.memory_limit_in_bytes < 0 || r.cpu_shares < 0 || r.cpu_period < 0 {
+            return Err(Error::InvalidArgument(format!(
+                "negative resource values in {r:?}"
+            )));
+        }
+        let mut oci = oci_spec::runtime::LinuxResources::default();
+        spec::oci_resources(r, &mut oci);
+        if self.cfg.pids_limit > 0 {
+            // Sent with every update so the node limit holds whatever the
+            // runtime does with an absent one.
+            let mut pids = oci_spec::runtime::LinuxPids::default();
+            pids.set_limit(self.cfg.pids_limit);
+            oci.set_pids(Some(pids));
+        }
+        let file = self
+            .cfg
+            .bundle_dir(&ctr.meta.id)
+            .join("resources-update.json");
+        let data = serde_json::to_vec(&oci).map_err(|e| Error::Json {
+            path: file.clone(),
+            source: e,
+        })?;
+        std::fs::write(&file, data).map_err(|e| Error::io("failed to write", &file, e))?;
+        let res = self.runc.update(&ctr.meta.id, &file).await;
+        let _ = std::fs::remove_file(&file);
+        res?;
+        self.update_spec_resources(&ctr.meta.id, &oci);
+        ctr.update(|s| {
+            let merged = s.resources.clone().unwrap_or_default().merged(r);
+            s.resources = Some(merged);
+            Ok(())
+        })?;
+        tracing::info!(id = %ctr.meta.id, "container resources updated");
+        Ok(())
+    }
+
+    /// Folds an update into the bundle's config.json, so the runtime spec
+    /// shown by verbose ContainerStatus matches the cgroup. Best effort:
+    /// the cgroup and the record are what count.
+    fn update_spec_resources(&self, id: &str, update: &oci_spec::runtime::LinuxResources) {
+        let path = self.cfg.bundle_dir(id).join(CONFIG_JSON);
+        let Some(mut spec) = std::fs::read(&path)
+            .ok()
+            .and_then(|d| serde_json::from_slice::<oci_spec::runtime::Spec>(&d).ok())
+        else {
+            return;
+        };
+        let Some(linux) = spec.linux_mut() else {
+            return;
+        };
+        let mut res = linux.resources().clone().unwrap_or_default();
+        if let Some(new) = update.memory() {
+            let mut mem = res.memory().unwrap_or_default();
+            if let Some(l) = new.limit() {
+                mem.set_limit(Some(l));
+            }
+            if let Some(s) = new.swap() {
+                mem.set_swap(Some(s));
+            }
+            res.set_memory(Some(mem));
+        }
+        if let Some(new) = update.cpu() {
+            let mut cpu = res.cpu().clone().unwrap_or_default();
+            if new.shares().is_some() {
+                cpu.set_shares(new.shares());
+            }
+            if new.quota().is_some() {
+                cpu.set_quota(new.quota());
+            }
+            if new.period().is_some() {
+                cpu.set_period(new.period());
+            }
+            if new.cpus().is_some() {
+                cpu.set_cpus(new.cpus().clone());
+            }
+            if new.mems().is_some() {
+                cpu.set_mems(new.mems().clone());
+            }
+            res.set_cpu(Some(cpu));
+        }
+        linux.set_resources(Some(res));
+        match serde_json::to_vec_pretty(&spec) {
+            Ok(data) => {
+                if let Err(e) = crate::store::write_replace(&path, &data) {
+                    tracing::warn!(%id, %e, "failed to record updated resources in the spec");
+                }
+            }
+            Err(e) => tracing::warn!(%id, %e, "failed to serialize the updated spec"),
+        }
+    }
+
+    // ----------------------------------------------------------------- stats
+
+    /// The cgroup hierarchy the stats are read from.
+    pub fn cgroups(&self) -> &Cgroups {
+        &self.cgroups
+    }
+
+    /// The CPU samples kept between stats calls (shared with pod stats).
+    pub fn cpu_samples(&self) -> &CpuSamples {
+        &self.cpu_samples
+    }
+
+    /// ContainerStats of one container (id or unique prefix).
+    pub fn stats(&self, id: &str) -> Result<crius_proto::ContainerStats> {
+        let ctr = self.store.get(id)?;
+        Ok(self.stats_of(&ctr))
+    }
+
+    /// ListContainerStats with the CRI filter (id prefix, sandbox id
+    /// prefix, label selector); only running and created containers, whose
+    /// cgroups exist, as CRI-O and containerd do.
+    pub fn list_stats(
+        &self,
+        filter: Option<&crius_proto::ContainerStatsFilter>,
+    ) -> Vec<crius_proto::ContainerStats> {
+        let all = self.store.list();
+        self.cpu_samples
+            .retain(|k| k.starts_with("pod:") || all.iter().any(|c| c.meta.id == k));
+        self.layer_usage.retain(|d| {
+            all.iter()
+                .any(|c| d.starts_with(self.cfg.container_dir(&c.meta.id)))
+        });
+        let mut out: Vec<_> = all
+            .iter()
+            .filter(|c| {
+                let st = self.refresh(c).unwrap_or_else(|_| c.status());
+                matches!(st.state(), State::Running | State::Created)
+            })
+            .filter(|c| {
+                filter.is_none_or(|f| {
+                    matches_filter(
+                        &c.meta,
+                        State::Running,
+                        &ContainerFilter {
+                            id: f.id.clone(),
+                            state: None,
+                            pod_sandbox_id: f.pod_sandbox_id.clone(),
+                            label_selector: f.label_selector.clone(),
+                        },
+                    )
+                })
+            })
+            .map(|c| (c.meta.created_at, self.stats_of(c)))
+            .collect();
+        out.sort_by_key(|(t, _)| *t);
+        out.into_iter().map(|(_, s)| s).collect()
+    }
+
+    fn stats_of(&self, ctr: &Container) -> crius_proto::ContainerStats {
+        let m = &ctr.meta;
+        let st = ctr.status();
+        let now = now_nanos();
+        let usage = self.cgroups.usage(&m.cgroups_path);
+        let upper = self.overlay(&m.id).upper;
+        let layer = self.layer_usage.usage(&upper);
+        crius_proto::ContainerStats {
+            attributes: Some(crius_proto::ContainerAttributes {
+                id: m.id.clone(),
+                metadata: Some(crius_proto::ContainerMetadata {
+                    name: m.metadata_name.clone(),
+                    attempt: m.attempt,
+                }),
+                labels: m.labels.clone().into_iter().collect(),
+                annotations: m.annotations.clone().into_iter().collect(),
+            }),
+            cpu: Some(cpu_usage(
+                &self.cpu_samples,
+                &m.id,
+                now,
+                usage.cpu_usage_ns,
+                st.started_at,
+            )),
+            memory: Some(memory_usage(now, usage.memory.as_ref())),
+            writable_layer: Some(crius_proto::FilesystemUsage {
+                timestamp: now,
+                fs_id: Some(crius_proto::FilesystemIdentifier {
+                    mountpoint: upper.display().to_string(),
+                }),
+                used_bytes: layer.map(|(b, _)| u64v(b)),
+                inodes_used: layer.map(|(_, i)| u64v(i)),
+            }),
+            swap: None,
+        }
     }
 
     // ------------------------------------------------------------------ exec
@@ -1256,6 +1515,41 @@ impl ContainerManager {
         let _ = std::fs::remove_file(self.exit_file(id));
         let _ = std::fs::remove_file(self.cfg.runroot.join("socks").join(id));
         let _ = std::fs::remove_dir_all(self.cfg.runc_root().join(id));
+    }
+}
+
+pub fn u64v(value: u64) -> crius_proto::UInt64Value {
+    crius_proto::UInt64Value { value }
+}
+
+/// The CRI CPU figures from a cgroup's usage counter; `key` names the
+/// sample kept for the next call's rate.
+pub fn cpu_usage(
+    samples: &CpuSamples,
+    key: &str,
+    now: i64,
+    usage_ns: Option<u64>,
+    started_at: i64,
+) -> crius_proto::CpuUsage {
+    crius_proto::CpuUsage {
+        timestamp: now,
+        usage_core_nano_seconds: usage_ns.map(u64v),
+        usage_nano_cores: usage_ns
+            .and_then(|u| samples.rate(key, now, u, started_at))
+            .map(u64v),
+    }
+}
+
+/// The CRI memory figures from a cgroup's memory usage.
+pub fn memory_usage(now: i64, m: Option<&crate::stats::MemoryUsage>) -> crius_proto::MemoryUsage {
+    crius_proto::MemoryUsage {
+        timestamp: now,
+        working_set_bytes: m.map(|m| u64v(m.working_set)),
+        available_bytes: m.and_then(|m| m.available()).map(u64v),
+        usage_bytes: m.map(|m| u64v(m.usage)),
+        rss_bytes: m.map(|m| u64v(m.rss)),
+        page_faults: m.map(|m| u64v(m.page_faults)),
+        major_page_faults: m.map(|m| u64v(m.major_page_faults)),
     }
 }
 

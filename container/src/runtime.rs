@@ -113,6 +113,15 @@ impl Runc {
         })
     }
 
+    /// `runc update --resources <file>`: applies an OCI `LinuxResources`
+    /// JSON to the running container's cgroup.
+    pub async fn update(&self, id: &str, resources_file: &Path) -> Result<()> {
+        let file = resources_file.to_string_lossy();
+        self.run(id, "update", &["update", "--resources", &file, id])
+            .await
+            .map(drop)
+    }
+
     pub async fn start(&self, id: &str) -> Result<()> {
         self.run(id, "start", &["start", id]).await.map(drop)
     }

@@ -3,8 +3,9 @@
 //!
 //! Pure: every side effect (creating host paths, mounting the rootfs,
 //! reading /etc/passwd) happens before, in the caller; the results come in
-//! through [`SpecInput`]. Security extensions (issue 6) hook in at
-//! [`capabilities`] and [`apply_security_defaults`].
+//! through [`SpecInput`]: host devices and CRI device nodes
+//! ([`crate::devices`]), the seccomp filter ([`crate::seccomp`]) and crius'
+//! own capability bounding set (the ceiling for privileged containers).
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -102,7 +103,17 @@ pub struct SpecInput<'a> {
     /// provides it (no CRI mount at that path).
     pub termination_log: Option<(&'a str, &'a Path)>,
     pub default_capabilities: &'a [String],
+    /// crius' own capability bounding set (bit mask).
+    pub capability_bound: u64,
     pub cgroup_manager: CgroupManager,
+    /// Device nodes to create (CRI devices; all host devices if privileged).
+    pub devices: &'a [oci_spec::runtime::LinuxDevice],
+    /// Device cgroup rules after the initial deny-all.
+    pub device_rules: &'a [oci_spec::runtime::LinuxDeviceCgroup],
+    /// The seccomp filter; `None` = unconfined.
+    pub seccomp: Option<&'a oci_spec::runtime::LinuxSeccomp>,
+    /// The node's pids limit; 0 = none.
+    pub pids_limit: i64,
 }
 
 /// The process arguments, following Kubernetes: `command` replaces the
@@ -188,14 +199,28 @@ fn parse_capability(name: &str) -> Result<Capability> {
 }
 
 /// The capability set: the configured default plus CRI add, minus CRI drop
-/// (`ALL` clears the defaults; issue 6 extends this).
-pub fn capabilities(config: &ContainerConfig, defaults: &[String]) -> Result<LinuxCapabilities> {
+/// (`ALL` clears the defaults); privileged (or add `ALL`) gives every
+/// capability in `bound` (crius' own bounding set, as a bit mask: runc
+/// cannot grant what crius lacks). `add_ambient_capabilities` are raised
+/// in the ambient set too, and so in the inheritable and permitted sets
+/// the kernel requires for them.
+pub fn capabilities(
+    config: &ContainerConfig,
+    defaults: &[String],
+    bound: u64,
+) -> Result<LinuxCapabilities> {
     let mut set: HashSet<Capability> = HashSet::new();
-    let caps = config
-        .linux
-        .as_ref()
-        .and_then(|l| l.security_context.as_ref())
-        .and_then(|s| s.capabilities.as_ref());
+    let sec = security(config);
+    let privileged = sec.is_some_and(|s| s.privileged);
+    let caps = sec.and_then(|s| s.capabilities.as_ref());
+    let all = || {
+        all_capability_names()
+            .iter()
+            .enumerate()
+            .filter(|(bit, _)| bound & (1u64 << bit) != 0)
+            .filter_map(|(_, n)| parse_capability(n).ok())
+            .collect::<Vec<_>>()
+    };
     let drop_all = caps
         .map(|c| {
             c.drop_capabilities
@@ -203,19 +228,20 @@ pub fn capabilities(config: &ContainerConfig, defaults: &[String]) -> Result<Lin
                 .any(|d| d.eq_ignore_ascii_case("ALL"))
         })
         .unwrap_or(false);
-    if !drop_all {
+    if privileged {
+        set.extend(all());
+    } else if !drop_all {
         for c in defaults {
             set.insert(parse_capability(c)?);
         }
     }
-    if let Some(c) = caps {
+    let mut ambient: HashSet<Capability> = HashSet::new();
+    if let Some(c) = caps
+        && !privileged
+    {
         for a in &c.add_capabilities {
             if a.eq_ignore_ascii_case("ALL") {
-                for n in all_capability_names() {
-                    if let Ok(cap) = parse_capability(n) {
-                        set.insert(cap);
-                    }
-                }
+                set.extend(all());
             } else {
                 set.insert(parse_capability(a)?);
             }
@@ -226,58 +252,66 @@ pub fn capabilities(config: &ContainerConfig, defaults: &[String]) -> Result<Lin
             }
         }
     }
+    if let Some(c) = caps {
+        for a in &c.add_ambient_capabilities {
+            let cap = parse_capability(a)?;
+            set.insert(cap);
+            ambient.insert(cap);
+        }
+    }
     let mut caps = LinuxCapabilities::default();
     caps.set_bounding(Some(set.clone()))
         .set_effective(Some(set.clone()))
         .set_permitted(Some(set))
-        .set_inheritable(None)
-        .set_ambient(None);
+        .set_inheritable((!ambient.is_empty()).then(|| ambient.clone()))
+        .set_ambient((!ambient.is_empty()).then_some(ambient));
     Ok(caps)
 }
 
+/// Every capability, in kernel bit order (`CAP_CHOWN` = 0).
 fn all_capability_names() -> &'static [&'static str] {
     &[
-        "CAP_AUDIT_CONTROL",
-        "CAP_AUDIT_READ",
-        "CAP_AUDIT_WRITE",
-        "CAP_BLOCK_SUSPEND",
-        "CAP_BPF",
-        "CAP_CHECKPOINT_RESTORE",
         "CAP_CHOWN",
         "CAP_DAC_OVERRIDE",
         "CAP_DAC_READ_SEARCH",
         "CAP_FOWNER",
         "CAP_FSETID",
-        "CAP_IPC_LOCK",
-        "CAP_IPC_OWNER",
         "CAP_KILL",
-        "CAP_LEASE",
+        "CAP_SETGID",
+        "CAP_SETUID",
+        "CAP_SETPCAP",
         "CAP_LINUX_IMMUTABLE",
-        "CAP_MAC_ADMIN",
-        "CAP_MAC_OVERRIDE",
-        "CAP_MKNOD",
-        "CAP_NET_ADMIN",
         "CAP_NET_BIND_SERVICE",
         "CAP_NET_BROADCAST",
+        "CAP_NET_ADMIN",
         "CAP_NET_RAW",
-        "CAP_PERFMON",
-        "CAP_SETFCAP",
-        "CAP_SETGID",
-        "CAP_SETPCAP",
-        "CAP_SETUID",
-        "CAP_SYSLOG",
+        "CAP_IPC_LOCK",
+        "CAP_IPC_OWNER",
+        "CAP_SYS_MODULE",
+        "CAP_SYS_RAWIO",
+        "CAP_SYS_CHROOT",
+        "CAP_SYS_PTRACE",
+        "CAP_SYS_PACCT",
         "CAP_SYS_ADMIN",
         "CAP_SYS_BOOT",
-        "CAP_SYS_CHROOT",
-        "CAP_SYS_MODULE",
         "CAP_SYS_NICE",
-        "CAP_SYS_PACCT",
-        "CAP_SYS_PTRACE",
-        "CAP_SYS_RAWIO",
         "CAP_SYS_RESOURCE",
         "CAP_SYS_TIME",
         "CAP_SYS_TTY_CONFIG",
+        "CAP_MKNOD",
+        "CAP_LEASE",
+        "CAP_AUDIT_WRITE",
+        "CAP_AUDIT_CONTROL",
+        "CAP_SETFCAP",
+        "CAP_MAC_OVERRIDE",
+        "CAP_MAC_ADMIN",
+        "CAP_SYSLOG",
         "CAP_WAKE_ALARM",
+        "CAP_BLOCK_SUSPEND",
+        "CAP_AUDIT_READ",
+        "CAP_PERFMON",
+        "CAP_BPF",
+        "CAP_CHECKPOINT_RESTORE",
     ]
 }
 
@@ -360,6 +394,12 @@ pub fn validate_mounts(config: &ContainerConfig) -> Result<Vec<(String, &crius_p
 pub fn mounts(input: &SpecInput<'_>) -> Result<(Vec<Mount>, Option<String>)> {
     let config = input.config;
     let readonly_rootfs = security(config).map(|s| s.readonly_rootfs).unwrap_or(false);
+    // Privileged containers get /sys and the cgroup fs read-write.
+    let sys_mode = if security(config).is_some_and(|s| s.privileged) {
+        "rw"
+    } else {
+        "ro"
+    };
     let mut cri = validate_mounts(config)?;
     let taken: HashSet<&str> = cri.iter().map(|(d, _)| d.as_str()).collect();
 
@@ -394,13 +434,13 @@ pub fn mounts(input: &SpecInput<'_>) -> Result<(Vec<Mount>, Option<String>)> {
             "/sys",
             "sysfs",
             "sysfs",
-            &["nosuid", "noexec", "nodev", "ro"],
+            &["nosuid", "noexec", "nodev", sys_mode],
         ),
         mount(
             "/sys/fs/cgroup",
             "cgroup",
             "cgroup",
-            &["nosuid", "noexec", "nodev", "relatime", "ro"],
+            &["nosuid", "noexec", "nodev", "relatime", sys_mode],
         ),
     ];
     out.retain(|m| !taken.contains(m.destination().to_str().unwrap_or("")));
@@ -558,14 +598,23 @@ pub fn oom_score_adj(config: &ContainerConfig) -> Option<i32> {
         .and_then(|v| i32::try_from(v).ok())
 }
 
-/// CPU and memory limits of the CRI request (the rest is issue 6).
+/// CPU and memory limits of the CRI request.
 pub fn apply_resources(
     config: &ContainerConfig,
     resources: &mut oci_spec::runtime::LinuxResources,
 ) {
-    let Some(r) = cri_resources(config) else {
-        return;
-    };
+    if let Some(r) = cri_resources(config) {
+        oci_resources(r, resources);
+    }
+}
+
+/// Sets the OCI CPU and memory resources for the CRI ones that are given
+/// (non-zero, non-empty); the rest is left alone, which is also what
+/// `runc update` does with absent fields.
+pub fn oci_resources(
+    r: &crius_proto::LinuxContainerResources,
+    resources: &mut oci_spec::runtime::LinuxResources,
+) {
     if r.memory_limit_in_bytes > 0 {
         let mut mem = oci_spec::runtime::LinuxMemory::default();
         mem.set_limit(Some(r.memory_limit_in_bytes));
@@ -599,12 +648,33 @@ pub fn apply_resources(
     if any {
         resources.set_cpu(Some(cpu));
     }
+    if !r.unified.is_empty() {
+        resources.set_unified(Some(r.unified.clone().into_iter().collect()));
+    }
+    if !r.hugepage_limits.is_empty() {
+        resources.set_hugepage_limits(Some(
+            r.hugepage_limits
+                .iter()
+                .map(|h| {
+                    let mut l = oci_spec::runtime::LinuxHugepageLimit::default();
+                    // Both say sizes as "2MB", "1GB".
+                    l.set_page_size(h.page_size.clone())
+                        .set_limit(h.limit as i64);
+                    l
+                })
+                .collect(),
+        ));
+    }
 }
 
 /// Masked and read-only paths: the defaults unless the request gives its
-/// own lists (issue 6: privileged clears both).
+/// own lists; privileged containers get none.
 pub fn apply_security_defaults(config: &ContainerConfig, linux: &mut oci_spec::runtime::Linux) {
     let sec = security(config);
+    if sec.is_some_and(|s| s.privileged) {
+        linux.set_masked_paths(None).set_readonly_paths(None);
+        return;
+    }
     let masked = match sec {
         Some(s) if !s.masked_paths.is_empty() => s.masked_paths.clone(),
         _ => DEFAULT_MASKED_PATHS.iter().map(|s| s.to_string()).collect(),
@@ -643,7 +713,11 @@ pub fn build_spec(input: &SpecInput<'_>) -> Result<Spec> {
         .set_args(Some(process_args(config, input.image)?))
         .set_env(Some(process_env(config, input.image, &sandbox.hostname)))
         .set_cwd(PathBuf::from(working_dir(config, input.image)))
-        .set_capabilities(Some(capabilities(config, input.default_capabilities)?))
+        .set_capabilities(Some(capabilities(
+            config,
+            input.default_capabilities,
+            input.capability_bound,
+        )?))
         .set_rlimits(None)
         .set_no_new_privileges(Some(sec.map(|s| s.no_new_privs).unwrap_or(false)))
         .set_oom_score_adj(oom_score_adj(config));
@@ -675,11 +749,18 @@ pub fn build_spec(input: &SpecInput<'_>) -> Result<Spec> {
         .access("rwm")
         .build()
         .map_err(spec_err)?;
+    let mut rules = vec![deny_all];
+    rules.extend(input.device_rules.iter().cloned());
     let mut resources = LinuxResourcesBuilder::default()
-        .devices(vec![deny_all])
+        .devices(rules)
         .build()
         .map_err(spec_err)?;
     apply_resources(config, &mut resources);
+    if input.pids_limit > 0 {
+        let mut pids = oci_spec::runtime::LinuxPids::default();
+        pids.set_limit(input.pids_limit);
+        resources.set_pids(Some(pids));
+    }
     let mut linux = LinuxBuilder::default()
         .namespaces(namespaces)
         .resources(resources)
@@ -693,6 +774,10 @@ pub fn build_spec(input: &SpecInput<'_>) -> Result<Spec> {
     if let Some(p) = rootfs_propagation {
         linux.set_rootfs_propagation(Some(p));
     }
+    if !input.devices.is_empty() {
+        linux.set_devices(Some(input.devices.to_vec()));
+    }
+    linux.set_seccomp(input.seccomp.cloned());
     apply_security_defaults(config, &mut linux);
 
     let mut annotations: HashMap<String, String> = config.annotations.clone();
@@ -831,7 +916,7 @@ mod tests {
     #[test]
     fn capability_add_drop() {
         let defaults: Vec<String> = DEFAULT_CAPABILITIES.iter().map(|s| s.to_string()).collect();
-        let caps = capabilities(&cfg(&[], &[]), &defaults).unwrap();
+        let caps = capabilities(&cfg(&[], &[]), &defaults, u64::MAX).unwrap();
         assert_eq!(caps.bounding().as_ref().unwrap().len(), 14);
         let c = with_sec(
             cfg(&[], &[]),
@@ -844,7 +929,7 @@ mod tests {
                 ..Default::default()
             },
         );
-        let caps = capabilities(&c, &defaults).unwrap();
+        let caps = capabilities(&c, &defaults, u64::MAX).unwrap();
         let b = caps.bounding().as_ref().unwrap();
         assert!(b.contains(&Capability::NetAdmin));
         assert!(!b.contains(&Capability::Kill));
@@ -860,7 +945,7 @@ mod tests {
                 ..Default::default()
             },
         );
-        let caps = capabilities(&c, &defaults).unwrap();
+        let caps = capabilities(&c, &defaults, u64::MAX).unwrap();
         assert_eq!(caps.effective().as_ref().unwrap().len(), 1);
         let bad = with_sec(
             cfg(&[], &[]),
@@ -872,7 +957,105 @@ mod tests {
                 ..Default::default()
             },
         );
-        assert!(capabilities(&bad, &defaults).is_err());
+        assert!(capabilities(&bad, &defaults, u64::MAX).is_err());
+    }
+
+    #[test]
+    fn hugepages_unified_and_cpuset_resources() {
+        let r = crius_proto::LinuxContainerResources {
+            cpuset_cpus: "0-1".into(),
+            cpuset_mems: "0".into(),
+            hugepage_limits: vec![crius_proto::HugepageLimit {
+                page_size: "2MB".into(),
+                limit: 4 << 20,
+            }],
+            unified: [("memory.high".to_string(), "1000000".to_string())].into(),
+            ..Default::default()
+        };
+        let mut res = oci_spec::runtime::LinuxResources::default();
+        oci_resources(&r, &mut res);
+        let h = &res.hugepage_limits().as_ref().unwrap()[0];
+        assert_eq!((h.page_size().as_str(), h.limit()), ("2MB", 4 << 20));
+        let cpu = res.cpu().as_ref().unwrap();
+        assert_eq!(cpu.cpus().as_deref(), Some("0-1"));
+        assert_eq!(cpu.mems().as_deref(), Some("0"));
+        assert_eq!(
+            res.unified()
+                .as_ref()
+                .unwrap()
+                .get("memory.high")
+                .map(String::as_str),
+            Some("1000000")
+        );
+        // Nothing asked: nothing set (runc update leaves those alone).
+        let mut res = oci_spec::runtime::LinuxResources::default();
+        oci_resources(&Default::default(), &mut res);
+        assert!(res.cpu().is_none() && res.memory().is_none());
+        assert!(res.hugepage_limits().is_none());
+    }
+
+    #[test]
+    fn privileged_and_ambient_capabilities() {
+        let defaults: Vec<String> = DEFAULT_CAPABILITIES.iter().map(|s| s.to_string()).collect();
+        let priv_cfg = with_sec(
+            cfg(&[], &[]),
+            LinuxContainerSecurityContext {
+                privileged: true,
+                ..Default::default()
+            },
+        );
+        let caps = capabilities(&priv_cfg, &defaults, u64::MAX).unwrap();
+        assert_eq!(caps.bounding().as_ref().unwrap().len(), 41);
+        // Without CAP_SYS_RESOURCE (bit 24) in crius' own bounding set.
+        let caps = capabilities(&priv_cfg, &defaults, !(1u64 << 24)).unwrap();
+        let b = caps.bounding().as_ref().unwrap();
+        assert_eq!(b.len(), 40);
+        assert!(!b.contains(&Capability::SysResource));
+        assert!(b.contains(&Capability::SysAdmin));
+        let c = with_sec(
+            cfg(&[], &[]),
+            LinuxContainerSecurityContext {
+                capabilities: Some(CriCapability {
+                    add_ambient_capabilities: vec!["CAP_NET_ADMIN".into()],
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        );
+        let caps = capabilities(&c, &defaults, u64::MAX).unwrap();
+        for set in [caps.ambient(), caps.inheritable(), caps.permitted()] {
+            assert!(set.as_ref().unwrap().contains(&Capability::NetAdmin));
+        }
+        assert_eq!(caps.ambient().as_ref().unwrap().len(), 1);
+        assert!(
+            capabilities(&cfg(&[], &[]), &defaults, u64::MAX)
+                .unwrap()
+                .ambient()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn privileged_spec_has_no_masks_and_rw_sys() {
+        let c = with_sec(
+            cfg(&["sh"], &[]),
+            LinuxContainerSecurityContext {
+                privileged: true,
+                ..Default::default()
+            },
+        );
+        let spec = build(&c, &sandbox(), PidNamespace::Private).unwrap();
+        let linux = spec.linux().as_ref().unwrap();
+        assert!(linux.masked_paths().is_none());
+        assert!(linux.readonly_paths().is_none());
+        let sys = spec
+            .mounts()
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|m| m.destination() == Path::new("/sys"))
+            .unwrap();
+        assert!(sys.options().as_ref().unwrap().contains(&"rw".to_string()));
     }
 
     fn sandbox() -> SandboxInfo {
@@ -913,6 +1096,11 @@ mod tests {
             pid_namespace: pid,
             termination_log: Some(("/dev/termination-log", Path::new("/c/termination-log"))),
             default_capabilities: &defaults,
+            capability_bound: u64::MAX,
+            devices: &[],
+            device_rules: &[],
+            seccomp: None,
+            pids_limit: 0,
             cgroup_manager: CgroupManager::Cgroupfs,
         })
     }

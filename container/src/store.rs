@@ -136,6 +136,84 @@ pub struct Status {
     /// The resolved user, known once the rootfs is mounted.
     #[serde(default)]
     pub user: Option<UserRecord>,
+    /// The resources asked for at create and by UpdateContainerResources
+    /// since (ContainerStatus.resources).
+    #[serde(default)]
+    pub resources: Option<ResourcesRecord>,
+}
+
+/// The CRI Linux resources as persisted: the fields runc applies.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ResourcesRecord {
+    pub cpu_period: i64,
+    pub cpu_quota: i64,
+    pub cpu_shares: i64,
+    pub memory_limit_in_bytes: i64,
+    pub memory_swap_limit_in_bytes: i64,
+    pub oom_score_adj: i64,
+    pub cpuset_cpus: String,
+    pub cpuset_mems: String,
+    #[serde(default)]
+    pub unified: std::collections::BTreeMap<String, String>,
+}
+
+impl From<&crius_proto::LinuxContainerResources> for ResourcesRecord {
+    fn from(r: &crius_proto::LinuxContainerResources) -> Self {
+        ResourcesRecord {
+            cpu_period: r.cpu_period,
+            cpu_quota: r.cpu_quota,
+            cpu_shares: r.cpu_shares,
+            memory_limit_in_bytes: r.memory_limit_in_bytes,
+            memory_swap_limit_in_bytes: r.memory_swap_limit_in_bytes,
+            oom_score_adj: r.oom_score_adj,
+            cpuset_cpus: r.cpuset_cpus.clone(),
+            cpuset_mems: r.cpuset_mems.clone(),
+            unified: r.unified.clone().into_iter().collect(),
+        }
+    }
+}
+
+impl From<&ResourcesRecord> for crius_proto::LinuxContainerResources {
+    fn from(r: &ResourcesRecord) -> Self {
+        crius_proto::LinuxContainerResources {
+            cpu_period: r.cpu_period,
+            cpu_quota: r.cpu_quota,
+            cpu_shares: r.cpu_shares,
+            memory_limit_in_bytes: r.memory_limit_in_bytes,
+            memory_swap_limit_in_bytes: r.memory_swap_limit_in_bytes,
+            oom_score_adj: r.oom_score_adj,
+            cpuset_cpus: r.cpuset_cpus.clone(),
+            cpuset_mems: r.cpuset_mems.clone(),
+            unified: r.unified.clone().into_iter().collect(),
+            hugepage_limits: Vec::new(),
+        }
+    }
+}
+
+impl ResourcesRecord {
+    /// What is in force after `runc update` with `r`: fields `r` leaves
+    /// unset (zero, empty) keep their value.
+    pub fn merged(&self, r: &crius_proto::LinuxContainerResources) -> ResourcesRecord {
+        let pick = |new: i64, old: i64| if new != 0 { new } else { old };
+        let pick_s = |new: &str, old: &str| if new.is_empty() { old } else { new }.to_string();
+        let mut unified = self.unified.clone();
+        unified.extend(r.unified.clone());
+        ResourcesRecord {
+            cpu_period: pick(r.cpu_period, self.cpu_period),
+            cpu_quota: pick(r.cpu_quota, self.cpu_quota),
+            cpu_shares: pick(r.cpu_shares, self.cpu_shares),
+            memory_limit_in_bytes: pick(r.memory_limit_in_bytes, self.memory_limit_in_bytes),
+            memory_swap_limit_in_bytes: pick(
+                r.memory_swap_limit_in_bytes,
+                self.memory_swap_limit_in_bytes,
+            ),
+            // oom_score_adj is fixed at create; runc update cannot change it.
+            oom_score_adj: self.oom_score_adj,
+            cpuset_cpus: pick_s(&r.cpuset_cpus, &self.cpuset_cpus),
+            cpuset_mems: pick_s(&r.cpuset_mems, &self.cpuset_mems),
+            unified,
+        }
+    }
 }
 
 impl Status {
@@ -487,5 +565,32 @@ mod tests {
         r.release("a");
         r.reserve("a", "2").unwrap();
         assert_eq!(r.get("a").as_deref(), Some("2"));
+    }
+
+    #[test]
+    fn resource_updates_keep_unset_fields() {
+        let created = ResourcesRecord::from(&crius_proto::LinuxContainerResources {
+            cpu_period: 100_000,
+            cpu_quota: 50_000,
+            cpu_shares: 512,
+            memory_limit_in_bytes: 64 << 20,
+            oom_score_adj: 5,
+            cpuset_cpus: "0".into(),
+            ..Default::default()
+        });
+        let next = created.merged(&crius_proto::LinuxContainerResources {
+            cpu_quota: 20_000,
+            memory_limit_in_bytes: 32 << 20,
+            oom_score_adj: 900,
+            ..Default::default()
+        });
+        assert_eq!(next.cpu_period, 100_000);
+        assert_eq!(next.cpu_quota, 20_000);
+        assert_eq!(next.cpu_shares, 512);
+        assert_eq!(next.memory_limit_in_bytes, 32 << 20);
+        assert_eq!(next.oom_score_adj, 5);
+        assert_eq!(next.cpuset_cpus, "0");
+        let cri = crius_proto::LinuxContainerResources::from(&next);
+        assert_eq!(ResourcesRecord::from(&cri), next);
     }
 }

@@ -21,6 +21,10 @@ pub struct RuntimeConfig {
     /// Capabilities given to containers that do not ask for others
     /// (`CAP_`-prefixed names).
     pub default_capabilities: Vec<String>,
+    /// The seccomp profile of containers that name none.
+    pub seccomp_default: crate::seccomp::NodeDefault,
+    /// Maximum tasks in each container's cgroup; 0 = no limit.
+    pub pids_limit: i64,
 }
 
 impl RuntimeConfig {
@@ -41,6 +45,8 @@ impl RuntimeConfig {
                 .iter()
                 .map(|c| c.to_string())
                 .collect(),
+            seccomp_default: crate::seccomp::NodeDefault::RuntimeDefault,
+            pids_limit: 0,
         }
     }
 

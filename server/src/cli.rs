@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{CgroupManager, Config, LogFormat, LogLevel};
+use crate::config::{CgroupManager, Config, LogFormat, LogLevel, SeccompDefault};
 
 #[derive(Debug, Parser)]
 #[command(name = "crius", about = "A Kubernetes CRI runtime server", version)]
@@ -102,6 +102,10 @@ pub struct Overrides {
     pub streaming_tls_key: Option<PathBuf>,
     #[arg(long, global = true, value_enum)]
     pub cgroup_manager: Option<CgroupManager>,
+    #[arg(long, global = true, value_enum)]
+    pub seccomp_default: Option<SeccompDefault>,
+    #[arg(long, global = true, value_name = "N")]
+    pub pids_limit: Option<i64>,
     /// Repeatable; replaces the configured list.
     #[arg(long = "runtime-handler", global = true, value_name = "NAME")]
     pub runtime_handlers: Vec<String>,
@@ -144,6 +148,8 @@ impl Overrides {
         set(&mut config.runtime.runtime_path, self.runtime_path);
         set(&mut config.runtime.conmon_path, self.conmon_path);
         set(&mut config.runtime.cgroup_manager, self.cgroup_manager);
+        set(&mut config.runtime.seccomp_default, self.seccomp_default);
+        set(&mut config.runtime.pids_limit, self.pids_limit);
         set(&mut config.network.cni_config_dir, self.cni_config_dir);
         set(&mut config.network.cni_cache_dir, self.cni_cache_dir);
         set(&mut config.network.cni_timeout_secs, self.cni_timeout_secs);

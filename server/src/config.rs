@@ -97,12 +97,26 @@ impl CgroupManager {
     }
 }
 
+/// The seccomp profile of containers that name none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+pub enum SeccompDefault {
+    #[serde(rename = "runtime/default")]
+    #[value(name = "runtime/default")]
+    RuntimeDefault,
+    #[serde(rename = "unconfined")]
+    #[value(name = "unconfined")]
+    Unconfined,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RuntimeConfig {
     pub runtime_path: PathBuf,
     pub conmon_path: PathBuf,
     pub cgroup_manager: CgroupManager,
+    pub seccomp_default: SeccompDefault,
+    /// Maximum tasks per container; 0 = no limit.
+    pub pids_limit: i64,
     /// Accepted RuntimeClass handlers; the first is the default.
     pub handlers: Vec<String>,
 }
@@ -198,6 +212,8 @@ impl Default for RuntimeConfig {
             runtime_path: "runc".into(),
             conmon_path: "conmon".into(),
             cgroup_manager: CgroupManager::Cgroupfs,
+            seccomp_default: SeccompDefault::RuntimeDefault,
+            pids_limit: 0,
             handlers: vec!["runc".into()],
         }
     }
@@ -319,6 +335,16 @@ const KEY_DOCS: &[KeyDoc] = &[
         key: "runtime.cgroup_manager",
         flag: "--cgroup-manager",
         doc: "cgroupfs or systemd; reported to the kubelet as the cgroup driver.",
+    },
+    KeyDoc {
+        key: "runtime.seccomp_default",
+        flag: "--seccomp-default",
+        doc: "Seccomp profile of containers that name none: runtime/default (the built-in Docker-equivalent profile) or unconfined.",
+    },
+    KeyDoc {
+        key: "runtime.pids_limit",
+        flag: "--pids-limit",
+        doc: "Maximum number of tasks in each container's cgroup; 0 means no limit.",
     },
     KeyDoc {
         key: "network.cni_config_dir",
@@ -652,6 +678,28 @@ mod tests {
         assert_eq!(config.root, PathBuf::from("/c"));
         assert_eq!(config.api.streaming_port, 1000);
         assert_eq!(config.api.streaming_address, "127.0.0.2");
+    }
+
+    #[test]
+    fn seccomp_default_parses_and_rejects_unknown_profiles() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(
+            Config::default().runtime.seccomp_default,
+            SeccompDefault::RuntimeDefault
+        );
+        let main = write(
+            dir.path(),
+            "crius.toml",
+            "[runtime]\nseccomp_default = \"unconfined\"\n",
+        );
+        let config = Config::load(&main, true).unwrap();
+        assert_eq!(config.runtime.seccomp_default, SeccompDefault::Unconfined);
+        let bad = write(
+            dir.path(),
+            "bad.toml",
+            "[runtime]\nseccomp_default = \"docker/strict\"\n",
+        );
+        assert!(Config::load(&bad, true).is_err());
     }
 
     #[test]

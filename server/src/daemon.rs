@@ -16,7 +16,9 @@ use tokio_stream::wrappers::UnixListenerStream;
 
 use crate::Cri;
 use crate::cli::{Cli, Command, Overrides};
-use crate::config::{CgroupManager, Config, DEFAULT_CONFIG_PATH, LogFormat, LogLevel};
+use crate::config::{
+    CgroupManager, Config, DEFAULT_CONFIG_PATH, LogFormat, LogLevel, SeccompDefault,
+};
 
 /// kubelet's own limit for CRI messages; large ListContainers answers need it.
 const MAX_MESSAGE_SIZE: usize = 16 * 1024 * 1024;
@@ -199,6 +201,11 @@ async fn open_containers(config: &Config) -> anyhow::Result<container::Container
         CgroupManager::Cgroupfs => container::CgroupManager::Cgroupfs,
         CgroupManager::Systemd => container::CgroupManager::Systemd,
     };
+    options.seccomp_default = match runtime.seccomp_default {
+        SeccompDefault::RuntimeDefault => container::seccomp::NodeDefault::RuntimeDefault,
+        SeccompDefault::Unconfined => container::seccomp::NodeDefault::Unconfined,
+    };
+    options.pids_limit = runtime.pids_limit;
     let manager = container::ContainerManager::new(options)
         .context("failed to set up the container store")?;
     let report = manager

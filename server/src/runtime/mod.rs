@@ -11,12 +11,16 @@ use crate::Cri;
 use crate::rpc::forward_rpcs;
 
 mod attach;
+mod container_stats;
 mod container_status;
 mod create_container;
 mod exec;
 mod exec_sync;
+mod list_container_stats;
 mod list_containers;
 mod list_pod_sandbox;
+mod list_pod_sandbox_stats;
+mod pod_sandbox_stats;
 mod pod_sandbox_status;
 mod port_forward;
 mod remove_container;
@@ -28,6 +32,7 @@ mod start_container;
 mod status;
 mod stop_container;
 mod stop_pod_sandbox;
+mod update_container_resources;
 mod version;
 
 pub use version::RUNTIME_API_VERSION;
@@ -59,13 +64,13 @@ impl RuntimeService {
         exec(ExecRequest) -> ExecResponse = "Exec";
         attach(AttachRequest) -> AttachResponse = "Attach";
         port_forward(PortForwardRequest) -> PortForwardResponse = "PortForward";
-    }
-    unimplemented {
         update_container_resources(UpdateContainerResourcesRequest) -> UpdateContainerResourcesResponse = "UpdateContainerResources";
         container_stats(ContainerStatsRequest) -> ContainerStatsResponse = "ContainerStats";
         list_container_stats(ListContainerStatsRequest) -> ListContainerStatsResponse = "ListContainerStats";
         pod_sandbox_stats(PodSandboxStatsRequest) -> PodSandboxStatsResponse = "PodSandboxStats";
         list_pod_sandbox_stats(ListPodSandboxStatsRequest) -> ListPodSandboxStatsResponse = "ListPodSandboxStats";
+    }
+    unimplemented {
         update_runtime_config(UpdateRuntimeConfigRequest) -> UpdateRuntimeConfigResponse = "UpdateRuntimeConfig";
         checkpoint_container(CheckpointContainerRequest) -> CheckpointContainerResponse = "CheckpointContainer";
         get_container_events(GetEventsRequest) -> EventStream = "GetContainerEvents";

@@ -1,0 +1,479 @@
+//! Resource usage for the CRI stats RPCs, read straight from cgroup files
+//! (v1 and v2), the overlay upper dir and `/proc/<pid>/net/dev`: no process
+//! is spawned per call, so ListContainerStats stays cheap.
+//!
+//! `usage_nano_cores` needs two samples: the previous one of each container
+//! is kept in memory ([`CpuSamples`]); the first call averages over the
+//! container's lifetime instead.
+
+use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// Limits at or above this are "no limit" (cgroup v1 reports
+/// `PAGE_COUNTER_MAX * PAGE_SIZE`, about 2^63).
+const UNLIMITED: u64 = 1 << 62;
+
+/// Where the cgroup hierarchy is mounted and which version it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cgroups {
+    pub root: PathBuf,
+    /// The unified hierarchy (v2) rather than per-controller v1 mounts.
+    pub v2: bool,
+}
+
+/// What one cgroup reports. A figure the kernel does not provide (missing
+/// controller or file) is `None`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CgroupUsage {
+    /// Total CPU time of the cgroup's tasks, nanoseconds.
+    pub cpu_usage_ns: Option<u64>,
+    pub memory: Option<MemoryUsage>,
+    /// Tasks (threads) in the cgroup.
+    pub pids: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MemoryUsage {
+    pub usage: u64,
+    /// usage minus inactive file cache: what the kubelet evicts on.
+    pub working_set: u64,
+    pub rss: u64,
+    pub page_faults: u64,
+    pub major_page_faults: u64,
+    /// The memory limit, `None` if unlimited.
+    pub limit: Option<u64>,
+}
+
+impl MemoryUsage {
+    /// Bytes left before the limit, when there is one.
+    pub fn available(&self) -> Option<u64> {
+        self.limit.map(|l| l.saturating_sub(self.working_set))
+    }
+}
+
+impl Cgroups {
+    pub fn new(root: impl Into<PathBuf>, v2: bool) -> Self {
+        Cgroups {
+            root: root.into(),
+            v2,
+        }
+    }
+
+    /// The host's hierarchy at `/sys/fs/cgroup`: v2 when the unified
+    /// hierarchy is mounted there (`cgroup.controllers`), else v1 (also for
+    /// hybrid hosts, whose controllers live in the v1 mounts).
+    pub fn host() -> Self {
+        let root = PathBuf::from("/sys/fs/cgroup");
+        let v2 = root.join("cgroup.controllers").exists();
+        Cgroups { root, v2 }
+    }
+
+    /// The directory of `cgroup` (a path as given to runc, e.g.
+    /// `/kubepods/pod1/crius-<id>`) for a v1 `controller`; v2 ignores it.
+    pub fn dir(&self, controller: &str, cgroup: &str) -> Option<PathBuf> {
+        let rel = cgroup.trim_start_matches('/');
+        if rel.split('/').any(|c| c == "..") || cgroup.contains(':') {
+            // systemd-style "slice:prefix:name" paths are not plain dirs.
+            return None;
+        }
+        Some(if self.v2 {
+            self.root.join(rel)
+        } else {
+            self.root.join(controller).join(rel)
+        })
+    }
+
+    /// Reads CPU, memory and pids figures of one cgroup. Nothing here fails:
+    /// a cgroup that is gone (the container exited) yields `None`s.
+    pub fn usage(&self, cgroup: &str) -> CgroupUsage {
+        CgroupUsage {
+            cpu_usage_ns: self.cpu_usage(cgroup),
+            memory: self.memory(cgroup),
+            pids: self
+                .dir("pids", cgroup)
+                .and_then(|d| read_u64(&d.join("pids.current"))),
+        }
+    }
+
+    fn cpu_usage(&self, cgroup: &str) -> Option<u64> {
+        if self.v2 {
+            let text = read(&self.dir("", cgroup)?.join("cpu.stat"))?;
+            return stat_value(&text, "usage_usec").map(|us| us.saturating_mul(1000));
+        }
+        read_u64(&self.dir("cpuacct", cgroup)?.join("cpuacct.usage"))
+    }
+
+    fn memory(&self, cgroup: &str) -> Option<MemoryUsage> {
+        let dir = self.dir("memory", cgroup)?;
+        if self.v2 {
+            let usage = read_u64(&dir.join("memory.current"))?;
+            let stat = read(&dir.join("memory.stat")).unwrap_or_default();
+            let inactive = stat_value(&stat, "inactive_file").unwrap_or(0);
+            return Some(MemoryUsage {
+                usage,
+                working_set: usage.saturating_sub(inactive),
+                rss: stat_value(&stat, "anon").unwrap_or(0),
+                page_faults: stat_value(&stat, "pgfault").unwrap_or(0),
+                major_page_faults: stat_value(&stat, "pgmajfault").unwrap_or(0),
+                // "max" does not parse: unlimited.
+                limit: read_u64(&dir.join("memory.max")).filter(|l| *l < UNLIMITED),
+            });
+        }
+        let usage = read_u64(&dir.join("memory.usage_in_bytes"))?;
+        let stat = read(&dir.join("memory.stat")).unwrap_or_default();
+        let inactive = stat_value(&stat, "total_inactive_file").unwrap_or(0);
+        Some(MemoryUsage {
+            usage,
+            working_set: usage.saturating_sub(inactive),
+            rss: stat_value(&stat, "total_rss").unwrap_or(0),
+            page_faults: stat_value(&stat, "total_pgfault").unwrap_or(0),
+            major_page_faults: stat_value(&stat, "total_pgmajfault").unwrap_or(0),
+            limit: read_u64(&dir.join("memory.limit_in_bytes")).filter(|l| *l < UNLIMITED),
+        })
+    }
+}
+
+fn read(path: &Path) -> Option<String> {
+    std::fs::read_to_string(path).ok()
+}
+
+fn read_u64(path: &Path) -> Option<u64> {
+    read(path)?.trim().parse().ok()
+}
+
+/// The value of `key` in a flat-keyed cgroup file (`key value` lines).
+fn stat_value(text: &str, key: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        let (k, v) = l.split_once(' ')?;
+        (k == key).then(|| v.trim().parse().ok()).flatten()
+    })
+}
+
+/// Previous CPU samples per container (or pod), for `usage_nano_cores`.
+#[derive(Debug, Default)]
+pub struct CpuSamples {
+    last: Mutex<HashMap<String, (i64, u64)>>,
+}
+
+impl CpuSamples {
+    /// Records `(timestamp, usage)` for `key` and returns the rate since
+    /// the previous sample in nanocores; the first time, the average since
+    /// `since` (the start time, ns since the epoch; 0 = unknown).
+    pub fn rate(&self, key: &str, timestamp: i64, usage_ns: u64, since: i64) -> Option<u64> {
+        let prev = self
+            .last
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.to_string(), (timestamp, usage_ns));
+        let (t0, u0) = match prev {
+            Some(p) if p.0 < timestamp && p.1 <= usage_ns => p,
+            // Same instant or a counter reset (a restarted cgroup).
+            Some(_) => return None,
+            None if since > 0 && since < timestamp => (since, 0),
+            None => return None,
+        };
+        let dt = (timestamp - t0) as u128;
+        Some(((usage_ns - u0) as u128 * 1_000_000_000 / dt) as u64)
+    }
+
+    /// Forgets the samples of keys not in `keep`, so removed containers do
+    /// not pile up.
+    pub fn retain(&self, keep: impl Fn(&str) -> bool) {
+        self.last
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|k, _| keep(k));
+    }
+}
+
+/// Bytes and inodes used by a writable layer (the overlay upper dir),
+/// counting each hard-linked inode once. Not following symlinks, not
+/// crossing into other filesystems.
+pub fn dir_usage(dir: &Path) -> Option<(u64, u64)> {
+    let root = std::fs::symlink_metadata(dir).ok()?;
+    let dev = root.dev();
+    let mut seen = std::collections::HashSet::new();
+    let (mut bytes, mut inodes) = (0u64, 0u64);
+    let mut stack = vec![dir.to_path_buf()];
+    seen.insert(root.ino());
+    bytes += root.blocks() * 512;
+    inodes += 1;
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let Ok(md) = e.metadata() else { continue };
+            if md.dev() != dev || !seen.insert(md.ino()) {
+                continue;
+            }
+            bytes += md.blocks() * 512;
+            inodes += 1;
+            if md.is_dir() {
+                stack.push(e.path());
+            }
+        }
+    }
+    Some((bytes, inodes))
+}
+
+/// `(bytes, inodes)` of a writable layer.
+pub type LayerUsage = (u64, u64);
+
+/// Writable-layer usage per container, recomputed at most every `ttl`:
+/// walking a large upper dir on every ListContainerStats would make the
+/// kubelet's periodic stats calls cost O(files). (containerd refreshes
+/// snapshot usage on a timer for the same reason.)
+#[derive(Debug)]
+pub struct LayerUsageCache {
+    ttl: std::time::Duration,
+    entries: Mutex<HashMap<PathBuf, (std::time::Instant, Option<LayerUsage>)>>,
+}
+
+impl LayerUsageCache {
+    pub fn new(ttl: std::time::Duration) -> Self {
+        LayerUsageCache {
+            ttl,
+            entries: Mutex::default(),
+        }
+    }
+
+    /// `(bytes, inodes)` of `dir`, from the cache when fresh enough.
+    pub fn usage(&self, dir: &Path) -> Option<(u64, u64)> {
+        let now = std::time::Instant::now();
+        if let Some((at, v)) = self
+            .entries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(dir)
+            && now.duration_since(*at) < self.ttl
+        {
+            return *v;
+        }
+        let v = dir_usage(dir);
+        self.entries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(dir.to_path_buf(), (now, v));
+        v
+    }
+
+    /// Forgets dirs not in `keep`.
+    pub fn retain(&self, keep: impl Fn(&Path) -> bool) {
+        self.entries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|k, _| keep(k));
+    }
+}
+
+/// Traffic of one network interface.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InterfaceUsage {
+    pub name: String,
+    pub rx_bytes: u64,
+    pub rx_errors: u64,
+    pub tx_bytes: u64,
+    pub tx_errors: u64,
+}
+
+/// Parses `/proc/<pid>/net/dev`.
+pub fn parse_net_dev(text: &str) -> Vec<InterfaceUsage> {
+    text.lines()
+        .skip(2)
+        .filter_map(|l| {
+            let (name, rest) = l.split_once(':')?;
+            let f: Vec<u64> = rest
+                .split_whitespace()
+                .map(|v| v.parse().unwrap_or(0))
+                .collect();
+            // rx: bytes packets errs drop fifo frame compressed multicast,
+            // tx: bytes packets errs ...
+            (f.len() >= 11).then(|| InterfaceUsage {
+                name: name.trim().to_string(),
+                rx_bytes: f[0],
+                rx_errors: f[2],
+                tx_bytes: f[8],
+                tx_errors: f[10],
+            })
+        })
+        .collect()
+}
+
+/// Interface counters of the network namespace `pid` lives in.
+pub fn net_dev_of_pid(pid: i32) -> Option<Vec<InterfaceUsage>> {
+    read(&PathBuf::from(format!("/proc/{pid}/net/dev"))).map(|t| parse_net_dev(&t))
+}
+
+/// Interface counters of a pinned network namespace, read by a short-lived
+/// thread that joins it (threads, unlike forks, are safe in tokio; the
+/// thread ends right after so no other work runs in the pod's netns).
+pub fn net_dev_of_netns(netns: &Path) -> Option<Vec<InterfaceUsage>> {
+    let ns = std::fs::File::open(netns).ok()?;
+    std::thread::spawn(move || {
+        // Joining a network namespace is per thread; /proc/thread-self/net
+        // then shows this thread's namespace, not the process's.
+        nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).ok()?;
+        read(Path::new("/proc/thread-self/net/dev")).map(|t| parse_net_dev(&t))
+    })
+    .join()
+    .ok()
+    .flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+
+    #[test]
+    fn v2_fixture() {
+        let root = tempfile::tempdir().unwrap();
+        let d = root.path().join("kubepods/pod1/crius-abc");
+        write(
+            &d,
+            "cpu.stat",
+            "usage_usec 2500\nuser_usec 2000\nsystem_usec 500\n",
+        );
+        write(&d, "memory.current", "10485760\n");
+        write(
+            &d,
+            "memory.stat",
+            "anon 4096000\nfile 6000000\ninactive_file 1048576\npgfault 321\npgmajfault 7\n",
+        );
+        write(&d, "memory.max", "max\n");
+        write(&d, "pids.current", "3\n");
+        let cg = Cgroups::new(root.path(), true);
+        let u = cg.usage("/kubepods/pod1/crius-abc");
+        assert_eq!(u.cpu_usage_ns, Some(2_500_000));
+        assert_eq!(u.pids, Some(3));
+        let m = u.memory.unwrap();
+        assert_eq!(m.usage, 10_485_760);
+        assert_eq!(m.working_set, 10_485_760 - 1_048_576);
+        assert_eq!(m.rss, 4_096_000);
+        assert_eq!((m.page_faults, m.major_page_faults), (321, 7));
+        assert_eq!(m.limit, None);
+        assert_eq!(m.available(), None);
+        write(&d, "memory.max", "20971520\n");
+        let m = cg.usage("/kubepods/pod1/crius-abc").memory.unwrap();
+        assert_eq!(m.available(), Some(20_971_520 - (10_485_760 - 1_048_576)));
+    }
+
+    #[test]
+    fn v1_fixture() {
+        let root = tempfile::tempdir().unwrap();
+        let rel = "crius/crius-abc";
+        write(
+            &root.path().join("cpuacct").join(rel),
+            "cpuacct.usage",
+            "123456789\n",
+        );
+        let mem = root.path().join("memory").join(rel);
+        write(&mem, "memory.usage_in_bytes", "8192000\n");
+        write(&mem, "memory.limit_in_bytes", "9223372036854771712\n");
+        write(
+            &mem,
+            "memory.stat",
+            "cache 100\nrss 1\ninactive_file 5\ntotal_cache 4096\ntotal_rss 409600\n\
+             total_inactive_file 8192\ntotal_pgfault 55\ntotal_pgmajfault 2\n",
+        );
+        write(&root.path().join("pids").join(rel), "pids.current", "1\n");
+        let u = Cgroups::new(root.path(), false).usage(rel);
+        assert_eq!(u.cpu_usage_ns, Some(123_456_789));
+        assert_eq!(u.pids, Some(1));
+        let m = u.memory.unwrap();
+        assert_eq!(m.working_set, 8_192_000 - 8192);
+        assert_eq!(m.rss, 409_600);
+        assert_eq!((m.page_faults, m.major_page_faults), (55, 2));
+        assert_eq!(m.limit, None);
+    }
+
+    #[test]
+    fn missing_cgroup_and_hostile_paths() {
+        let root = tempfile::tempdir().unwrap();
+        let cg = Cgroups::new(root.path(), false);
+        assert_eq!(cg.usage("/gone"), CgroupUsage::default());
+        assert_eq!(cg.dir("memory", "/a/../../etc"), None);
+        assert_eq!(cg.dir("memory", "system.slice:crius:x"), None);
+    }
+
+    #[test]
+    fn nano_cores_from_successive_samples() {
+        let s = CpuSamples::default();
+        // First sample: average since the start (1 s, half a core).
+        assert_eq!(
+            s.rate("c", 2_000_000_000, 500_000_000, 1_000_000_000),
+            Some(500_000_000)
+        );
+        // 1 s later, 2 cores busy.
+        assert_eq!(
+            s.rate("c", 3_000_000_000, 2_500_000_000, 0),
+            Some(2_000_000_000)
+        );
+        // Counter went back: no rate.
+        assert_eq!(s.rate("c", 4_000_000_000, 1, 0), None);
+        assert_eq!(s.rate("d", 1, 1, 0), None);
+        s.retain(|k| k == "d");
+        assert_eq!(s.rate("c", 5_000_000_000, 1, 0), None);
+    }
+
+    #[test]
+    fn net_dev() {
+        let text = "Inter-|   Receive                                                |  Transmit\n \
+ face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n    \
+lo:    1000      10    0    0    0     0          0         0     1000      10    0    0    0     0       0          0\n  \
+eth0: 5000 40 1 0 0 0 0 0 7000 50 2 0 0 0 0 0\n";
+        let v = parse_net_dev(text);
+        assert_eq!(v.len(), 2);
+        assert_eq!(v[0].name, "lo");
+        assert_eq!(
+            v[1],
+            InterfaceUsage {
+                name: "eth0".into(),
+                rx_bytes: 5000,
+                rx_errors: 1,
+                tx_bytes: 7000,
+                tx_errors: 2,
+            }
+        );
+    }
+
+    #[test]
+    fn writable_layer_usage_counts_inodes_once() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("sub")).unwrap();
+        std::fs::write(d.path().join("sub/f"), vec![1u8; 10_000]).unwrap();
+        std::fs::hard_link(d.path().join("sub/f"), d.path().join("g")).unwrap();
+        let (bytes, inodes) = dir_usage(d.path()).unwrap();
+        assert_eq!(inodes, 3);
+        assert!(bytes >= 10_000, "{bytes}");
+        assert_eq!(dir_usage(&d.path().join("nope")), None);
+    }
+
+    #[test]
+    fn layer_usage_is_cached_for_its_ttl() {
+        let d = tempfile::tempdir().unwrap();
+        let cache = LayerUsageCache::new(std::time::Duration::from_secs(3600));
+        let (_, inodes) = cache.usage(d.path()).unwrap();
+        assert_eq!(inodes, 1);
+        std::fs::write(d.path().join("f"), "x").unwrap();
+        assert_eq!(cache.usage(d.path()).unwrap().1, 1);
+        let fresh = LayerUsageCache::new(std::time::Duration::ZERO);
+        assert_eq!(fresh.usage(d.path()).unwrap().1, 2);
+        cache.retain(|_| false);
+        assert_eq!(cache.usage(d.path()).unwrap().1, 2);
+    }
+
+    #[test]
+    fn net_dev_of_own_netns() {
+        let v = net_dev_of_netns(Path::new("/proc/self/ns/net")).unwrap();
+        assert!(v.iter().any(|i| i.name == "lo"), "{v:?}");
+        assert!(net_dev_of_pid(std::process::id() as i32).is_some());
+    }
+}

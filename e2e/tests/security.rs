@@ -1,0 +1,1120 @@
+//! Security contexts, resources and stats through the whole daemon: what a
+//! kubelet or crictl user sees (CRI stats, ContainerStatus) and what the
+//! container itself sees (/proc/self/status, cgroup files).
+//!
+//! Pods use a loopback-only CNI network, images come from the local registry
+//! (hack/test-registry.sh).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crius_e2e::{Daemon, Dirs};
+use crius_proto::runtime_service_client::RuntimeServiceClient;
+use crius_proto::*;
+use tonic::Code;
+use tonic::transport::Channel;
+
+fn registry() -> String {
+    std::env::var("CRIUS_TEST_REGISTRY").unwrap_or_else(|_| {
+        panic!("CRIUS_TEST_REGISTRY is not set: run `eval \"$(hack/test-registry.sh up)\"` first")
+    })
+}
+
+fn image(name: &str) -> String {
+    format!("{}/{name}", registry())
+}
+
+/// A daemon whose CNI network is loopback only, with `images` pulled.
+async fn daemon(images: &[&str]) -> Daemon {
+    daemon_with(images, &[]).await
+}
+
+/// A daemon as [`daemon`] with extra command line flags.
+async fn daemon_with(images: &[&str], flags: &[&str]) -> Daemon {
+    let dirs = Dirs::new();
+    std::fs::write(
+        dirs.cni_config_dir().join("10-lo.conflist"),
+        r#"{"cniVersion":"1.0.0","name":"lo-only","plugins":[{"type":"loopback"}]}"#,
+    )
+    .unwrap();
+    let mut args = vec!["--cni-plugin-dir", "/usr/lib/cni"];
+    args.extend_from_slice(flags);
+    let daemon = Daemon::start_with(dirs, &args).await;
+    let mut client = daemon.images().await;
+    for name in images {
+        client
+            .pull_image(PullImageRequest {
+                image: Some(ImageSpec {
+                    image: image(name),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap_or_else(|e| panic!("pull {name}: {e}\n{}", daemon.log()));
+    }
+    daemon
+}
+
+/// A running pod with a log directory in the test's temp dir.
+struct Pod {
+    id: String,
+    config: PodSandboxConfig,
+}
+
+async fn run_pod(daemon: &Daemon, name: &str) -> Pod {
+    let log_dir = daemon.dirs.base.path().join("pods").join(name);
+    std::fs::create_dir_all(&log_dir).unwrap();
+    let config = PodSandboxConfig {
+        metadata: Some(PodSandboxMetadata {
+            name: name.into(),
+            uid: format!("uid-{name}"),
+            namespace: "e2e".into(),
+            attempt: 0,
+        }),
+        hostname: name.into(),
+        log_directory: log_dir.to_string_lossy().into_owned(),
+        ..Default::default()
+    };
+    let id = daemon
+        .runtime()
+        .await
+        .run_pod_sandbox(RunPodSandboxRequest {
+            config: Some(config.clone()),
+            runtime_handler: String::new(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("run pod: {e}\n{}", daemon.log()))
+        .into_inner()
+        .pod_sandbox_id;
+    Pod { id, config }
+}
+
+fn container_config(name: &str, image_name: &str, command: &[&str]) -> ContainerConfig {
+    ContainerConfig {
+        metadata: Some(ContainerMetadata {
+            name: name.into(),
+            attempt: 0,
+        }),
+        image: Some(ImageSpec {
+            image: image(image_name),
+            ..Default::default()
+        }),
+        command: command.iter().map(|s| s.to_string()).collect(),
+        log_path: format!("{name}.log"),
+        ..Default::default()
+    }
+}
+
+async fn create(
+    client: &mut RuntimeServiceClient<Channel>,
+    pod: &Pod,
+    config: ContainerConfig,
+) -> Result<String, tonic::Status> {
+    client
+        .create_container(CreateContainerRequest {
+            pod_sandbox_id: pod.id.clone(),
+            config: Some(config),
+            sandbox_config: Some(pod.config.clone()),
+        })
+        .await
+        .map(|r| r.into_inner().container_id)
+}
+
+async fn create_and_start(
+    client: &mut RuntimeServiceClient<Channel>,
+    pod: &Pod,
+    config: ContainerConfig,
+) -> String {
+    let id = create(client, pod, config).await.expect("create container");
+    client
+        .start_container(StartContainerRequest {
+            container_id: id.clone(),
+        })
+        .await
+        .expect("start container");
+    id
+}
+
+async fn exec(
+    client: &mut RuntimeServiceClient<Channel>,
+    id: &str,
+    cmd: &[&str],
+    timeout: i64,
+) -> Result<ExecSyncResponse, tonic::Status> {
+    client
+        .exec_sync(ExecSyncRequest {
+            container_id: id.into(),
+            cmd: cmd.iter().map(|s| s.to_string()).collect(),
+            timeout,
+        })
+        .await
+        .map(|r| r.into_inner())
+}
+
+/// Mount points under the daemon's dirs (rootfs overlays, pins, shm).
+fn mounts_under(dir: &Path) -> Vec<String> {
+    let dir = dir.to_string_lossy().into_owned();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
+        .filter(|m| m.starts_with(&dir))
+        .collect()
+}
+
+/// Stops and removes the pod and checks nothing of it is left mounted.
+async fn teardown(daemon: &Daemon, pod: &Pod) {
+    let mut client = daemon.runtime().await;
+    client
+        .stop_pod_sandbox(StopPodSandboxRequest {
+            pod_sandbox_id: pod.id.clone(),
+        })
+        .await
+        .expect("stop pod");
+    client
+        .remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: pod.id.clone(),
+        })
+        .await
+        .expect("remove pod");
+    let left = client
+        .list_containers(ListContainersRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .containers;
+    assert!(
+        left.is_empty(),
+        "containers left after pod removal: {left:?}"
+    );
+    let mounts = mounts_under(daemon.dirs.base.path());
+    assert!(mounts.is_empty(), "mounts left: {mounts:?}");
+}
+
+async fn container_stats(client: &mut RuntimeServiceClient<Channel>, id: &str) -> ContainerStats {
+    client
+        .container_stats(ContainerStatsRequest {
+            container_id: id.into(),
+        })
+        .await
+        .expect("container stats")
+        .into_inner()
+        .stats
+        .expect("stats present")
+}
+
+fn val(v: &Option<UInt64Value>) -> u64 {
+    v.as_ref().map(|v| v.value).expect("value present")
+}
+
+#[tokio::test]
+async fn stats_grow_for_a_container_that_burns_cpu_and_allocates_memory() {
+    let daemon = daemon(&["busybox"]).await;
+    let pod = run_pod(&daemon, "stats").await;
+    let mut client = daemon.runtime().await;
+    let mut config = container_config(
+        "burn",
+        "busybox",
+        &[
+            "sh",
+            "-c",
+            "dd if=/dev/zero of=/fill bs=1M count=4 2>/dev/null; \
+             a=$(dd if=/dev/zero bs=1M count=24 2>/dev/null | tr '\\0' x); \
+             touch /ready; while :; do :; done",
+        ],
+    );
+    config.labels.insert("app".into(), "burner".into());
+    let id = create_and_start(&mut client, &pod, config).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while exec(&mut client, &id, &["test", "-e", "/ready"], 5)
+        .await
+        .unwrap()
+        .exit_code
+        != 0
+    {
+        assert!(Instant::now() < deadline, "container never got ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let first = container_stats(&mut client, &id).await;
+    assert_eq!(first.attributes.as_ref().unwrap().id, id);
+    assert_eq!(
+        first.attributes.as_ref().unwrap().labels.get("app"),
+        Some(&"burner".to_string())
+    );
+    let cpu0 = val(&first.cpu.as_ref().unwrap().usage_core_nano_seconds);
+    assert!(cpu0 > 0, "{first:?}");
+    let mem = first.memory.as_ref().unwrap();
+    assert!(val(&mem.usage_bytes) > 24 << 20, "{mem:?}");
+    assert!(val(&mem.working_set_bytes) > 24 << 20, "{mem:?}");
+    assert!(val(&mem.rss_bytes) > 24 << 20, "{mem:?}");
+    assert!(val(&mem.page_faults) > 0, "{mem:?}");
+    assert!(mem.timestamp > 0);
+    let layer = first.writable_layer.as_ref().unwrap();
+    assert!(val(&layer.used_bytes) >= 4 << 20, "{layer:?}");
+    assert!(val(&layer.inodes_used) >= 3, "{layer:?}");
+
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let second = container_stats(&mut client, &id).await;
+    let cpu = second.cpu.as_ref().unwrap();
+    assert!(val(&cpu.usage_core_nano_seconds) > cpu0, "{cpu:?}");
+    // A busy loop on a shared 2-core machine: at least a tenth of a core.
+    assert!(val(&cpu.usage_nano_cores) > 100_000_000, "{cpu:?}");
+    assert!(cpu.timestamp > first.cpu.as_ref().unwrap().timestamp);
+
+    // ListContainerStats filters.
+    let list = |filter: ContainerStatsFilter| {
+        let mut client = client.clone();
+        async move {
+            client
+                .list_container_stats(ListContainerStatsRequest {
+                    filter: Some(filter),
+                })
+                .await
+                .expect("list container stats")
+                .into_inner()
+                .stats
+                .into_iter()
+                .map(|s| s.attributes.unwrap().id)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        list(ContainerStatsFilter::default()).await,
+        vec![id.clone()]
+    );
+    assert_eq!(
+        list(ContainerStatsFilter {
+            id: id[..12].into(),
+            ..Default::default()
+        })
+        .await,
+        vec![id.clone()]
+    );
+    assert_eq!(
+        list(ContainerStatsFilter {
+            pod_sandbox_id: pod.id.clone(),
+            label_selector: [("app".to_string(), "burner".to_string())].into(),
+            ..Default::default()
+        })
+        .await,
+        vec![id.clone()]
+    );
+    assert!(
+        list(ContainerStatsFilter {
+            label_selector: [("app".to_string(), "other".to_string())].into(),
+            ..Default::default()
+        })
+        .await
+        .is_empty()
+    );
+    assert!(
+        list(ContainerStatsFilter {
+            pod_sandbox_id: "0000".into(),
+            ..Default::default()
+        })
+        .await
+        .is_empty()
+    );
+
+    // Pod stats: the sum of its containers (no cgroup parent), the pod's
+    // own network namespace, the container's stats.
+    let pod_stats = client
+        .pod_sandbox_stats(PodSandboxStatsRequest {
+            pod_sandbox_id: pod.id.clone(),
+        })
+        .await
+        .expect("pod stats")
+        .into_inner()
+        .stats
+        .unwrap();
+    assert_eq!(pod_stats.attributes.as_ref().unwrap().id, pod.id);
+    let linux = pod_stats.linux.as_ref().unwrap();
+    assert!(val(&linux.cpu.as_ref().unwrap().usage_core_nano_seconds) > cpu0);
+    assert!(val(&linux.memory.as_ref().unwrap().working_set_bytes) > 24 << 20);
+    assert!(val(&linux.process.as_ref().unwrap().process_count) >= 1);
+    let net = linux.network.as_ref().expect("network stats");
+    let names: Vec<_> = net.interfaces.iter().map(|i| i.name.as_str()).collect();
+    // Loopback-only CNI: the pod's netns has lo only, not the host's links.
+    assert_eq!(names, vec!["lo"], "{net:?}");
+    assert_eq!(linux.containers.len(), 1);
+    assert_eq!(linux.containers[0].attributes.as_ref().unwrap().id, id);
+
+    let listed = client
+        .list_pod_sandbox_stats(ListPodSandboxStatsRequest {
+            filter: Some(PodSandboxStatsFilter {
+                id: pod.id[..10].into(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect("list pod stats")
+        .into_inner()
+        .stats;
+    assert_eq!(listed.len(), 1);
+    let none = client
+        .list_pod_sandbox_stats(ListPodSandboxStatsRequest {
+            filter: Some(PodSandboxStatsFilter {
+                label_selector: [("no".to_string(), "such".to_string())].into(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .stats;
+    assert!(none.is_empty());
+
+    let err = client
+        .container_stats(ContainerStatsRequest {
+            container_id: "ffffffffffff".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    let err = client
+        .pod_sandbox_stats(PodSandboxStatsRequest {
+            pod_sandbox_id: "ffffffffffff".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+
+    teardown(&daemon, &pod).await;
+}
+
+async fn status(client: &mut RuntimeServiceClient<Channel>, id: &str) -> ContainerStatus {
+    client
+        .container_status(ContainerStatusRequest {
+            container_id: id.into(),
+            verbose: false,
+        })
+        .await
+        .expect("container status")
+        .into_inner()
+        .status
+        .expect("status present")
+}
+
+/// The output of a command run in the container, which must succeed.
+async fn output(client: &mut RuntimeServiceClient<Channel>, id: &str, cmd: &[&str]) -> String {
+    let r = exec(client, id, cmd, 10).await.expect("exec");
+    assert_eq!(
+        r.exit_code,
+        0,
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+    String::from_utf8_lossy(&r.stdout).trim().to_string()
+}
+
+/// A v1 cgroup file of the container, read on the host.
+fn cgroup_file(daemon: &Daemon, id: &str, controller: &str, file: &str) -> String {
+    let path = Path::new("/sys/fs/cgroup")
+        .join(controller)
+        .join("crius")
+        .join(format!("crius-{id}"))
+        .join(file);
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("read {path:?}: {e}\n{}", daemon.log()))
+        .trim()
+        .to_string()
+}
+
+#[tokio::test]
+async fn cpu_and_memory_limits_are_applied_and_updated_live() {
+    let daemon = daemon(&["busybox"]).await;
+    let pod = run_pod(&daemon, "limits").await;
+    let mut client = daemon.runtime().await;
+    let mut config = container_config("limited", "busybox", &["sleep", "3600"]);
+    config.linux = Some(LinuxContainerConfig {
+        resources: Some(LinuxContainerResources {
+            cpu_period: 100_000,
+            cpu_quota: 50_000,
+            cpu_shares: 512,
+            memory_limit_in_bytes: 64 << 20,
+            ..Default::default()
+        }),
+        security_context: None,
+    });
+    let id = create_and_start(&mut client, &pod, config).await;
+    assert_eq!(
+        cgroup_file(&daemon, &id, "cpu", "cpu.cfs_quota_us"),
+        "50000"
+    );
+    assert_eq!(
+        cgroup_file(&daemon, &id, "cpu", "cpu.cfs_period_us"),
+        "100000"
+    );
+    assert_eq!(cgroup_file(&daemon, &id, "cpu", "cpu.shares"), "512");
+    assert_eq!(
+        cgroup_file(&daemon, &id, "memory", "memory.limit_in_bytes"),
+        (64u64 << 20).to_string()
+    );
+    let res = status(&mut client, &id)
+        .await
+        .resources
+        .unwrap()
+        .linux
+        .unwrap();
+    assert_eq!(res.memory_limit_in_bytes, 64 << 20);
+    assert_eq!(res.cpu_quota, 50_000);
+
+    client
+        .update_container_resources(UpdateContainerResourcesRequest {
+            container_id: id.clone(),
+            linux: Some(LinuxContainerResources {
+                cpu_period: 100_000,
+                cpu_quota: 20_000,
+                cpu_shares: 256,
+                memory_limit_in_bytes: 32 << 20,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("update: {e}\n{}", daemon.log()));
+    assert_eq!(
+        cgroup_file(&daemon, &id, "cpu", "cpu.cfs_quota_us"),
+        "20000"
+    );
+    assert_eq!(cgroup_file(&daemon, &id, "cpu", "cpu.shares"), "256");
+    assert_eq!(
+        cgroup_file(&daemon, &id, "memory", "memory.limit_in_bytes"),
+        (32u64 << 20).to_string()
+    );
+    let res = status(&mut client, &id)
+        .await
+        .resources
+        .unwrap()
+        .linux
+        .unwrap();
+    assert_eq!(res.memory_limit_in_bytes, 32 << 20);
+    assert_eq!(res.cpu_quota, 20_000);
+    assert_eq!(res.cpu_shares, 256);
+    // The container sees its own limit.
+    assert_eq!(
+        output(
+            &mut client,
+            &id,
+            &["cat", "/sys/fs/cgroup/memory/memory.limit_in_bytes"]
+        )
+        .await,
+        (32u64 << 20).to_string()
+    );
+    // Survives a daemon restart (persisted in the record).
+    let mut daemon = daemon;
+    daemon.restart().await;
+    let mut client = daemon.runtime().await;
+    let res = status(&mut client, &id)
+        .await
+        .resources
+        .unwrap()
+        .linux
+        .unwrap();
+    assert_eq!(res.memory_limit_in_bytes, 32 << 20);
+
+    // A stopped container has no cgroup to update.
+    client
+        .stop_container(StopContainerRequest {
+            container_id: id.clone(),
+            timeout: 0,
+        })
+        .await
+        .unwrap();
+    let err = client
+        .update_container_resources(UpdateContainerResourcesRequest {
+            container_id: id.clone(),
+            linux: Some(LinuxContainerResources::default()),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    let err = client
+        .update_container_resources(UpdateContainerResourcesRequest {
+            container_id: "ffffffffffff".into(),
+            linux: Some(LinuxContainerResources::default()),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    teardown(&daemon, &pod).await;
+}
+
+fn with_security(
+    mut config: ContainerConfig,
+    sec: LinuxContainerSecurityContext,
+) -> ContainerConfig {
+    config.linux = Some(LinuxContainerConfig {
+        resources: None,
+        security_context: Some(sec),
+    });
+    config
+}
+
+/// A `/proc/self/status` field of a fresh process in the container.
+async fn proc_status(client: &mut RuntimeServiceClient<Channel>, id: &str, field: &str) -> String {
+    let out = output(client, id, &["cat", "/proc/self/status"]).await;
+    out.lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .unwrap_or_else(|| panic!("no {field} in {out}"))
+        .trim()
+        .to_string()
+}
+
+fn caps(cap: &[&str], drop: &[&str], ambient: &[&str]) -> Option<Capability> {
+    Some(Capability {
+        add_capabilities: cap.iter().map(|s| s.to_string()).collect(),
+        drop_capabilities: drop.iter().map(|s| s.to_string()).collect(),
+        add_ambient_capabilities: ambient.iter().map(|s| s.to_string()).collect(),
+    })
+}
+
+#[tokio::test]
+async fn capabilities_no_new_privs_masked_paths_and_privileged() {
+    let daemon = daemon(&["busybox"]).await;
+    let pod = run_pod(&daemon, "caps").await;
+    let mut client = daemon.runtime().await;
+    let sleep = &["sleep", "3600"];
+
+    // Docker's default 14: chown dac_override fowner fsetid kill setgid
+    // setuid setpcap net_bind_service net_raw sys_chroot mknod audit_write
+    // setfcap.
+    let id = create_and_start(
+        &mut client,
+        &pod,
+        container_config("default", "busybox", sleep),
+    )
+    .await;
+    assert_eq!(
+        proc_status(&mut client, &id, "CapBnd").await,
+        "00000000a80425fb"
+    );
+    assert_eq!(
+        proc_status(&mut client, &id, "CapEff").await,
+        "00000000a80425fb"
+    );
+    assert_eq!(proc_status(&mut client, &id, "NoNewPrivs").await, "0");
+    // Masked: empty or /dev/null; read-only: writes fail.
+    assert_eq!(
+        output(&mut client, &id, &["cat", "/proc/timer_list"]).await,
+        ""
+    );
+    assert_eq!(output(&mut client, &id, &["ls", "/sys/firmware"]).await, "");
+    let r = exec(
+        &mut client,
+        &id,
+        &["sh", "-c", "echo 1 > /proc/sys/vm/drop_caches"],
+        10,
+    )
+    .await
+    .unwrap();
+    assert_ne!(r.exit_code, 0, "/proc/sys is writable");
+    let mounts = output(&mut client, &id, &["cat", "/proc/self/mounts"]).await;
+    assert!(
+        mounts
+            .lines()
+            .any(|l| l.starts_with("sysfs /sys sysfs ro,")),
+        "{mounts}"
+    );
+
+    // add NET_ADMIN (bit 12), drop KILL (bit 5); no_new_privs.
+    let c = with_security(
+        container_config("added", "busybox", sleep),
+        LinuxContainerSecurityContext {
+            capabilities: caps(&["NET_ADMIN"], &["KILL"], &[]),
+            no_new_privs: true,
+            ..Default::default()
+        },
+    );
+    let id = create_and_start(&mut client, &pod, c).await;
+    assert_eq!(
+        proc_status(&mut client, &id, "CapBnd").await,
+        format!("{:016x}", (0xa80425fbu64 | 1 << 12) & !(1 << 5))
+    );
+    assert_eq!(proc_status(&mut client, &id, "NoNewPrivs").await, "1");
+
+    // drop ALL, with one ambient capability.
+    let c = with_security(
+        container_config("none", "busybox", sleep),
+        LinuxContainerSecurityContext {
+            capabilities: caps(&[], &["ALL"], &[]),
+            ..Default::default()
+        },
+    );
+    let id = create_and_start(&mut client, &pod, c).await;
+    assert_eq!(
+        proc_status(&mut client, &id, "CapBnd").await,
+        "0000000000000000"
+    );
+    assert_eq!(
+        proc_status(&mut client, &id, "CapEff").await,
+        "0000000000000000"
+    );
+    let c = with_security(
+        container_config("ambient", "busybox", sleep),
+        LinuxContainerSecurityContext {
+            capabilities: caps(&[], &["ALL"], &["NET_BIND_SERVICE"]),
+            run_as_user: Some(Int64Value { value: 1000 }),
+            ..Default::default()
+        },
+    );
+    let id = create_and_start(&mut client, &pod, c).await;
+    // A non-root user keeps an ambient capability across exec.
+    assert_eq!(
+        proc_status(&mut client, &id, "CapAmb").await,
+        "0000000000000400"
+    );
+    assert_eq!(
+        proc_status(&mut client, &id, "CapEff").await,
+        "0000000000000400"
+    );
+
+    // privileged: every capability crius has, host devices, /sys rw, no
+    // masked or read-only paths. In a pod of its own: containers sharing a
+    // network namespace share its sysfs superblock, made read-only by the
+    // first (unprivileged) container's mount.
+    let priv_pod = run_pod(&daemon, "privileged").await;
+    let c = with_security(
+        container_config("privileged", "busybox", sleep),
+        LinuxContainerSecurityContext {
+            privileged: true,
+            ..Default::default()
+        },
+    );
+    let id = create_and_start(&mut client, &priv_pod, c).await;
+    let own = std::fs::read_to_string("/proc/self/status").unwrap();
+    let own_bnd = own
+        .lines()
+        .find_map(|l| l.strip_prefix("CapBnd:"))
+        .unwrap()
+        .trim()
+        .to_string();
+    assert_eq!(proc_status(&mut client, &id, "CapBnd").await, own_bnd);
+    assert_eq!(proc_status(&mut client, &id, "CapEff").await, own_bnd);
+    let mounts = output(&mut client, &id, &["cat", "/proc/self/mounts"]).await;
+    assert!(
+        mounts
+            .lines()
+            .any(|l| l.starts_with("sysfs /sys sysfs rw,")),
+        "{mounts}"
+    );
+    assert!(
+        !mounts
+            .lines()
+            .any(|l| l.split(' ').nth(1) == Some("/proc/timer_list")),
+        "{mounts}"
+    );
+    assert_ne!(output(&mut client, &id, &["ls", "/sys/firmware"]).await, "");
+    // A host device beyond the default set, e.g. /dev/loop-control or the
+    // first block device.
+    let host_dev = ["/dev/loop-control", "/dev/fuse", "/dev/kmsg"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("a host device to look for");
+    output(&mut client, &id, &["test", "-c", host_dev]).await;
+    // teardown checks the whole daemon: remove the first pod before it.
+    client
+        .stop_pod_sandbox(StopPodSandboxRequest {
+            pod_sandbox_id: pod.id.clone(),
+        })
+        .await
+        .expect("stop pod");
+    client
+        .remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: pod.id.clone(),
+        })
+        .await
+        .expect("remove pod");
+    teardown(&daemon, &priv_pod).await;
+}
+
+#[tokio::test]
+async fn devices_are_mapped_and_missing_ones_refused() {
+    let daemon = daemon(&["busybox"]).await;
+    let pod = run_pod(&daemon, "devices").await;
+    let mut client = daemon.runtime().await;
+    let mut c = container_config("dev", "busybox", &["sleep", "3600"]);
+    c.devices = vec![Device {
+        container_path: "/dev/mynull".into(),
+        host_path: "/dev/null".into(),
+        permissions: "rwm".into(),
+    }];
+    let id = create_and_start(&mut client, &pod, c).await;
+    output(&mut client, &id, &["test", "-c", "/dev/mynull"]).await;
+    output(&mut client, &id, &["sh", "-c", "echo hi > /dev/mynull"]).await;
+    assert_eq!(output(&mut client, &id, &["cat", "/dev/mynull"]).await, "");
+    // Not mapped: no node, and the device cgroup would refuse it anyway.
+    let r = exec(&mut client, &id, &["test", "-e", "/dev/loop-control"], 10)
+        .await
+        .unwrap();
+    assert_ne!(r.exit_code, 0);
+
+    let mut c = container_config("missing", "busybox", &["sleep", "3600"]);
+    c.devices = vec![Device {
+        container_path: "/dev/x".into(),
+        host_path: "/dev/no-such-device-crius".into(),
+        permissions: "rw".into(),
+    }];
+    let err = create(&mut client, &pod, c).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains("no-such-device-crius"), "{err:?}");
+    teardown(&daemon, &pod).await;
+}
+
+fn seccomp(
+    profile_type: security_profile::ProfileType,
+    localhost_ref: &str,
+) -> Option<SecurityProfile> {
+    Some(SecurityProfile {
+        profile_type: profile_type as i32,
+        localhost_ref: localhost_ref.into(),
+    })
+}
+
+#[tokio::test]
+#[allow(deprecated)] // seccomp_profile_path is still honoured
+async fn seccomp_runtime_default_localhost_unconfined_and_apparmor() {
+    use security_profile::ProfileType;
+    let daemon = daemon(&["busybox"]).await;
+    let pod = run_pod(&daemon, "seccomp").await;
+    let mut client = daemon.runtime().await;
+    let sleep = &["sleep", "3600"];
+    // unshare(CLONE_NEWUSER) needs no capability: only seccomp stops it.
+    let unshare = &["unshare", "-U", "true"];
+
+    // No profile named: the node default (runtime/default).
+    let id = create_and_start(
+        &mut client,
+        &pod,
+        container_config("nodedefault", "busybox", sleep),
+    )
+    .await;
+    assert_eq!(proc_status(&mut client, &id, "Seccomp").await, "2");
+    let r = exec(&mut client, &id, unshare, 10).await.unwrap();
+    assert_ne!(r.exit_code, 0, "unshare allowed under the default profile");
+    assert!(
+        String::from_utf8_lossy(&r.stderr).contains("not permitted"),
+        "{:?}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+
+    let c = with_security(
+        container_config("default", "busybox", sleep),
+        LinuxContainerSecurityContext {
+            seccomp: seccomp(ProfileType::RuntimeDefault, ""),
+            ..Default::default()
+        },
+    );
+    let id = create_and_start(&mut client, &pod, c).await;
+    assert_eq!(proc_status(&mut client, &id, "Seccomp").await, "2");
+    assert_ne!(
+        exec(&mut client, &id, unshare, 10).await.unwrap().exit_code,
+        0
+    );
+    output(&mut client, &id, &["sh", "-c", "mkdir /tmp/d && echo ok"]).await;
+
+    let c = with_security(
+        container_config("unconfined", "busybox", sleep),
+        LinuxContainerSecurityContext {
+            seccomp: seccomp(ProfileType::Unconfined, ""),
+            ..Default::default()
+        },
+    );
+    let id = create_and_start(&mut client, &pod, c).await;
+    assert_eq!(proc_status(&mut client, &id, "Seccomp").await, "0");
+    output(&mut client, &id, unshare).await;
+
+    // The deprecated field, when `seccomp` is absent.
+    let c = with_security(
+        container_config("deprecated", "busybox", sleep),
+        LinuxContainerSecurityContext {
+            seccomp_profile_path: "unconfined".into(),
+            ..Default::default()
+        },
+    );
+    let id = create_and_start(&mut client, &pod, c).await;
+    assert_eq!(proc_status(&mut client, &id, "Seccomp").await, "0");
+
+    // Localhost: a profile of our own that forbids mkdir.
+    let profile = daemon.dirs.base.path().join("no-mkdir.json");
+    std::fs::write(
+        &profile,
+        r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir","mkdirat"],"action":"SCMP_ACT_ERRNO","errnoRet":1}]}"#,
+    )
+    .unwrap();
+    let c = with_security(
+        container_config("localhost", "busybox", sleep),
+        LinuxContainerSecurityContext {
+            seccomp: seccomp(ProfileType::Localhost, profile.to_str().unwrap()),
+            ..Default::default()
+        },
+    );
+    let id = create_and_start(&mut client, &pod, c).await;
+    assert_eq!(proc_status(&mut client, &id, "Seccomp").await, "2");
+    let r = exec(&mut client, &id, &["mkdir", "/tmp/x"], 10)
+        .await
+        .unwrap();
+    assert_ne!(r.exit_code, 0);
+    assert!(
+        String::from_utf8_lossy(&r.stderr).contains("not permitted"),
+        "{:?}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+    output(&mut client, &id, unshare).await;
+
+    // Missing or invalid Localhost profiles, AppArmor profiles on a host
+    // without AppArmor: InvalidArgument, nothing created.
+    std::fs::write(daemon.dirs.base.path().join("bad.json"), "{nope").unwrap();
+    let bad = daemon.dirs.base.path().join("bad.json");
+    let missing = daemon.dirs.base.path().join("missing.json");
+    for (name, sec) in [
+        (
+            "missing",
+            LinuxContainerSecurityContext {
+                seccomp: seccomp(ProfileType::Localhost, missing.to_str().unwrap()),
+                ..Default::default()
+            },
+        ),
+        (
+            "invalid",
+            LinuxContainerSecurityContext {
+                seccomp_profile_path: format!("localhost/{}", bad.display()),
+                ..Default::default()
+            },
+        ),
+        (
+            "apparmor",
+            LinuxContainerSecurityContext {
+                apparmor: seccomp(ProfileType::Localhost, "k8s-custom"),
+                ..Default::default()
+            },
+        ),
+    ] {
+        let err = create(
+            &mut client,
+            &pod,
+            with_security(container_config(name, "busybox", sleep), sec),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{name}: {err:?}");
+    }
+    // Unconfined and runtime/default AppArmor, and SELinux options, are fine.
+    let c = with_security(
+        container_config("lsm", "busybox", sleep),
+        LinuxContainerSecurityContext {
+            apparmor: seccomp(ProfileType::Unconfined, ""),
+            selinux_options: Some(SeLinuxOption {
+                user: "system_u".into(),
+                role: "system_r".into(),
+                r#type: "container_t".into(),
+                level: "s0:c1,c2".into(),
+            }),
+            ..Default::default()
+        },
+    );
+    create_and_start(&mut client, &pod, c).await;
+    teardown(&daemon, &pod).await;
+}
+
+#[tokio::test]
+async fn memory_limit_overrun_is_reported_as_oom_killed() {
+    let daemon = daemon(&["busybox"]).await;
+    let pod = run_pod(&daemon, "oom").await;
+    let mut client = daemon.runtime().await;
+    let mut c = container_config(
+        "hog",
+        "busybox",
+        &[
+            "sh",
+            "-c",
+            "a=$(dd if=/dev/zero bs=1M count=128 2>/dev/null | tr '\\0' x); sleep 60",
+        ],
+    );
+    c.linux = Some(LinuxContainerConfig {
+        resources: Some(LinuxContainerResources {
+            memory_limit_in_bytes: 16 << 20,
+            ..Default::default()
+        }),
+        security_context: None,
+    });
+    let id = create_and_start(&mut client, &pod, c).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let st = loop {
+        let st = status(&mut client, &id).await;
+        if st.state == ContainerState::ContainerExited as i32 {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "not killed: {st:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(st.exit_code, 137, "{st:?}");
+    assert_eq!(st.reason, "OOMKilled", "{st:?}");
+    teardown(&daemon, &pod).await;
+}
+
+/// Removes a cgroup dir (and its empty children) from every v1 hierarchy.
+fn remove_cgroup(rel: &str) {
+    for entry in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        let dir = entry.path().join(rel.trim_start_matches('/'));
+        if dir.is_dir() {
+            let mut children: Vec<_> = std::fs::read_dir(&dir)
+                .unwrap()
+                .flatten()
+                .filter(|e| e.path().is_dir())
+                .map(|e| e.path())
+                .collect();
+            children.push(dir.clone());
+            for d in children {
+                std::fs::remove_dir(&d).unwrap_or_else(|e| panic!("rmdir {d:?}: {e}"));
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn pod_stats_come_from_the_pod_cgroup_and_list_stats_is_cheap() {
+    let daemon = daemon(&["busybox"]).await;
+    let parent = format!("/crius-e2e-pod-{}", std::process::id());
+    let pod = run_pod(&daemon, "no-parent").await;
+    // A second pod with a cgroup parent (the first shows pods without).
+    let mut config = pod.config.clone();
+    config.metadata.as_mut().unwrap().name = "with-parent".into();
+    config.metadata.as_mut().unwrap().uid = "uid-with-parent".into();
+    config.linux = Some(LinuxPodSandboxConfig {
+        cgroup_parent: parent.clone(),
+        ..Default::default()
+    });
+    let mut client = daemon.runtime().await;
+    let with_parent = Pod {
+        id: client
+            .run_pod_sandbox(RunPodSandboxRequest {
+                config: Some(config.clone()),
+                runtime_handler: String::new(),
+            })
+            .await
+            .expect("run pod")
+            .into_inner()
+            .pod_sandbox_id,
+        config,
+    };
+    let busy = "while :; do :; done";
+    let mut ids = Vec::new();
+    for i in 0..2 {
+        ids.push(
+            create_and_start(
+                &mut client,
+                &with_parent,
+                container_config(&format!("c{i}"), "busybox", &["sh", "-c", busy]),
+            )
+            .await,
+        );
+    }
+    // More containers, for the cost of ListContainerStats.
+    for i in 0..8 {
+        create_and_start(
+            &mut client,
+            &pod,
+            container_config(&format!("idle{i}"), "busybox", &["sleep", "3600"]),
+        )
+        .await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let stats = client
+        .pod_sandbox_stats(PodSandboxStatsRequest {
+            pod_sandbox_id: with_parent.id.clone(),
+        })
+        .await
+        .expect("pod stats")
+        .into_inner()
+        .stats
+        .unwrap();
+    let linux = stats.linux.unwrap();
+    let pod_cpu = val(&linux.cpu.as_ref().unwrap().usage_core_nano_seconds);
+    let cpuacct = Path::new("/sys/fs/cgroup/cpuacct")
+        .join(parent.trim_start_matches('/'))
+        .join("cpuacct.usage");
+    let host: u64 = std::fs::read_to_string(&cpuacct)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // Read from the pod cgroup: the host file moved on a little since.
+    assert!(pod_cpu > 0 && pod_cpu <= host, "{pod_cpu} vs {host}");
+    let ctr_sum: u64 = linux
+        .containers
+        .iter()
+        .map(|c| val(&c.cpu.as_ref().unwrap().usage_core_nano_seconds))
+        .sum();
+    assert_eq!(linux.containers.len(), 2);
+    assert!(ctr_sum > 0);
+    // Both shells are in the pod cgroup's pids count.
+    assert!(val(&linux.process.as_ref().unwrap().process_count) >= 2);
+
+    let started = Instant::now();
+    let rounds = 10;
+    for _ in 0..rounds {
+        let n = client
+            .list_container_stats(ListContainerStatsRequest { filter: None })
+            .await
+            .unwrap()
+            .into_inner()
+            .stats
+            .len();
+        assert_eq!(n, 10);
+    }
+    // Reported, not asserted (two busy loops share this machine's cores).
+    println!(
+        "ListContainerStats, 10 containers: {:?} per call",
+        started.elapsed() / rounds
+    );
+
+    // teardown checks the whole daemon: the other pod goes first.
+    let mut client2 = daemon.runtime().await;
+    client2
+        .stop_pod_sandbox(StopPodSandboxRequest {
+            pod_sandbox_id: with_parent.id.clone(),
+        })
+        .await
+        .expect("stop pod");
+    client2
+        .remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: with_parent.id.clone(),
+        })
+        .await
+        .expect("remove pod");
+    teardown(&daemon, &pod).await;
+    remove_cgroup(&parent);
+}
+
+#[tokio::test]
+async fn the_node_pids_limit_applies_to_every_container_and_survives_updates() {
+    let daemon = daemon_with(&["busybox"], &["--pids-limit", "64"]).await;
+    let pod = run_pod(&daemon, "pids").await;
+    let mut client = daemon.runtime().await;
+    let id = create_and_start(
+        &mut client,
+        &pod,
+        container_config("capped", "busybox", &["sleep", "3600"]),
+    )
+    .await;
+    assert_eq!(cgroup_file(&daemon, &id, "pids", "pids.max"), "64");
+    client
+        .update_container_resources(UpdateContainerResourcesRequest {
+            container_id: id.clone(),
+            linux: Some(LinuxContainerResources {
+                cpu_shares: 300,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("update: {e}\n{}", daemon.log()));
+    assert_eq!(cgroup_file(&daemon, &id, "cpu", "cpu.shares"), "300");
+    assert_eq!(cgroup_file(&daemon, &id, "pids", "pids.max"), "64");
+    teardown(&daemon, &pod).await;
+}
