@@ -147,6 +147,15 @@ struct Outgoing {
     gone: CancellationToken,
 }
 
+/// How long a new session holds back its first messages. client-go's
+/// WebSocket executor (kubectl 1.30+) starts reading frames before it has
+/// registered its streams and drops frames for streams it does not know yet
+/// ("Unknown stream id 1, discarding message"): a command as quick as `echo`
+/// could otherwise lose its whole output. Through the apiserver a network
+/// round trip hides that race; talking to the client directly, this pause
+/// does. Only the first frames of a session wait.
+const SETTLE: Duration = Duration::from_millis(100);
+
 fn start_writer<S>(mut sink: S, activity: Arc<Notify>, ping_every: Duration) -> Outgoing
 where
     S: futures_util::Sink<Message> + Unpin + Send + 'static,
@@ -155,6 +164,7 @@ where
     let gone = CancellationToken::new();
     let gone_w = gone.clone();
     let done = tokio::spawn(async move {
+        tokio::time::sleep(SETTLE).await;
         let mut ping =
             tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
         loop {
