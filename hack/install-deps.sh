@@ -15,8 +15,9 @@ packages=(
     runc conmon containernetworking-plugins iptables iproute2 util-linux
     # tests: local registry, image tools, htpasswd for the auth registry
     docker-registry skopeo umoci busybox-static apache2-utils curl python3
-    # tests: inspecting namespaces and processes
-    procps
+    # tests: inspecting namespaces and processes; a TLS certificate for the
+    # streaming server's TLS test
+    procps openssl
 )
 
 missing=()
