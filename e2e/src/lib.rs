@@ -16,6 +16,8 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tonic::transport::{Channel, Endpoint, Uri};
 
+pub mod pods;
+
 /// How long a daemon may take to open its socket or to exit.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
 

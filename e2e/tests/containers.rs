@@ -9,147 +9,14 @@
 //! rules to clean up; the bridge network is covered by sandbox.rs.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crius_e2e::{Daemon, Dirs, mounts_under};
+use crius_e2e::pods::*;
 use crius_proto::runtime_service_client::RuntimeServiceClient;
 use crius_proto::*;
 use tonic::Code;
 use tonic::transport::Channel;
-
-fn registry() -> String {
-    std::env::var("CRIUS_TEST_REGISTRY").unwrap_or_else(|_| {
-        panic!("CRIUS_TEST_REGISTRY is not set: run `eval \"$(hack/test-registry.sh up)\"` first")
-    })
-}
-
-fn image(name: &str) -> String {
-    format!("{}/{name}", registry())
-}
-
-/// A daemon whose CNI network is loopback only, with `images` pulled.
-async fn daemon(images: &[&str]) -> Daemon {
-    let dirs = Dirs::new();
-    std::fs::write(
-        dirs.cni_config_dir().join("10-lo.conflist"),
-        r#"{"cniVersion":"1.0.0","name":"lo-only","plugins":[{"type":"loopback"}]}"#,
-    )
-    .unwrap();
-    let daemon = Daemon::start_with(dirs, &["--cni-plugin-dir", "/usr/lib/cni"]).await;
-    let mut client = daemon.images().await;
-    for name in images {
-        client
-            .pull_image(PullImageRequest {
-                image: Some(ImageSpec {
-                    image: image(name),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            })
-            .await
-            .unwrap_or_else(|e| panic!("pull {name}: {e}\n{}", daemon.log()));
-    }
-    daemon
-}
-
-/// A running pod with a log directory in the test's temp dir.
-struct Pod {
-    id: String,
-    config: PodSandboxConfig,
-    log_dir: PathBuf,
-}
-
-async fn run_pod(daemon: &Daemon, name: &str) -> Pod {
-    let log_dir = daemon.dirs.base.path().join("pods").join(name);
-    std::fs::create_dir_all(&log_dir).unwrap();
-    let config = PodSandboxConfig {
-        metadata: Some(PodSandboxMetadata {
-            name: name.into(),
-            uid: format!("uid-{name}"),
-            namespace: "e2e".into(),
-            attempt: 0,
-        }),
-        hostname: name.into(),
-        log_directory: log_dir.to_string_lossy().into_owned(),
-        ..Default::default()
-    };
-    let id = daemon
-        .runtime()
-        .await
-        .run_pod_sandbox(RunPodSandboxRequest {
-            config: Some(config.clone()),
-            runtime_handler: String::new(),
-        })
-        .await
-        .unwrap_or_else(|e| panic!("run pod: {e}\n{}", daemon.log()))
-        .into_inner()
-        .pod_sandbox_id;
-    Pod {
-        id,
-        config,
-        log_dir,
-    }
-}
-
-fn container_config(name: &str, image_name: &str, command: &[&str]) -> ContainerConfig {
-    ContainerConfig {
-        metadata: Some(ContainerMetadata {
-            name: name.into(),
-            attempt: 0,
-        }),
-        image: Some(ImageSpec {
-            image: image(image_name),
-            ..Default::default()
-        }),
-        command: command.iter().map(|s| s.to_string()).collect(),
-        log_path: format!("{name}.log"),
-        ..Default::default()
-    }
-}
-
-async fn create(
-    client: &mut RuntimeServiceClient<Channel>,
-    pod: &Pod,
-    config: ContainerConfig,
-) -> Result<String, tonic::Status> {
-    client
-        .create_container(CreateContainerRequest {
-            pod_sandbox_id: pod.id.clone(),
-            config: Some(config),
-            sandbox_config: Some(pod.config.clone()),
-        })
-        .await
-        .map(|r| r.into_inner().container_id)
-}
-
-async fn create_and_start(
-    client: &mut RuntimeServiceClient<Channel>,
-    pod: &Pod,
-    config: ContainerConfig,
-) -> String {
-    let id = create(client, pod, config).await.expect("create container");
-    client
-        .start_container(StartContainerRequest {
-            container_id: id.clone(),
-        })
-        .await
-        .expect("start container");
-    id
-}
-
-async fn status(client: &mut RuntimeServiceClient<Channel>, id: &str) -> ContainerStatus {
-    client
-        .container_status(ContainerStatusRequest {
-            container_id: id.into(),
-            verbose: false,
-        })
-        .await
-        .expect("container status")
-        .into_inner()
-        .status
-        .expect("status present")
-}
 
 /// Waits until the container has exited and returns its status.
 async fn wait_exited(client: &mut RuntimeServiceClient<Channel>, id: &str) -> ContainerStatus {
@@ -192,51 +59,6 @@ fn log_lines(path: &Path) -> Vec<(String, String)> {
         }
     }
     lines
-}
-
-async fn exec(
-    client: &mut RuntimeServiceClient<Channel>,
-    id: &str,
-    cmd: &[&str],
-    timeout: i64,
-) -> Result<ExecSyncResponse, tonic::Status> {
-    client
-        .exec_sync(ExecSyncRequest {
-            container_id: id.into(),
-            cmd: cmd.iter().map(|s| s.to_string()).collect(),
-            timeout,
-        })
-        .await
-        .map(|r| r.into_inner())
-}
-
-/// Stops and removes the pod and checks nothing of it is left mounted.
-async fn teardown(daemon: &Daemon, pod: &Pod) {
-    let mut client = daemon.runtime().await;
-    client
-        .stop_pod_sandbox(StopPodSandboxRequest {
-            pod_sandbox_id: pod.id.clone(),
-        })
-        .await
-        .expect("stop pod");
-    client
-        .remove_pod_sandbox(RemovePodSandboxRequest {
-            pod_sandbox_id: pod.id.clone(),
-        })
-        .await
-        .expect("remove pod");
-    let left = client
-        .list_containers(ListContainersRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .containers;
-    assert!(
-        left.is_empty(),
-        "containers left after pod removal: {left:?}"
-    );
-    let mounts = mounts_under(daemon.dirs.base.path());
-    assert!(mounts.is_empty(), "mounts left: {mounts:?}");
 }
 
 #[tokio::test]
