@@ -437,6 +437,9 @@ impl ContainerManager {
             supplemental_groups: sec
                 .map(|s| s.supplemental_groups.clone())
                 .unwrap_or_default(),
+            strict_groups: sec.is_some_and(|s| {
+                s.supplemental_groups_policy == crius_proto::SupplementalGroupsPolicy::Strict as i32
+            }),
         };
         let merged = overlay.merged.clone();
         let user = tokio::task::spawn_blocking(move || user::resolve_user(&merged, &req))

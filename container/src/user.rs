@@ -147,6 +147,10 @@ pub struct UserRequest {
     pub run_as_group: Option<i64>,
     pub image_user: String,
     pub supplemental_groups: Vec<i64>,
+    /// CRI `SupplementalGroupsPolicy::Strict`: the image's /etc/group
+    /// memberships of the user are not added, only the primary group and
+    /// `supplemental_groups` (Merge, the default, adds them).
+    pub strict_groups: bool,
 }
 
 /// The resolved process identity.
@@ -154,8 +158,8 @@ pub struct UserRequest {
 pub struct ResolvedUser {
     pub uid: u32,
     pub gid: u32,
-    /// Primary gid first, then /etc/group memberships, then the requested
-    /// supplemental groups; no duplicates.
+    /// Primary gid first, then /etc/group memberships (unless the policy is
+    /// Strict), then the requested supplemental groups; no duplicates.
     pub additional_gids: Vec<u32>,
     pub username: Option<String>,
 }
@@ -233,7 +237,7 @@ pub fn resolve_with(
     }
 
     let mut additional = vec![gid];
-    if let Some(name) = &username {
+    if let Some(name) = username.as_ref().filter(|_| !req.strict_groups) {
         for g in groups
             .iter()
             .filter(|g| g.members.iter().any(|m| m == name))
@@ -366,6 +370,28 @@ mod tests {
         .unwrap();
         assert_eq!((u.uid, u.gid), (1000, 3000));
         assert_eq!(u.additional_gids, vec![3000, 10, 44, 4000]);
+    }
+
+    #[test]
+    fn strict_policy_leaves_out_image_group_memberships() {
+        let u = resolve(UserRequest {
+            image_user: "app".into(),
+            run_as_group: Some(3000),
+            supplemental_groups: vec![4000, 44],
+            strict_groups: true,
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!((u.uid, u.gid), (1000, 3000));
+        assert_eq!(u.additional_gids, vec![3000, 4000, 44]);
+        // The user's own primary group stays when run_as_group is unset.
+        let u = resolve(UserRequest {
+            run_as_username: "app".into(),
+            strict_groups: true,
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(u.additional_gids, vec![1000]);
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! `Status`: RuntimeReady and NetworkReady, checked afresh on every call so
 //! that a CNI config dropped in later turns the node ready without a restart.
 
-use crius_proto::{RuntimeCondition, RuntimeStatus, StatusRequest, StatusResponse};
+use crius_proto::{
+    RuntimeCondition, RuntimeFeatures, RuntimeStatus, StatusRequest, StatusResponse,
+};
 
 use crate::Cri;
 use crate::error::Error;
@@ -39,6 +41,11 @@ impl Cri {
                 conditions: vec![runtime, network],
             }),
             info,
+            // SupplementalGroupsPolicy Strict is honoured and ContainerStatus
+            // reports the resolved user, which is what this feature promises.
+            features: Some(RuntimeFeatures {
+                supplemental_groups_policy: true,
+            }),
             ..Default::default()
         })
     }
