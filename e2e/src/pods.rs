@@ -57,6 +57,15 @@ pub struct Pod {
     pub log_dir: PathBuf,
 }
 pub async fn run_pod(daemon: &Daemon, name: &str) -> Pod {
+    run_pod_with(daemon, name, None).await
+}
+/// A running pod as [`run_pod`] with the given Linux pod config (namespace
+/// modes, sysctls, cgroup parent).
+pub async fn run_pod_with(
+    daemon: &Daemon,
+    name: &str,
+    linux: Option<LinuxPodSandboxConfig>,
+) -> Pod {
     let log_dir = daemon.dirs.base.path().join("pods").join(name);
     std::fs::create_dir_all(&log_dir).unwrap();
     let config = PodSandboxConfig {
@@ -68,6 +77,7 @@ pub async fn run_pod(daemon: &Daemon, name: &str) -> Pod {
         }),
         hostname: name.into(),
         log_directory: log_dir.to_string_lossy().into_owned(),
+        linux,
         ..Default::default()
     };
     let id = daemon

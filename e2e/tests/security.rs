@@ -929,3 +929,308 @@ async fn the_node_pids_limit_applies_to_every_container_and_survives_updates() {
     assert_eq!(cgroup_file(&daemon, &id, "pids", "pids.max"), "64");
     teardown(&daemon, &pod).await;
 }
+
+fn pid_mode(mode: NamespaceMode, target_id: &str) -> LinuxContainerSecurityContext {
+    LinuxContainerSecurityContext {
+        namespace_options: Some(NamespaceOption {
+            pid: mode as i32,
+            target_id: target_id.into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn pod_pid_mode(mode: NamespaceMode) -> Option<LinuxPodSandboxConfig> {
+    Some(LinuxPodSandboxConfig {
+        security_context: Some(LinuxSandboxSecurityContext {
+            namespace_options: Some(NamespaceOption {
+                pid: mode as i32,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+}
+
+/// The processes the container sees in its /proc: pid and command line
+/// (arguments joined by spaces). The listing shell and its `tr` are in it.
+async fn processes(client: &mut RuntimeServiceClient<Channel>, id: &str) -> Vec<(u32, String)> {
+    let out = output(
+        client,
+        id,
+        &[
+            "sh",
+            "-c",
+            "for d in /proc/[0-9]*; do echo \"${d#/proc/} $(tr '\\0' ' ' <$d/cmdline 2>/dev/null)\"; done",
+        ],
+    )
+    .await;
+    out.lines()
+        .map(|l| {
+            let (pid, cmd) = l.split_once(' ').unwrap_or((l, ""));
+            (pid.parse().unwrap(), cmd.trim().to_string())
+        })
+        .collect()
+}
+
+fn host_cmdline(pid: u32) -> String {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    String::from_utf8_lossy(&raw)
+        .replace('\0', " ")
+        .trim()
+        .to_string()
+}
+
+#[tokio::test]
+async fn pid_namespace_modes_container_target_pod_and_node() {
+    let daemon = daemon(&["busybox"]).await;
+    let mut client = daemon.runtime().await;
+
+    // CONTAINER: the container's command is PID 1 and nothing else of the
+    // node or pod is visible.
+    let pod = run_pod(&daemon, "pid-container").await;
+    let own = create_and_start(
+        &mut client,
+        &pod,
+        with_security(
+            container_config("own", "busybox", &["sleep", "3601"]),
+            pid_mode(NamespaceMode::Container, ""),
+        ),
+    )
+    .await;
+    let seen = processes(&mut client, &own).await;
+    assert!(seen.contains(&(1, "sleep 3601".into())), "{seen:?}");
+    assert!(
+        seen.iter()
+            .all(|(pid, cmd)| *pid == 1 || cmd.starts_with("sh -c") || cmd.starts_with("tr")),
+        "{seen:?}"
+    );
+
+    // TARGET: a second container joins the first one's namespace: it sees
+    // the first's command as PID 1, and the first sees its command.
+    let peek = create_and_start(
+        &mut client,
+        &pod,
+        with_security(
+            container_config("peek", "busybox", &["sleep", "3602"]),
+            pid_mode(NamespaceMode::Target, &own),
+        ),
+    )
+    .await;
+    let seen = processes(&mut client, &peek).await;
+    assert!(seen.contains(&(1, "sleep 3601".into())), "{seen:?}");
+    assert!(
+        seen.iter()
+            .any(|(pid, cmd)| *pid != 1 && cmd == "sleep 3602"),
+        "{seen:?}"
+    );
+    let seen = processes(&mut client, &own).await;
+    assert!(seen.iter().any(|(_, cmd)| cmd == "sleep 3602"), "{seen:?}");
+    // A target that does not exist is refused.
+    let err = create(
+        &mut client,
+        &pod,
+        with_security(
+            container_config("lost", "busybox", &["sleep", "1"]),
+            pid_mode(NamespaceMode::Target, "0123456789ab"),
+        ),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "{err}");
+    teardown(&daemon, &pod).await;
+
+    // POD: PID 1 is the pod's infra process (`crius pause --id <pod>`), and
+    // the pod's containers see each other.
+    let pod = run_pod_with(&daemon, "pid-pod", pod_pid_mode(NamespaceMode::Pod)).await;
+    let mut ids = Vec::new();
+    for (name, secs) in [("a", "3603"), ("b", "3604")] {
+        ids.push(
+            create_and_start(
+                &mut client,
+                &pod,
+                with_security(
+                    container_config(name, "busybox", &["sleep", secs]),
+                    pid_mode(NamespaceMode::Pod, ""),
+                ),
+            )
+            .await,
+        );
+    }
+    let seen = processes(&mut client, &ids[0]).await;
+    let (_, init) = seen.iter().find(|(pid, _)| *pid == 1).expect("a PID 1");
+    assert!(
+        init.contains(&format!(" pause --id {} ", pod.id)),
+        "PID 1 is not the infra process: {seen:?}"
+    );
+    for secs in ["3603", "3604"] {
+        let cmd = format!("sleep {secs}");
+        assert!(
+            seen.iter().any(|(pid, c)| *pid != 1 && *c == cmd),
+            "{cmd} not seen: {seen:?}"
+        );
+    }
+    teardown(&daemon, &pod).await;
+
+    // NODE: the host's PID 1 and this test process are visible with the
+    // same pids and command lines as on the host.
+    let pod = run_pod_with(&daemon, "pid-node", pod_pid_mode(NamespaceMode::Node)).await;
+    let id = create_and_start(
+        &mut client,
+        &pod,
+        with_security(
+            container_config("host", "busybox", &["sleep", "3605"]),
+            pid_mode(NamespaceMode::Node, ""),
+        ),
+    )
+    .await;
+    let seen = processes(&mut client, &id).await;
+    for pid in [1, std::process::id()] {
+        let expected = host_cmdline(pid);
+        assert!(
+            seen.contains(&(pid, expected.clone())),
+            "host pid {pid} ({expected}) not seen: {seen:?}"
+        );
+    }
+    teardown(&daemon, &pod).await;
+}
+
+#[tokio::test]
+async fn run_as_user_group_and_supplemental_groups_policy() {
+    let daemon = daemon(&["busybox"]).await;
+    let pod = run_pod(&daemon, "groups").await;
+    let mut client = daemon.runtime().await;
+    let status_features = client
+        .status(StatusRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .features;
+    assert_eq!(
+        status_features,
+        Some(RuntimeFeatures {
+            supplemental_groups_policy: true
+        })
+    );
+
+    let merge = SupplementalGroupsPolicy::Merge as i32;
+    let strict = SupplementalGroupsPolicy::Strict as i32;
+    let by_uid = |policy| LinuxContainerSecurityContext {
+        run_as_user: Some(Int64Value { value: 1000 }),
+        run_as_group: Some(Int64Value { value: 3000 }),
+        supplemental_groups: vec![4000, 5000],
+        supplemental_groups_policy: policy,
+        ..Default::default()
+    };
+    let by_name = |policy| LinuxContainerSecurityContext {
+        run_as_username: "tester".into(),
+        supplemental_groups_policy: policy,
+        ..Default::default()
+    };
+    // The image's /etc/group has `extra:x:2000:tester`.
+    let cases = [
+        (
+            "uid-merge",
+            by_uid(merge),
+            3000,
+            vec![2000, 3000, 4000, 5000],
+        ),
+        ("uid-strict", by_uid(strict), 3000, vec![3000, 4000, 5000]),
+        ("name-merge", by_name(merge), 1000, vec![1000, 2000]),
+        ("name-strict", by_name(strict), 1000, vec![1000]),
+    ];
+    for (name, sec, gid, groups) in cases {
+        let id = create_and_start(
+            &mut client,
+            &pod,
+            with_security(container_config(name, "busybox", &["sleep", "3600"]), sec),
+        )
+        .await;
+        let ids = |line: String| -> Vec<u32> {
+            let mut v: Vec<u32> = line
+                .split_whitespace()
+                .map(|s| s.parse().unwrap())
+                .collect();
+            v.sort_unstable();
+            v
+        };
+        assert_eq!(
+            ids(proc_status(&mut client, &id, "Uid").await),
+            vec![1000; 4],
+            "{name}"
+        );
+        assert_eq!(
+            ids(proc_status(&mut client, &id, "Gid").await),
+            vec![gid; 4],
+            "{name}"
+        );
+        assert_eq!(
+            ids(proc_status(&mut client, &id, "Groups").await),
+            groups,
+            "{name}"
+        );
+        assert_eq!(output(&mut client, &id, &["id", "-un"]).await, "tester");
+
+        // ContainerStatus reports the identity the process got.
+        let user = status(&mut client, &id)
+            .await
+            .user
+            .and_then(|u| u.linux)
+            .unwrap_or_else(|| panic!("{name}: no user in status"));
+        assert_eq!((user.uid, user.gid), (1000, i64::from(gid)), "{name}");
+        let mut reported = user.supplemental_groups.clone();
+        reported.sort_unstable();
+        let expected: Vec<i64> = groups.iter().map(|g| i64::from(*g)).collect();
+        assert_eq!(reported, expected, "{name}");
+    }
+    teardown(&daemon, &pod).await;
+}
+
+#[tokio::test]
+async fn pod_sysctls_are_seen_by_its_containers() {
+    let daemon = daemon(&["busybox"]).await;
+    let host_value = |key: &str| {
+        std::fs::read_to_string(format!("/proc/sys/{}", key.replace('.', "/")))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    let sysctls = [
+        ("net.ipv4.ip_unprivileged_port_start", "123"),
+        ("kernel.shm_rmid_forced", "1"),
+    ];
+    let before: Vec<String> = sysctls.iter().map(|(k, _)| host_value(k)).collect();
+    let pod = run_pod_with(
+        &daemon,
+        "sysctls",
+        Some(LinuxPodSandboxConfig {
+            sysctls: sysctls
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..Default::default()
+        }),
+    )
+    .await;
+    let mut client = daemon.runtime().await;
+    let id = create_and_start(
+        &mut client,
+        &pod,
+        container_config("reader", "busybox", &["sleep", "3600"]),
+    )
+    .await;
+    for (key, value) in sysctls {
+        let path = format!("/proc/sys/{}", key.replace('.', "/"));
+        assert_eq!(
+            output(&mut client, &id, &["cat", &path]).await,
+            value,
+            "{key}"
+        );
+    }
+    // Set in the pod's namespaces, not on the node.
+    let after: Vec<String> = sysctls.iter().map(|(k, _)| host_value(k)).collect();
+    assert_eq!(before, after);
+    teardown(&daemon, &pod).await;
+}
