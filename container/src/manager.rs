@@ -1206,7 +1206,11 @@ impl ContainerManager {
                 used_bytes: layer.map(|(b, _)| u64v(b)),
                 inodes_used: layer.map(|(_, i)| u64v(i)),
             }),
-            swap: None,
+            swap: usage.swap.map(|s| crius_proto::SwapUsage {
+                timestamp: now,
+                swap_available_bytes: s.available().map(u64v),
+                swap_usage_bytes: Some(u64v(s.usage)),
+            }),
         }
     }
 

@@ -32,6 +32,22 @@ pub struct CgroupUsage {
     pub memory: Option<MemoryUsage>,
     /// Tasks (threads) in the cgroup.
     pub pids: Option<u64>,
+    pub swap: Option<SwapUsage>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SwapUsage {
+    /// Bytes of the cgroup's memory swapped out.
+    pub usage: u64,
+    /// How much it may swap, `None` if unlimited.
+    pub limit: Option<u64>,
+}
+
+impl SwapUsage {
+    /// Swap left before the limit, when there is one.
+    pub fn available(&self) -> Option<u64> {
+        self.limit.map(|l| l.saturating_sub(self.usage))
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -94,7 +110,30 @@ impl Cgroups {
             pids: self
                 .dir("pids", cgroup)
                 .and_then(|d| read_u64(&d.join("pids.current"))),
+            swap: self.swap(cgroup),
         }
+    }
+
+    /// v2 counts swap on its own (`memory.swap.*`); v1 only memory plus swap
+    /// (`memory.memsw.*`, present when the kernel accounts swap), from which
+    /// the plain memory figures are subtracted.
+    fn swap(&self, cgroup: &str) -> Option<SwapUsage> {
+        let dir = self.dir("memory", cgroup)?;
+        let limit = |f: &str| read_u64(&dir.join(f)).filter(|l| *l < UNLIMITED);
+        if self.v2 {
+            return Some(SwapUsage {
+                usage: read_u64(&dir.join("memory.swap.current"))?,
+                limit: limit("memory.swap.max"),
+            });
+        }
+        let both = read_u64(&dir.join("memory.memsw.usage_in_bytes"))?;
+        let memory = read_u64(&dir.join("memory.usage_in_bytes"))?;
+        Some(SwapUsage {
+            usage: both.saturating_sub(memory),
+            limit: limit("memory.memsw.limit_in_bytes")
+                .zip(limit("memory.limit_in_bytes"))
+                .map(|(both, memory)| both.saturating_sub(memory)),
+        })
     }
 
     fn cpu_usage(&self, cgroup: &str) -> Option<u64> {
@@ -363,6 +402,18 @@ mod tests {
         write(&d, "memory.max", "20971520\n");
         let m = cg.usage("/kubepods/pod1/crius-abc").memory.unwrap();
         assert_eq!(m.available(), Some(20_971_520 - (10_485_760 - 1_048_576)));
+        // No swap files: no swap figures.
+        assert_eq!(u.swap, None);
+        write(&d, "memory.swap.current", "65536\n");
+        write(&d, "memory.swap.max", "max\n");
+        let swap = cg.usage("/kubepods/pod1/crius-abc").swap.unwrap();
+        assert_eq!(
+            (swap.usage, swap.limit, swap.available()),
+            (65536, None, None)
+        );
+        write(&d, "memory.swap.max", "1048576\n");
+        let swap = cg.usage("/kubepods/pod1/crius-abc").swap.unwrap();
+        assert_eq!(swap.available(), Some(1_048_576 - 65536));
     }
 
     #[test]
@@ -392,6 +443,18 @@ mod tests {
         assert_eq!(m.rss, 409_600);
         assert_eq!((m.page_faults, m.major_page_faults), (55, 2));
         assert_eq!(m.limit, None);
+        assert_eq!(u.swap, None);
+        // With swap accounting: memsw is memory plus swap.
+        write(&mem, "memory.memsw.usage_in_bytes", "8200192\n");
+        write(&mem, "memory.memsw.limit_in_bytes", "9223372036854771712\n");
+        let cg = Cgroups::new(root.path(), false);
+        let swap = cg.usage(rel).swap.unwrap();
+        assert_eq!((swap.usage, swap.limit), (8192, None));
+        write(&mem, "memory.limit_in_bytes", "16777216\n");
+        write(&mem, "memory.memsw.limit_in_bytes", "33554432\n");
+        let swap = cg.usage(rel).swap.unwrap();
+        assert_eq!(swap.limit, Some(16_777_216));
+        assert_eq!(swap.available(), Some(16_777_216 - 8192));
     }
 
     #[test]

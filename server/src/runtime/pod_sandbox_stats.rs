@@ -156,6 +156,7 @@ mod tests {
                 ..Default::default()
             }),
             pids: Some(2),
+            swap: None,
         };
         add(&mut s, &u);
         add(&mut s, &u);
