@@ -105,8 +105,12 @@ pub enum Error {
         source: nix::Error,
     },
 
-    #[error("the cgroup manager {0:?} is not supported for containers yet")]
-    Unsupported(String),
+    /// sd_booted(3) says no: runc's systemd driver needs systemd as init.
+    #[error(
+        "the cgroup manager is systemd but systemd is not running on this node \
+         ({marker:?} is missing): set runtime.cgroup_manager = \"cgroupfs\""
+    )]
+    SystemdNotRunning { marker: PathBuf },
 
     #[error("internal error: {0}")]
     Internal(String),
@@ -124,7 +128,7 @@ impl Error {
             Error::User { .. } => ErrorKind::InvalidArgument,
             Error::Timeout { .. } => ErrorKind::DeadlineExceeded,
             Error::RecordVersion { .. } => ErrorKind::FailedPrecondition,
-            Error::Unsupported(_) => ErrorKind::Unimplemented,
+            Error::SystemdNotRunning { .. } => ErrorKind::FailedPrecondition,
             Error::Io { .. }
             | Error::Internal(_)
             | Error::Spawn { .. }

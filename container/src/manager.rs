@@ -256,11 +256,11 @@ impl ContainerManager {
         spec::validate_mounts(config)?;
         spec::process_args(config, image)?;
         crate::seccomp::check_lsm(config, crate::seccomp::apparmor_enabled())?;
-        // The daemon still starts with the systemd driver (the kubelet reads
-        // it from RuntimeConfig); only placing containers needs the work.
-        if self.cfg.cgroup_manager == CgroupManager::Systemd {
-            return Err(Error::Unsupported("systemd".into()));
-        }
+        spec::check_cgroup_placement(
+            self.cfg.cgroup_manager,
+            &sandbox.cgroup_parent,
+            Path::new(spec::SYSTEMD_BOOTED_MARKER),
+        )?;
         let id = new_id()?;
         let name = format!(
             "{}_{}_{}_{}_{}",
@@ -1563,15 +1563,15 @@ pub fn memory_usage(now: i64, m: Option<&crate::stats::MemoryUsage>) -> crius_pr
 /// True if the kernel OOM killer fired in the container's memory cgroup
 /// (v1 `memory.oom_control`, v2 `memory.events`).
 fn cgroup_oom_killed(cgroups_path: &str) -> bool {
-    if cgroups_path.is_empty() || cgroups_path.contains("..") {
+    let Some(rel) = crate::stats::cgroup_rel(cgroups_path).filter(|_| !cgroups_path.is_empty())
+    else {
         return false;
-    }
-    let rel = cgroups_path.trim_start_matches('/');
+    };
     let candidates = [
         (Path::new("/sys/fs/cgroup/memory")
-            .join(rel)
+            .join(&rel)
             .join("memory.oom_control")),
-        (Path::new("/sys/fs/cgroup").join(rel).join("memory.events")),
+        (Path::new("/sys/fs/cgroup").join(&rel).join("memory.events")),
     ];
     candidates.iter().any(|f| {
         std::fs::read_to_string(f)

@@ -546,6 +546,38 @@ pub fn cgroups_path(manager: CgroupManager, parent: &str, id: &str) -> String {
     }
 }
 
+/// Where systemd, when it runs as init, says so (sd_booted(3)).
+pub const SYSTEMD_BOOTED_MARKER: &str = "/run/systemd/system";
+
+/// Checks that a container can be placed under the pod's cgroup `parent`
+/// with `manager`, as the kubelet pairs them: the systemd driver needs
+/// systemd running (`marker` present) and a slice (or nothing) as parent;
+/// cgroupfs refuses a slice, which means kubelet and crius disagree on the
+/// driver (CRI-O refuses it too).
+pub fn check_cgroup_placement(manager: CgroupManager, parent: &str, marker: &Path) -> Result<()> {
+    let is_slice = !parent.contains('/') && parent.ends_with(".slice");
+    match manager {
+        CgroupManager::Cgroupfs if is_slice => Err(Error::InvalidArgument(format!(
+            "cgroup parent {parent:?} is a systemd slice but the cgroup manager is cgroupfs"
+        ))),
+        CgroupManager::Cgroupfs => Ok(()),
+        CgroupManager::Systemd => {
+            if !marker.is_dir() {
+                return Err(Error::SystemdNotRunning {
+                    marker: marker.to_path_buf(),
+                });
+            }
+            if !parent.is_empty() && crate::stats::expand_slice(parent).is_none() {
+                return Err(Error::InvalidArgument(format!(
+                    "cgroup parent {parent:?} is not a systemd slice \
+                     (e.g. kubepods-burstable-pod<uid>.slice) but the cgroup manager is systemd"
+                )));
+            }
+            Ok(())
+        }
+    }
+}
+
 fn namespace(typ: LinuxNamespaceType, path: Option<&Path>) -> LinuxNamespace {
     let mut ns = LinuxNamespace::default();
     ns.set_typ(typ).set_path(path.map(Path::to_path_buf));
@@ -1411,5 +1443,35 @@ mod tests {
             cgroups_path(CgroupManager::Systemd, "kubepods.slice", "x"),
             "kubepods.slice:crius:x"
         );
+        assert_eq!(
+            cgroups_path(CgroupManager::Systemd, "", "x"),
+            "system.slice:crius:x"
+        );
+    }
+
+    #[test]
+    fn cgroup_placement_matches_driver_and_parent() {
+        let dir = tempfile::tempdir().unwrap();
+        let booted = dir.path();
+        let not_booted = dir.path().join("missing");
+        let check = |m, parent: &str, marker: &Path| check_cgroup_placement(m, parent, marker);
+        use CgroupManager::{Cgroupfs, Systemd};
+        assert!(check(Cgroupfs, "", &not_booted).is_ok());
+        assert!(check(Cgroupfs, "/kubepods/burstable/pod1", &not_booted).is_ok());
+        let e = check(Cgroupfs, "kubepods-pod1.slice", booted).unwrap_err();
+        assert!(matches!(e, Error::InvalidArgument(_)), "{e}");
+
+        let e = check(Systemd, "kubepods-pod1.slice", &not_booted).unwrap_err();
+        assert!(matches!(e, Error::SystemdNotRunning { .. }), "{e}");
+        assert_eq!(e.kind(), crius_proto::ErrorKind::FailedPrecondition);
+        assert!(e.to_string().contains("missing"), "{e}");
+        assert!(e.to_string().contains("cgroupfs"), "{e}");
+
+        assert!(check(Systemd, "", booted).is_ok());
+        assert!(check(Systemd, "kubepods-burstable-pod1.slice", booted).is_ok());
+        for bad in ["/kubepods/pod1", "kubepods", "kubepods--x.slice"] {
+            let e = check(Systemd, bad, booted).unwrap_err();
+            assert!(matches!(e, Error::InvalidArgument(_)), "{bad}: {e}");
+        }
     }
 }

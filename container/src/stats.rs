@@ -87,13 +87,11 @@ impl Cgroups {
     }
 
     /// The directory of `cgroup` (a path as given to runc, e.g.
-    /// `/kubepods/pod1/crius-<id>`) for a v1 `controller`; v2 ignores it.
+    /// `/kubepods/pod1/crius-<id>` or `kubepods.slice:crius:<id>`, or a
+    /// pod's parent, see [`cgroup_rel`]) for a v1 `controller`; v2 ignores
+    /// it.
     pub fn dir(&self, controller: &str, cgroup: &str) -> Option<PathBuf> {
-        let rel = cgroup.trim_start_matches('/');
-        if rel.split('/').any(|c| c == "..") || cgroup.contains(':') {
-            // systemd-style "slice:prefix:name" paths are not plain dirs.
-            return None;
-        }
+        let rel = cgroup_rel(cgroup)?;
         Some(if self.v2 {
             self.root.join(rel)
         } else {
@@ -172,6 +170,74 @@ impl Cgroups {
             limit: read_u64(&dir.join("memory.limit_in_bytes")).filter(|l| *l < UNLIMITED),
         })
     }
+}
+
+/// Where a cgroup lives below the hierarchy root. Takes what crius hands
+/// runc or gets from the kubelet: a cgroupfs path (`/kubepods/pod1/crius-<id>`),
+/// a systemd slice (a pod's parent, `kubepods-burstable-pod1.slice`) or
+/// runc's systemd triple `slice:prefix:name` (a container: the scope
+/// `prefix-name.scope` in that slice; an empty slice is `system.slice`, as
+/// runc does). `None` for a path that would leave the hierarchy or a
+/// malformed slice.
+pub fn cgroup_rel(cgroup: &str) -> Option<PathBuf> {
+    if cgroup.contains(':') {
+        let parts: Vec<&str> = cgroup.split(':').collect();
+        let [slice, prefix, name] = parts[..] else {
+            return None;
+        };
+        let slice = if slice.is_empty() {
+            "system.slice"
+        } else {
+            slice
+        };
+        let unit = if name.ends_with(".slice") {
+            name.to_string()
+        } else if prefix.is_empty() {
+            format!("{name}.scope")
+        } else {
+            format!("{prefix}-{name}.scope")
+        };
+        if name.is_empty() || unit.contains('/') || unit.starts_with('.') {
+            return None;
+        }
+        return Some(expand_slice(slice)?.join(unit));
+    }
+    if !cgroup.contains('/') && cgroup.ends_with(".slice") {
+        return expand_slice(cgroup);
+    }
+    let rel = cgroup.trim_start_matches('/');
+    if rel.split('/').any(|c| c == "..") {
+        return None;
+    }
+    Some(PathBuf::from(rel))
+}
+
+/// The directory of a systemd slice: each dash in the name is a level, so
+/// `kubepods-burstable-pod1.slice` is
+/// `kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1.slice`
+/// (runc's `ExpandSlice`, systemd.slice(5)); `-.slice` is the root. `None`
+/// if `slice` is not a valid slice name.
+pub fn expand_slice(slice: &str) -> Option<PathBuf> {
+    let base = slice.strip_suffix(".slice")?;
+    if slice.contains('/') {
+        return None;
+    }
+    if base == "-" {
+        return Some(PathBuf::new());
+    }
+    let mut path = PathBuf::new();
+    let mut prefix = String::new();
+    for part in base.split('-') {
+        if part.is_empty() || part == "." || part == ".." {
+            return None;
+        }
+        if !prefix.is_empty() {
+            prefix.push('-');
+        }
+        prefix.push_str(part);
+        path.push(format!("{prefix}.slice"));
+    }
+    Some(path)
 }
 
 fn read(path: &Path) -> Option<String> {
@@ -463,7 +529,81 @@ mod tests {
         let cg = Cgroups::new(root.path(), false);
         assert_eq!(cg.usage("/gone"), CgroupUsage::default());
         assert_eq!(cg.dir("memory", "/a/../../etc"), None);
-        assert_eq!(cg.dir("memory", "system.slice:crius:x"), None);
+        assert_eq!(cg.dir("memory", "a.slice:crius:x:y"), None);
+        assert_eq!(cg.dir("memory", "a.slice:crius:"), None);
+        assert_eq!(cg.dir("memory", "a.slice:crius:../x"), None);
+        assert_eq!(cg.dir("memory", "../a.slice:crius:x"), None);
+        assert_eq!(cg.dir("memory", "a--b.slice:crius:x"), None);
+        assert_eq!(cg.dir("memory", "a-..-b.slice"), None);
+        assert_eq!(cg.dir("memory", "kubepods:crius:x"), None);
+    }
+
+    #[test]
+    fn systemd_slices_expand_to_their_hierarchy() {
+        let exp = |s: &str| expand_slice(s).map(|p| p.display().to_string());
+        assert_eq!(exp("-.slice").as_deref(), Some(""));
+        assert_eq!(exp("system.slice").as_deref(), Some("system.slice"));
+        assert_eq!(
+            exp("kubepods-burstable-pod123.slice").as_deref(),
+            Some("kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod123.slice")
+        );
+        assert_eq!(exp("kubepods"), None);
+        assert_eq!(exp("-kubepods.slice"), None);
+        assert_eq!(exp("kubepods-.slice"), None);
+
+        let rel = |s: &str| cgroup_rel(s).map(|p| p.display().to_string());
+        assert_eq!(
+            rel("kubepods-besteffort-pod9.slice:crius:abc").as_deref(),
+            Some(
+                "kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod9.slice/crius-abc.scope"
+            )
+        );
+        assert_eq!(
+            rel(":crius:abc").as_deref(),
+            Some("system.slice/crius-abc.scope")
+        );
+        assert_eq!(
+            rel("kubepods.slice::abc").as_deref(),
+            Some("kubepods.slice/abc.scope")
+        );
+        assert_eq!(
+            rel("kubepods.slice:crius:kubepods-pod1.slice").as_deref(),
+            Some("kubepods.slice/kubepods-pod1.slice")
+        );
+        // A pod's parent as the kubelet's systemd driver gives it.
+        assert_eq!(
+            rel("kubepods-pod1.slice").as_deref(),
+            Some("kubepods.slice/kubepods-pod1.slice")
+        );
+        // cgroupfs paths are unchanged, even if a component ends in .slice.
+        assert_eq!(
+            rel("/kubepods/pod1/crius-abc").as_deref(),
+            Some("kubepods/pod1/crius-abc")
+        );
+        assert_eq!(rel("/a/b.slice").as_deref(), Some("a/b.slice"));
+    }
+
+    #[test]
+    fn stats_of_a_systemd_scope() {
+        let root = tempfile::tempdir().unwrap();
+        let scope = root.path().join(
+            "kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1.slice/crius-abc.scope",
+        );
+        write(&scope, "cpu.stat", "usage_usec 7\n");
+        write(&scope, "memory.current", "4096\n");
+        write(&scope, "pids.current", "2\n");
+        let cg = Cgroups::new(root.path(), true);
+        let u = cg.usage("kubepods-burstable-pod1.slice:crius:abc");
+        assert_eq!(u.cpu_usage_ns, Some(7000));
+        assert_eq!(u.memory.map(|m| m.usage), Some(4096));
+        assert_eq!(u.pids, Some(2));
+        // The pod's slice, as PodSandboxStats reads it.
+        let pod = scope.parent().unwrap();
+        write(pod, "cpu.stat", "usage_usec 9\n");
+        assert_eq!(
+            cg.usage("kubepods-burstable-pod1.slice").cpu_usage_ns,
+            Some(9000)
+        );
     }
 
     #[test]

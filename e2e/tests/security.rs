@@ -1234,3 +1234,73 @@ async fn pod_sysctls_are_seen_by_its_containers() {
     assert_eq!(before, after);
     teardown(&daemon, &pod).await;
 }
+
+fn pod_cgroup_parent(parent: &str) -> Option<LinuxPodSandboxConfig> {
+    Some(LinuxPodSandboxConfig {
+        cgroup_parent: parent.into(),
+        ..Default::default()
+    })
+}
+
+#[tokio::test]
+async fn cgroup_driver_and_pod_parent_must_agree() {
+    // cgroupfs with a systemd slice as parent: kubelet and crius disagree on
+    // the driver.
+    let daemon = daemon(&["busybox"]).await;
+    let pod = run_pod_with(
+        &daemon,
+        "slice-on-cgroupfs",
+        pod_cgroup_parent("kubepods-besteffort-pode2e.slice"),
+    )
+    .await;
+    let mut client = daemon.runtime().await;
+    let err = create(
+        &mut client,
+        &pod,
+        container_config("c", "busybox", &["sleep", "60"]),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err}");
+    assert!(err.message().contains("systemd slice"), "{err}");
+    teardown(&daemon, &pod).await;
+    drop(daemon);
+
+    // The systemd driver places containers in `crius-<id>.scope` under the
+    // pod's slice; on a node without systemd as init it refuses with the
+    // cause instead.
+    let daemon = daemon_with(&["busybox"], &["--cgroup-manager", "systemd"]).await;
+    let pod = run_pod_with(
+        &daemon,
+        "systemd",
+        pod_cgroup_parent("kubepods-besteffort-pode2e.slice"),
+    )
+    .await;
+    let mut client = daemon.runtime().await;
+    let created = create(
+        &mut client,
+        &pod,
+        container_config("c", "busybox", &["sleep", "60"]),
+    )
+    .await;
+    if Path::new("/run/systemd/system").is_dir() {
+        let id = created.unwrap_or_else(|e| panic!("create under systemd: {e}\n{}", daemon.log()));
+        client
+            .start_container(StartContainerRequest {
+                container_id: id.clone(),
+            })
+            .await
+            .expect("start container");
+        let stats = container_stats(&mut client, &id).await;
+        assert!(val(&stats.memory.unwrap().usage_bytes) > 0);
+    } else {
+        let err = created.unwrap_err();
+        assert_eq!(err.code(), Code::FailedPrecondition, "{err}");
+        assert!(
+            err.message().contains("systemd is not running")
+                && err.message().contains("/run/systemd/system"),
+            "{err}"
+        );
+    }
+    teardown(&daemon, &pod).await;
+}

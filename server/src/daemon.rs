@@ -201,6 +201,15 @@ async fn open_containers(config: &Config) -> anyhow::Result<container::Container
         CgroupManager::Cgroupfs => container::CgroupManager::Cgroupfs,
         CgroupManager::Systemd => container::CgroupManager::Systemd,
     };
+    // The daemon still starts (RuntimeConfig reports the driver, recovery
+    // works), but every CreateContainer will be refused; say why up front.
+    let marker = std::path::Path::new(container::spec::SYSTEMD_BOOTED_MARKER);
+    if runtime.cgroup_manager == CgroupManager::Systemd && !marker.is_dir() {
+        tracing::warn!(
+            ?marker,
+            "cgroup_manager is systemd but systemd is not running: containers cannot be created"
+        );
+    }
     options.seccomp_default = match runtime.seccomp_default {
         SeccompDefault::RuntimeDefault => container::seccomp::NodeDefault::RuntimeDefault,
         SeccompDefault::Unconfined => container::seccomp::NodeDefault::Unconfined,
