@@ -136,11 +136,12 @@ impl ContainerManager {
             std::fs::create_dir_all(&d)
                 .map_err(|e| Error::io("failed to create directory", &d, e))?;
         }
-        let runc = Runc::new(
+        let mut runc = Runc::new(
             cfg.runtime_path.clone(),
             cfg.runc_root(),
             cfg.runroot.join("runc-logs"),
         );
+        runc.systemd_cgroup = cfg.cgroup_manager == CgroupManager::Systemd;
         Ok(ContainerManager {
             cfg: Arc::new(cfg),
             store: Arc::new(ContainerStore::default()),

@@ -36,6 +36,10 @@ pub struct Runc {
     pub path: PathBuf,
     pub root: PathBuf,
     log_dir: PathBuf,
+    /// `--systemd-cgroup` on every call, not only create: runc releases
+    /// differ in whether update/delete take the cgroup manager from this
+    /// flag or from the container's saved state.
+    pub systemd_cgroup: bool,
 }
 
 /// Output of a finished command run inside a container.
@@ -52,6 +56,7 @@ impl Runc {
             path,
             root,
             log_dir,
+            systemd_cgroup: false,
         }
     }
 
@@ -68,7 +73,11 @@ impl Runc {
         root.push(&self.root);
         let mut log_arg = OsString::from("--log=");
         log_arg.push(log);
-        vec![root, "--log-format=json".into(), log_arg]
+        let mut args = vec![root, "--log-format=json".into(), log_arg];
+        if self.systemd_cgroup {
+            args.push("--systemd-cgroup".into());
+        }
+        args
     }
 
     fn command(&self, log: &Path) -> Command {
@@ -395,6 +404,15 @@ mod tests {
         assert!(descendants(me).contains(&(child.id() as i32)));
         child.kill().unwrap();
         child.wait().unwrap();
+    }
+
+    #[test]
+    fn systemd_cgroup_flag_goes_on_every_call() {
+        let mut runc = Runc::new("runc".into(), "/r".into(), "/l".into());
+        let log = Path::new("/l/x.log");
+        assert!(!runc.global_args(log).contains(&"--systemd-cgroup".into()));
+        runc.systemd_cgroup = true;
+        assert!(runc.global_args(log).contains(&"--systemd-cgroup".into()));
     }
 
     #[test]
