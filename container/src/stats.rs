@@ -551,36 +551,25 @@ mod tests {
         assert_eq!(exp("-kubepods.slice"), None);
         assert_eq!(exp("kubepods-.slice"), None);
 
-        let rel = |s: &str| cgroup_rel(s).map(|p| p.display().to_string());
-        assert_eq!(
-            rel("kubepods-besteffort-pod9.slice:crius:abc").as_deref(),
-            Some(
-                "kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod9.slice/crius-abc.scope"
-            )
-        );
-        assert_eq!(
-            rel(":crius:abc").as_deref(),
-            Some("system.slice/crius-abc.scope")
-        );
-        assert_eq!(
-            rel("kubepods.slice::abc").as_deref(),
-            Some("kubepods.slice/abc.scope")
-        );
-        assert_eq!(
-            rel("kubepods.slice:crius:kubepods-pod1.slice").as_deref(),
-            Some("kubepods.slice/kubepods-pod1.slice")
-        );
-        // A pod's parent as the kubelet's systemd driver gives it.
-        assert_eq!(
-            rel("kubepods-pod1.slice").as_deref(),
-            Some("kubepods.slice/kubepods-pod1.slice")
-        );
-        // cgroupfs paths are unchanged, even if a component ends in .slice.
-        assert_eq!(
-            rel("/kubepods/pod1/crius-abc").as_deref(),
-            Some("kubepods/pod1/crius-abc")
-        );
-        assert_eq!(rel("/a/b.slice").as_deref(), Some("a/b.slice"));
+        for (given, dir) in [
+            (
+                "kubepods-besteffort-pod9.slice:crius:abc",
+                "kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod9.slice/crius-abc.scope",
+            ),
+            (":crius:abc", "system.slice/crius-abc.scope"),
+            ("kubepods.slice::abc", "kubepods.slice/abc.scope"),
+            (
+                "kubepods.slice:crius:kubepods-pod1.slice",
+                "kubepods.slice/kubepods-pod1.slice",
+            ),
+            // A pod's parent as the kubelet's systemd driver gives it.
+            ("kubepods-pod1.slice", "kubepods.slice/kubepods-pod1.slice"),
+            // cgroupfs paths are unchanged, even if a component ends in .slice.
+            ("/kubepods/pod1/crius-abc", "kubepods/pod1/crius-abc"),
+            ("/a/b.slice", "a/b.slice"),
+        ] {
+            assert_eq!(cgroup_rel(given), Some(PathBuf::from(dir)), "{given}");
+        }
     }
 
     #[test]

@@ -954,6 +954,25 @@ fn pod_pid_mode(mode: NamespaceMode) -> Option<LinuxPodSandboxConfig> {
     })
 }
 
+/// Starts `sleep <secs>` (its command line tells it apart in /proc) with
+/// the PID namespace `mode`.
+async fn start_sleep_in(
+    client: &mut RuntimeServiceClient<Channel>,
+    pod: &Pod,
+    name: &str,
+    secs: &str,
+    mode: NamespaceMode,
+    target_id: &str,
+) -> String {
+    let config = container_config(name, "busybox", &["sleep", secs]);
+    create_and_start(
+        client,
+        pod,
+        with_security(config, pid_mode(mode, target_id)),
+    )
+    .await
+}
+
 /// The processes the container sees in its /proc: pid and command line
 /// (arguments joined by spaces). The listing shell and its `tr` are in it.
 async fn processes(client: &mut RuntimeServiceClient<Channel>, id: &str) -> Vec<(u32, String)> {
@@ -991,13 +1010,13 @@ async fn pid_namespace_modes_container_target_pod_and_node() {
     // CONTAINER: the container's command is PID 1 and nothing else of the
     // node or pod is visible.
     let pod = run_pod(&daemon, "pid-container").await;
-    let own = create_and_start(
+    let own = start_sleep_in(
         &mut client,
         &pod,
-        with_security(
-            container_config("own", "busybox", &["sleep", "3601"]),
-            pid_mode(NamespaceMode::Container, ""),
-        ),
+        "own",
+        "3601",
+        NamespaceMode::Container,
+        "",
     )
     .await;
     let seen = processes(&mut client, &own).await;
@@ -1010,13 +1029,13 @@ async fn pid_namespace_modes_container_target_pod_and_node() {
 
     // TARGET: a second container joins the first one's namespace: it sees
     // the first's command as PID 1, and the first sees its command.
-    let peek = create_and_start(
+    let peek = start_sleep_in(
         &mut client,
         &pod,
-        with_security(
-            container_config("peek", "busybox", &["sleep", "3602"]),
-            pid_mode(NamespaceMode::Target, &own),
-        ),
+        "peek",
+        "3602",
+        NamespaceMode::Target,
+        &own,
     )
     .await;
     let seen = processes(&mut client, &peek).await;
@@ -1047,17 +1066,7 @@ async fn pid_namespace_modes_container_target_pod_and_node() {
     let pod = run_pod_with(&daemon, "pid-pod", pod_pid_mode(NamespaceMode::Pod)).await;
     let mut ids = Vec::new();
     for (name, secs) in [("a", "3603"), ("b", "3604")] {
-        ids.push(
-            create_and_start(
-                &mut client,
-                &pod,
-                with_security(
-                    container_config(name, "busybox", &["sleep", secs]),
-                    pid_mode(NamespaceMode::Pod, ""),
-                ),
-            )
-            .await,
-        );
+        ids.push(start_sleep_in(&mut client, &pod, name, secs, NamespaceMode::Pod, "").await);
     }
     let seen = processes(&mut client, &ids[0]).await;
     let (_, init) = seen.iter().find(|(pid, _)| *pid == 1).expect("a PID 1");
@@ -1077,15 +1086,7 @@ async fn pid_namespace_modes_container_target_pod_and_node() {
     // NODE: the host's PID 1 and this test process are visible with the
     // same pids and command lines as on the host.
     let pod = run_pod_with(&daemon, "pid-node", pod_pid_mode(NamespaceMode::Node)).await;
-    let id = create_and_start(
-        &mut client,
-        &pod,
-        with_security(
-            container_config("host", "busybox", &["sleep", "3605"]),
-            pid_mode(NamespaceMode::Node, ""),
-        ),
-    )
-    .await;
+    let id = start_sleep_in(&mut client, &pod, "host", "3605", NamespaceMode::Node, "").await;
     let seen = processes(&mut client, &id).await;
     for pid in [1, std::process::id()] {
         let expected = host_cmdline(pid);
@@ -1235,11 +1236,21 @@ async fn pod_sysctls_are_seen_by_its_containers() {
     teardown(&daemon, &pod).await;
 }
 
-fn pod_cgroup_parent(parent: &str) -> Option<LinuxPodSandboxConfig> {
-    Some(LinuxPodSandboxConfig {
-        cgroup_parent: parent.into(),
-        ..Default::default()
-    })
+/// A pod whose cgroup parent is a kubelet-style systemd slice, and the
+/// answer to creating a container in it.
+async fn create_in_slice_pod(daemon: &Daemon, name: &str) -> (Pod, Result<String, tonic::Status>) {
+    let pod = run_pod_with(
+        daemon,
+        name,
+        Some(LinuxPodSandboxConfig {
+            cgroup_parent: "kubepods-besteffort-pode2e.slice".into(),
+            ..Default::default()
+        }),
+    )
+    .await;
+    let config = container_config("c", "busybox", &["sleep", "60"]);
+    let created = create(&mut daemon.runtime().await, &pod, config).await;
+    (pod, created)
 }
 
 #[tokio::test]
@@ -1247,20 +1258,8 @@ async fn cgroup_driver_and_pod_parent_must_agree() {
     // cgroupfs with a systemd slice as parent: kubelet and crius disagree on
     // the driver.
     let daemon = daemon(&["busybox"]).await;
-    let pod = run_pod_with(
-        &daemon,
-        "slice-on-cgroupfs",
-        pod_cgroup_parent("kubepods-besteffort-pode2e.slice"),
-    )
-    .await;
-    let mut client = daemon.runtime().await;
-    let err = create(
-        &mut client,
-        &pod,
-        container_config("c", "busybox", &["sleep", "60"]),
-    )
-    .await
-    .unwrap_err();
+    let (pod, created) = create_in_slice_pod(&daemon, "slice-on-cgroupfs").await;
+    let err = created.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument, "{err}");
     assert!(err.message().contains("systemd slice"), "{err}");
     teardown(&daemon, &pod).await;
@@ -1270,19 +1269,8 @@ async fn cgroup_driver_and_pod_parent_must_agree() {
     // pod's slice; on a node without systemd as init it refuses with the
     // cause instead.
     let daemon = daemon_with(&["busybox"], &["--cgroup-manager", "systemd"]).await;
-    let pod = run_pod_with(
-        &daemon,
-        "systemd",
-        pod_cgroup_parent("kubepods-besteffort-pode2e.slice"),
-    )
-    .await;
+    let (pod, created) = create_in_slice_pod(&daemon, "systemd").await;
     let mut client = daemon.runtime().await;
-    let created = create(
-        &mut client,
-        &pod,
-        container_config("c", "busybox", &["sleep", "60"]),
-    )
-    .await;
     if Path::new("/run/systemd/system").is_dir() {
         let id = created.unwrap_or_else(|e| panic!("create under systemd: {e}\n{}", daemon.log()));
         client
