@@ -630,3 +630,114 @@ async fn create_in_a_missing_or_stopped_pod_is_refused() {
     assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
     teardown(&daemon, &pod).await;
 }
+
+/// The next event of a GetContainerEvents stream, failing after 20 s.
+async fn next_event(
+    stream: &mut tonic::Streaming<ContainerEventResponse>,
+) -> ContainerEventResponse {
+    tokio::time::timeout(Duration::from_secs(20), stream.message())
+        .await
+        .expect("no container event within 20 s")
+        .expect("event stream failed")
+        .expect("event stream ended")
+}
+
+#[tokio::test]
+async fn container_events_follow_the_lifecycle_with_statuses() {
+    use ContainerEventType::*;
+    let mut daemon = daemon(&["busybox"]).await;
+    let mut client = daemon.runtime().await;
+    let mut events = client
+        .get_container_events(GetEventsRequest {})
+        .await
+        .expect("GetContainerEvents")
+        .into_inner();
+
+    let pod = run_pod(&daemon, "events").await;
+    for kind in [ContainerCreatedEvent, ContainerStartedEvent] {
+        let ev = next_event(&mut events).await;
+        assert_eq!(
+            (ev.container_id.as_str(), ev.container_event_type),
+            (pod.id.as_str(), kind as i32)
+        );
+        let status = ev
+            .pod_sandbox_status
+            .expect("pod status with a sandbox event");
+        assert_eq!(status.state, PodSandboxState::SandboxReady as i32);
+    }
+
+    // Exits on its own: the event must come without anybody asking for
+    // the container's status.
+    let id = create_and_start(
+        &mut client,
+        &pod,
+        container_config("brief", "busybox", &["sh", "-c", "sleep 0.5; exit 2"]),
+    )
+    .await;
+    let mut seen = Vec::new();
+    for kind in [
+        ContainerCreatedEvent,
+        ContainerStartedEvent,
+        ContainerStoppedEvent,
+    ] {
+        let ev = next_event(&mut events).await;
+        assert_eq!(
+            (ev.container_id.as_str(), ev.container_event_type),
+            (id.as_str(), kind as i32),
+            "{ev:?}"
+        );
+        assert!(ev.created_at > 0);
+        assert_eq!(
+            ev.pod_sandbox_status.as_ref().map(|s| s.id.as_str()),
+            Some(pod.id.as_str())
+        );
+        let own = ev
+            .containers_statuses
+            .iter()
+            .find(|s| s.id == id)
+            .expect("own status in the event");
+        seen.push((own.state, own.exit_code));
+    }
+    assert_eq!(
+        seen,
+        [
+            (ContainerState::ContainerCreated as i32, 0),
+            (ContainerState::ContainerRunning as i32, 0),
+            (ContainerState::ContainerExited as i32, 2),
+        ]
+    );
+
+    client
+        .remove_container(RemoveContainerRequest {
+            container_id: id.clone(),
+        })
+        .await
+        .expect("remove container");
+    let ev = next_event(&mut events).await;
+    assert_eq!(
+        (ev.container_id.as_str(), ev.container_event_type),
+        (id.as_str(), ContainerDeletedEvent as i32)
+    );
+    assert!(ev.containers_statuses.iter().all(|s| s.id != id), "{ev:?}");
+
+    teardown(&daemon, &pod).await;
+    for kind in [ContainerStoppedEvent, ContainerDeletedEvent] {
+        let ev = next_event(&mut events).await;
+        assert_eq!(
+            (ev.container_id.as_str(), ev.container_event_type),
+            (pod.id.as_str(), kind as i32)
+        );
+        let status = ev
+            .pod_sandbox_status
+            .expect("pod status with a sandbox event");
+        assert_eq!(status.state, PodSandboxState::SandboxNotready as i32);
+    }
+
+    // The daemon ends the stream when it stops, instead of waiting for the
+    // client to hang up.
+    daemon.stop();
+    let end = tokio::time::timeout(Duration::from_secs(20), events.message())
+        .await
+        .expect("event stream still open after the daemon stopped");
+    assert!(matches!(end, Ok(None) | Err(_)), "{end:?}");
+}
