@@ -15,6 +15,8 @@ pub struct Cri {
     pub(crate) sandboxes: Arc<pod_sandbox::Sandboxes>,
     pub(crate) containers: Arc<container::ContainerManager>,
     pub(crate) events: crate::events::EventHub,
+    /// The pod CIDR(s) last given by UpdateRuntimeConfig.
+    pub(crate) pod_cidrs: std::sync::RwLock<Vec<String>>,
     /// Set once at start, after the containers have recovered.
     pub(crate) streaming: std::sync::OnceLock<streaming::StreamingServer>,
 }
@@ -37,6 +39,7 @@ impl Cri {
             sandboxes: Arc::new(sandboxes),
             containers: Arc::new(containers),
             events: crate::events::EventHub::default(),
+            pod_cidrs: std::sync::RwLock::default(),
             streaming: std::sync::OnceLock::new(),
         }
     }
