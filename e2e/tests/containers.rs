@@ -741,3 +741,69 @@ async fn container_events_follow_the_lifecycle_with_statuses() {
         .expect("event stream still open after the daemon stopped");
     assert!(matches!(end, Ok(None) | Err(_)), "{end:?}");
 }
+
+#[tokio::test]
+async fn pod_sandbox_metrics_describe_live_containers() {
+    let daemon = daemon(&["busybox"]).await;
+    let pod = run_pod(&daemon, "metrics").await;
+    let mut client = daemon.runtime().await;
+    let id = create_and_start(
+        &mut client,
+        &pod,
+        container_config("app", "busybox", &["sleep", "1000"]),
+    )
+    .await;
+
+    let descriptors = client
+        .list_metric_descriptors(ListMetricDescriptorsRequest {})
+        .await
+        .expect("ListMetricDescriptors")
+        .into_inner()
+        .descriptors;
+    let all = client
+        .list_pod_sandbox_metrics(ListPodSandboxMetricsRequest {})
+        .await
+        .expect("ListPodSandboxMetrics")
+        .into_inner()
+        .pod_metrics;
+    let pod_metrics = all
+        .iter()
+        .find(|m| m.pod_sandbox_id == pod.id)
+        .expect("metrics of the pod");
+    let [ctr] = &pod_metrics.container_metrics[..] else {
+        panic!("one container expected: {pod_metrics:?}")
+    };
+    assert_eq!(ctr.container_id, id);
+    let working_set = ctr
+        .metrics
+        .iter()
+        .find(|m| m.name == "container_memory_working_set_bytes")
+        .expect("working set of the container");
+    assert_eq!(
+        working_set.label_values[..2],
+        [id.clone(), "app".to_string()]
+    );
+    assert!(
+        working_set.label_values[2].ends_with("busybox"),
+        "{working_set:?}"
+    );
+    assert!(
+        working_set.value.as_ref().unwrap().value > 0,
+        "{working_set:?}"
+    );
+    assert!(
+        pod_metrics
+            .metrics
+            .iter()
+            .any(|m| m.name == "container_processes" && m.value.as_ref().unwrap().value >= 1),
+        "{pod_metrics:?}"
+    );
+    for metric in pod_metrics.metrics.iter().chain(&ctr.metrics) {
+        let d = descriptors
+            .iter()
+            .find(|d| d.name == metric.name)
+            .unwrap_or_else(|| panic!("{} is not described", metric.name));
+        assert_eq!(d.label_keys.len(), metric.label_values.len(), "{metric:?}");
+    }
+    teardown(&daemon, &pod).await;
+}
