@@ -642,6 +642,26 @@ async fn next_event(
         .expect("event stream ended")
 }
 
+/// The next events are `kinds` of the pod itself, with its status in `state`.
+async fn expect_sandbox_events(
+    events: &mut tonic::Streaming<ContainerEventResponse>,
+    pod: &Pod,
+    kinds: &[ContainerEventType],
+    state: PodSandboxState,
+) {
+    for kind in kinds {
+        let ev = next_event(events).await;
+        assert_eq!(
+            (ev.container_id.as_str(), ev.container_event_type),
+            (pod.id.as_str(), *kind as i32)
+        );
+        let status = ev
+            .pod_sandbox_status
+            .expect("pod status with a sandbox event");
+        assert_eq!(status.state, state as i32);
+    }
+}
+
 #[tokio::test]
 async fn container_events_follow_the_lifecycle_with_statuses() {
     use ContainerEventType::*;
@@ -654,17 +674,13 @@ async fn container_events_follow_the_lifecycle_with_statuses() {
         .into_inner();
 
     let pod = run_pod(&daemon, "events").await;
-    for kind in [ContainerCreatedEvent, ContainerStartedEvent] {
-        let ev = next_event(&mut events).await;
-        assert_eq!(
-            (ev.container_id.as_str(), ev.container_event_type),
-            (pod.id.as_str(), kind as i32)
-        );
-        let status = ev
-            .pod_sandbox_status
-            .expect("pod status with a sandbox event");
-        assert_eq!(status.state, PodSandboxState::SandboxReady as i32);
-    }
+    expect_sandbox_events(
+        &mut events,
+        &pod,
+        &[ContainerCreatedEvent, ContainerStartedEvent],
+        PodSandboxState::SandboxReady,
+    )
+    .await;
 
     // Exits on its own: the event must come without anybody asking for
     // the container's status.
@@ -721,17 +737,13 @@ async fn container_events_follow_the_lifecycle_with_statuses() {
     assert!(ev.containers_statuses.iter().all(|s| s.id != id), "{ev:?}");
 
     teardown(&daemon, &pod).await;
-    for kind in [ContainerStoppedEvent, ContainerDeletedEvent] {
-        let ev = next_event(&mut events).await;
-        assert_eq!(
-            (ev.container_id.as_str(), ev.container_event_type),
-            (pod.id.as_str(), kind as i32)
-        );
-        let status = ev
-            .pod_sandbox_status
-            .expect("pod status with a sandbox event");
-        assert_eq!(status.state, PodSandboxState::SandboxNotready as i32);
-    }
+    expect_sandbox_events(
+        &mut events,
+        &pod,
+        &[ContainerStoppedEvent, ContainerDeletedEvent],
+        PodSandboxState::SandboxNotready,
+    )
+    .await;
 
     // The daemon ends the stream when it stops, instead of waiting for the
     // client to hang up.
