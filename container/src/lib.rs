@@ -20,6 +20,7 @@
 
 pub mod devices;
 pub mod error;
+pub mod events;
 pub mod exec;
 pub mod manager;
 pub mod monitor;
@@ -33,6 +34,7 @@ pub mod types;
 pub mod user;
 
 pub use error::{Error, Result};
+pub use events::{ContainerEvent, EventKind};
 pub use exec::ExecGuard;
 pub use manager::{ContainerManager, ExecSyncOutput, RecoveryReport, StreamExec};
 pub use store::{Container, ContainerMeta, State, Status};

@@ -16,6 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crius_proto::{ContainerConfig, ContainerFilter, NamespaceMode};
 
 use crate::error::{Error, Result};
+use crate::events::{EventKind, Events};
 use crate::monitor::{self, ConmonCreate};
 use crate::rootfs::{self, OverlayPaths};
 use crate::runtime::{ExecOutput, Runc};
@@ -119,6 +120,7 @@ pub struct ContainerManager {
     layer_usage: Arc<crate::stats::LayerUsageCache>,
     /// crius' own capability bounding set: privileged means all of these.
     capability_bound: u64,
+    events: Events,
 }
 
 impl ContainerManager {
@@ -150,11 +152,16 @@ impl ContainerManager {
             cpu_samples: Arc::new(CpuSamples::default()),
             layer_usage: Arc::new(crate::stats::LayerUsageCache::new(LAYER_USAGE_TTL)),
             capability_bound: crate::devices::own_capability_bound(),
+            events: Events::default(),
         })
     }
 
     pub fn config(&self) -> &RuntimeConfig {
         &self.cfg
+    }
+
+    pub(crate) fn events(&self) -> &Events {
+        &self.events
     }
 
     pub fn store(&self) -> &ContainerStore {
@@ -212,6 +219,7 @@ impl ContainerManager {
         let cancelled = Arc::new(AtomicBool::new(false));
         let mut guard = CancelOnDrop(cancelled.clone(), false);
         let this = self.clone();
+        let sandbox_id = sandbox.id.clone();
         let (sandbox, image, config) = (sandbox.clone(), image.clone(), config.clone());
         let task = tokio::spawn(async move {
             let res = this.create_now(&sandbox, &image, &config).await;
@@ -232,6 +240,9 @@ impl ContainerManager {
             .await
             .unwrap_or_else(|e| Err(Error::InvalidArgument(format!("create task failed: {e}"))));
         guard.1 = true;
+        if let Ok(id) = &res {
+            self.events.emit(id, &sandbox_id, EventKind::Created);
+        }
         res
     }
 
@@ -661,6 +672,8 @@ impl ContainerManager {
             s.started_at = started;
             Ok(())
         })?;
+        self.events
+            .emit(&ctr.meta.id, &ctr.meta.sandbox_id, EventKind::Started);
         tracing::info!(id = %ctr.meta.id, "container started");
         Ok(())
     }
@@ -777,7 +790,7 @@ impl ContainerManager {
 
     /// Folds conmon's exit file (and OOM marker, termination message) into
     /// the record of a container that has exited.
-    fn refresh(&self, ctr: &Container) -> Result<Status> {
+    pub(crate) fn refresh(&self, ctr: &Container) -> Result<Status> {
         let st = ctr.status();
         if !matches!(st.state(), State::Created | State::Running | State::Unknown) {
             return Ok(st);
@@ -811,10 +824,12 @@ impl ContainerManager {
             .termination_log
             .as_deref()
             .and_then(read_termination_message);
-        ctr.update(|s| {
+        let mut exited_now = false;
+        let status = ctr.update(|s| {
             if s.state() == State::Exited {
                 return Ok(());
             }
+            exited_now = true;
             s.state = Some(State::Exited);
             s.exit_code = code;
             // The exit file's mtime can trail the start stamp by a tick.
@@ -828,7 +843,12 @@ impl ContainerManager {
             };
             s.message = term.clone().or(message.clone()).unwrap_or_default();
             Ok(())
-        })
+        })?;
+        if exited_now {
+            self.events
+                .emit(&ctr.meta.id, &ctr.meta.sandbox_id, EventKind::Stopped);
+        }
+        Ok(status)
     }
 
     // ---------------------------------------------------------------- remove
@@ -882,6 +902,8 @@ impl ContainerManager {
         let _ = std::fs::remove_file(self.cfg.runroot.join("socks").join(&id));
         self.store.remove(&id);
         self.store.names.release(&ctr.meta.name);
+        self.events
+            .emit(&id, &ctr.meta.sandbox_id, EventKind::Deleted);
         tracing::info!(%id, "container removed");
         Ok(())
     }

@@ -630,3 +630,192 @@ async fn create_in_a_missing_or_stopped_pod_is_refused() {
     assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
     teardown(&daemon, &pod).await;
 }
+
+/// The next event of a GetContainerEvents stream, failing after 20 s.
+async fn next_event(
+    stream: &mut tonic::Streaming<ContainerEventResponse>,
+) -> ContainerEventResponse {
+    tokio::time::timeout(Duration::from_secs(20), stream.message())
+        .await
+        .expect("no container event within 20 s")
+        .expect("event stream failed")
+        .expect("event stream ended")
+}
+
+/// The next events are `kinds` of the pod itself, with its status in `state`.
+async fn expect_sandbox_events(
+    events: &mut tonic::Streaming<ContainerEventResponse>,
+    pod: &Pod,
+    kinds: &[ContainerEventType],
+    state: PodSandboxState,
+) {
+    for kind in kinds {
+        let ev = next_event(events).await;
+        assert_eq!(
+            (ev.container_id.as_str(), ev.container_event_type),
+            (pod.id.as_str(), *kind as i32)
+        );
+        let status = ev
+            .pod_sandbox_status
+            .expect("pod status with a sandbox event");
+        assert_eq!(status.state, state as i32);
+    }
+}
+
+#[tokio::test]
+async fn container_events_follow_the_lifecycle_with_statuses() {
+    use ContainerEventType::*;
+    let mut daemon = daemon(&["busybox"]).await;
+    let mut client = daemon.runtime().await;
+    let mut events = client
+        .get_container_events(GetEventsRequest {})
+        .await
+        .expect("GetContainerEvents")
+        .into_inner();
+
+    let pod = run_pod(&daemon, "events").await;
+    expect_sandbox_events(
+        &mut events,
+        &pod,
+        &[ContainerCreatedEvent, ContainerStartedEvent],
+        PodSandboxState::SandboxReady,
+    )
+    .await;
+
+    // Exits on its own: the event must come without anybody asking for
+    // the container's status.
+    let id = create_and_start(
+        &mut client,
+        &pod,
+        container_config("brief", "busybox", &["sh", "-c", "sleep 0.5; exit 2"]),
+    )
+    .await;
+    let mut seen = Vec::new();
+    for kind in [
+        ContainerCreatedEvent,
+        ContainerStartedEvent,
+        ContainerStoppedEvent,
+    ] {
+        let ev = next_event(&mut events).await;
+        assert_eq!(
+            (ev.container_id.as_str(), ev.container_event_type),
+            (id.as_str(), kind as i32),
+            "{ev:?}"
+        );
+        assert!(ev.created_at > 0);
+        assert_eq!(
+            ev.pod_sandbox_status.as_ref().map(|s| s.id.as_str()),
+            Some(pod.id.as_str())
+        );
+        let own = ev
+            .containers_statuses
+            .iter()
+            .find(|s| s.id == id)
+            .expect("own status in the event");
+        seen.push((own.state, own.exit_code));
+    }
+    assert_eq!(
+        seen,
+        [
+            (ContainerState::ContainerCreated as i32, 0),
+            (ContainerState::ContainerRunning as i32, 0),
+            (ContainerState::ContainerExited as i32, 2),
+        ]
+    );
+
+    client
+        .remove_container(RemoveContainerRequest {
+            container_id: id.clone(),
+        })
+        .await
+        .expect("remove container");
+    let ev = next_event(&mut events).await;
+    assert_eq!(
+        (ev.container_id.as_str(), ev.container_event_type),
+        (id.as_str(), ContainerDeletedEvent as i32)
+    );
+    assert!(ev.containers_statuses.iter().all(|s| s.id != id), "{ev:?}");
+
+    teardown(&daemon, &pod).await;
+    expect_sandbox_events(
+        &mut events,
+        &pod,
+        &[ContainerStoppedEvent, ContainerDeletedEvent],
+        PodSandboxState::SandboxNotready,
+    )
+    .await;
+
+    // The daemon ends the stream when it stops, instead of waiting for the
+    // client to hang up.
+    daemon.stop();
+    let end = tokio::time::timeout(Duration::from_secs(20), events.message())
+        .await
+        .expect("event stream still open after the daemon stopped");
+    assert!(matches!(end, Ok(None) | Err(_)), "{end:?}");
+}
+
+#[tokio::test]
+async fn pod_sandbox_metrics_describe_live_containers() {
+    let daemon = daemon(&["busybox"]).await;
+    let pod = run_pod(&daemon, "metrics").await;
+    let mut client = daemon.runtime().await;
+    let id = create_and_start(
+        &mut client,
+        &pod,
+        container_config("app", "busybox", &["sleep", "1000"]),
+    )
+    .await;
+
+    let descriptors = client
+        .list_metric_descriptors(ListMetricDescriptorsRequest {})
+        .await
+        .expect("ListMetricDescriptors")
+        .into_inner()
+        .descriptors;
+    let all = client
+        .list_pod_sandbox_metrics(ListPodSandboxMetricsRequest {})
+        .await
+        .expect("ListPodSandboxMetrics")
+        .into_inner()
+        .pod_metrics;
+    let pod_metrics = all
+        .iter()
+        .find(|m| m.pod_sandbox_id == pod.id)
+        .expect("metrics of the pod");
+    let [ctr] = &pod_metrics.container_metrics[..] else {
+        panic!("one container expected: {pod_metrics:?}")
+    };
+    assert_eq!(ctr.container_id, id);
+    let working_set = ctr
+        .metrics
+        .iter()
+        .find(|m| m.name == "container_memory_working_set_bytes")
+        .expect("working set of the container");
+    assert_eq!(
+        working_set.label_values[..2],
+        [id.clone(), "app".to_string()]
+    );
+    assert!(
+        working_set.label_values[2].ends_with("busybox"),
+        "{working_set:?}"
+    );
+    assert!(
+        working_set.value.as_ref().unwrap().value > 0,
+        "{working_set:?}"
+    );
+    assert!(
+        pod_metrics
+            .metrics
+            .iter()
+            .any(|m| m.name == "container_processes" && m.value.as_ref().unwrap().value >= 1),
+        "{pod_metrics:?}"
+    );
+    for metric in pod_metrics.metrics.iter().chain(&ctr.metrics) {
+        let d = descriptors
+            .iter()
+            .find(|d| d.name == metric.name)
+            .unwrap_or_else(|| panic!("{} is not described", metric.name));
+        assert_eq!(d.label_keys.len(), metric.label_values.len(), "{metric:?}");
+    }
+    teardown(&daemon, &pod).await;
+}

@@ -91,7 +91,7 @@ async fn network_ready_follows_the_cni_config_dir_without_restart() {
 }
 
 #[tokio::test]
-async fn verbose_status_carries_the_effective_config() {
+async fn verbose_status_carries_the_effective_config_and_pod_cidr() {
     let daemon = Daemon::start().await;
     let status = daemon
         .runtime()
@@ -105,6 +105,38 @@ async fn verbose_status_carries_the_effective_config() {
         config["api"]["listen"].as_str().unwrap(),
         daemon.dirs.socket().to_str().unwrap()
     );
+    assert_eq!(status.info["podCIDRs"], "[]");
+
+    // The kubelet's pod CIDR is kept and shown; garbage is refused and
+    // changes nothing.
+    let update = |cidr: &str| UpdateRuntimeConfigRequest {
+        runtime_config: Some(RuntimeConfig {
+            network_config: Some(NetworkConfig {
+                pod_cidr: cidr.into(),
+            }),
+        }),
+    };
+    let mut client = daemon.runtime().await;
+    client
+        .update_runtime_config(update("10.88.0.0/16,fd00:88::/64"))
+        .await
+        .expect("UpdateRuntimeConfig");
+    let err = client
+        .update_runtime_config(update("10.88.0.0/40"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains("10.88.0.0/40"), "{err:?}");
+    let status = client
+        .status(StatusRequest { verbose: true })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        status.info["podCIDRs"],
+        r#"["10.88.0.0/16","fd00:88::/64"]"#
+    );
+
     let quiet = daemon
         .runtime()
         .await

@@ -14,6 +14,9 @@ pub struct Cri {
     pub(crate) runtime_binary: Option<PathBuf>,
     pub(crate) sandboxes: Arc<pod_sandbox::Sandboxes>,
     pub(crate) containers: Arc<container::ContainerManager>,
+    pub(crate) events: crate::events::EventHub,
+    /// The pod CIDR(s) last given by UpdateRuntimeConfig.
+    pub(crate) pod_cidrs: std::sync::RwLock<Vec<String>>,
     /// Set once at start, after the containers have recovered.
     pub(crate) streaming: std::sync::OnceLock<streaming::StreamingServer>,
 }
@@ -35,6 +38,8 @@ impl Cri {
             runtime_binary,
             sandboxes: Arc::new(sandboxes),
             containers: Arc::new(containers),
+            events: crate::events::EventHub::default(),
+            pod_cidrs: std::sync::RwLock::default(),
             streaming: std::sync::OnceLock::new(),
         }
     }

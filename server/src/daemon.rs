@@ -125,12 +125,19 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         "crius serving CRI v1"
     );
     let cri = Arc::new(Cri::new(config, images, sandboxes, containers));
+    cri.events
+        .forward_container_events(cri.sandboxes.clone(), cri.containers.clone());
+    cri.containers
+        .watch_exits()
+        .context("failed to watch for container exits")?;
     let streaming = start_streaming(&cri).await?;
     tracing::info!(url = streaming.base_url(), "streaming server started");
     let _ = cri.streaming.set(streaming);
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+    let events = cri.events.clone();
     let shutdown = async move {
         shutdown_signal().await;
+        events.close();
         let _ = stopping_tx.send(());
     };
     let server = tonic::transport::Server::builder()

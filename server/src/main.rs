@@ -7,6 +7,7 @@ mod config;
 mod cri;
 mod daemon;
 mod error;
+mod events;
 mod exec_wait;
 mod image;
 mod rpc;

@@ -16,10 +16,14 @@ mod container_status;
 mod create_container;
 mod exec;
 mod exec_sync;
+mod get_container_events;
 mod list_container_stats;
 mod list_containers;
+mod list_metric_descriptors;
 mod list_pod_sandbox;
+mod list_pod_sandbox_metrics;
 mod list_pod_sandbox_stats;
+mod metrics;
 mod pod_sandbox_stats;
 mod pod_sandbox_status;
 mod port_forward;
@@ -33,11 +37,13 @@ mod status;
 mod stop_container;
 mod stop_pod_sandbox;
 mod update_container_resources;
+mod update_runtime_config;
 mod version;
 
+pub(crate) use pod_sandbox_status::sandbox_status;
 pub use version::RUNTIME_API_VERSION;
 
-type EventStream =
+pub(crate) type EventStream =
     Pin<Box<dyn Stream<Item = Result<ContainerEventResponse, tonic::Status>> + Send>>;
 
 forward_rpcs! {
@@ -69,12 +75,12 @@ impl RuntimeService {
         list_container_stats(ListContainerStatsRequest) -> ListContainerStatsResponse = "ListContainerStats";
         pod_sandbox_stats(PodSandboxStatsRequest) -> PodSandboxStatsResponse = "PodSandboxStats";
         list_pod_sandbox_stats(ListPodSandboxStatsRequest) -> ListPodSandboxStatsResponse = "ListPodSandboxStats";
+        get_container_events(GetEventsRequest) -> EventStream = "GetContainerEvents";
+        update_runtime_config(UpdateRuntimeConfigRequest) -> UpdateRuntimeConfigResponse = "UpdateRuntimeConfig";
+        list_pod_sandbox_metrics(ListPodSandboxMetricsRequest) -> ListPodSandboxMetricsResponse = "ListPodSandboxMetrics";
+        list_metric_descriptors(ListMetricDescriptorsRequest) -> ListMetricDescriptorsResponse = "ListMetricDescriptors";
     }
     unimplemented {
-        update_runtime_config(UpdateRuntimeConfigRequest) -> UpdateRuntimeConfigResponse = "UpdateRuntimeConfig";
         checkpoint_container(CheckpointContainerRequest) -> CheckpointContainerResponse = "CheckpointContainer";
-        get_container_events(GetEventsRequest) -> EventStream = "GetContainerEvents";
-        list_metric_descriptors(ListMetricDescriptorsRequest) -> ListMetricDescriptorsResponse = "ListMetricDescriptors";
-        list_pod_sandbox_metrics(ListPodSandboxMetricsRequest) -> ListPodSandboxMetricsResponse = "ListPodSandboxMetrics";
     }
 }

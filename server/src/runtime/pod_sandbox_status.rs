@@ -19,42 +19,47 @@ impl Cri {
         req: PodSandboxStatusRequest,
     ) -> Result<PodSandboxStatusResponse, Error> {
         let sandbox = self.sandboxes.get(&req.pod_sandbox_id)?;
-        let spec = sandbox.spec();
-        let status = sandbox.status();
-        let mut ips = status.ips.iter();
-        let network = PodSandboxNetworkStatus {
-            ip: ips.next().cloned().unwrap_or_default(),
-            additional_ips: ips.map(|ip| PodIp { ip: ip.clone() }).collect(),
-        };
         let mut info = HashMap::new();
         if req.verbose {
             info.insert("info".to_string(), verbose_info(&sandbox));
         }
         Ok(PodSandboxStatusResponse {
-            status: Some(PodSandboxStatus {
-                id: sandbox.id().to_string(),
-                metadata: Some(metadata(&sandbox)),
-                state: cri_state(status.state),
-                created_at: spec.created_at,
-                network: Some(network),
-                linux: Some(LinuxPodSandboxStatus {
-                    namespaces: Some(Namespace {
-                        options: Some(NamespaceOption {
-                            network: spec.namespaces.network.to_cri(),
-                            pid: spec.namespaces.pid.to_cri(),
-                            ipc: spec.namespaces.ipc.to_cri(),
-                            target_id: spec.namespaces.target_id.clone(),
-                            ..Default::default()
-                        }),
-                    }),
-                }),
-                labels: spec.labels.clone(),
-                annotations: spec.annotations.clone(),
-                runtime_handler: spec.runtime_handler.clone(),
-            }),
+            status: Some(sandbox_status(&sandbox)),
             info,
             ..Default::default()
         })
+    }
+}
+
+/// The CRI status of one sandbox (also sent with container events).
+pub(crate) fn sandbox_status(sandbox: &Sandbox) -> PodSandboxStatus {
+    let spec = sandbox.spec();
+    let status = sandbox.status();
+    let mut ips = status.ips.iter();
+    let network = PodSandboxNetworkStatus {
+        ip: ips.next().cloned().unwrap_or_default(),
+        additional_ips: ips.map(|ip| PodIp { ip: ip.clone() }).collect(),
+    };
+    PodSandboxStatus {
+        id: sandbox.id().to_string(),
+        metadata: Some(metadata(sandbox)),
+        state: cri_state(status.state),
+        created_at: spec.created_at,
+        network: Some(network),
+        linux: Some(LinuxPodSandboxStatus {
+            namespaces: Some(Namespace {
+                options: Some(NamespaceOption {
+                    network: spec.namespaces.network.to_cri(),
+                    pid: spec.namespaces.pid.to_cri(),
+                    ipc: spec.namespaces.ipc.to_cri(),
+                    target_id: spec.namespaces.target_id.clone(),
+                    ..Default::default()
+                }),
+            }),
+        }),
+        labels: spec.labels.clone(),
+        annotations: spec.annotations.clone(),
+        runtime_handler: spec.runtime_handler.clone(),
     }
 }
 

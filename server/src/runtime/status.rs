@@ -35,6 +35,11 @@ impl Cri {
                     message: e.to_string(),
                 })?;
             info.insert("config".to_string(), config);
+            let cidrs = self.pod_cidrs.read().unwrap_or_else(|e| e.into_inner());
+            info.insert(
+                "podCIDRs".to_string(),
+                serde_json::Value::from(cidrs.clone()).to_string(),
+            );
         }
         Ok(StatusResponse {
             status: Some(RuntimeStatus {

@@ -9,12 +9,13 @@
 
 use std::sync::Arc;
 
-use crius_proto::{StopPodSandboxRequest, StopPodSandboxResponse};
+use crius_proto::{ContainerEventType, StopPodSandboxRequest, StopPodSandboxResponse};
 use pod_sandbox::BoxError;
 
 use crate::Cri;
 use crate::cri::detached;
 use crate::error::Error;
+use crate::runtime::sandbox_status;
 
 impl Cri {
     pub(crate) async fn stop_pod_sandbox(
@@ -23,9 +24,20 @@ impl Cri {
     ) -> Result<StopPodSandboxResponse, Error> {
         let sandboxes = self.sandboxes.clone();
         let containers = self.containers.clone();
+        let events = self.events.clone();
         detached(async move {
+            let was_ready = sandboxes
+                .get(&req.pod_sandbox_id)
+                .is_ok_and(|s| s.status().state == pod_sandbox::State::Ready);
             let stop = |sandbox: Arc<pod_sandbox::Sandbox>| stop_containers(containers, sandbox);
-            Ok(sandboxes.stop_with(&req.pod_sandbox_id, stop).await?)
+            sandboxes.stop_with(&req.pod_sandbox_id, stop).await?;
+            if was_ready && let Ok(sandbox) = sandboxes.get(&req.pod_sandbox_id) {
+                events.sandbox_event(
+                    sandbox_status(&sandbox),
+                    ContainerEventType::ContainerStoppedEvent,
+                );
+            }
+            Ok(())
         })
         .await?;
         Ok(StopPodSandboxResponse {})

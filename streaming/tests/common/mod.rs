@@ -1,6 +1,8 @@
 //! Shared test parts: a fake backend and real SPDY and WebSocket clients.
 #![allow(dead_code)]
 
+pub mod kube_api;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
