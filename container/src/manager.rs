@@ -120,6 +120,8 @@ pub struct ContainerManager {
     layer_usage: Arc<crate::stats::LayerUsageCache>,
     /// crius' own capability bounding set: privileged means all of these.
     capability_bound: u64,
+    /// Whether runc can mount recursively read-only (asked once).
+    recursive_read_only: bool,
     events: Events,
 }
 
@@ -144,6 +146,7 @@ impl ContainerManager {
             cfg.runroot.join("runc-logs"),
         );
         runc.systemd_cgroup = cfg.cgroup_manager == CgroupManager::Systemd;
+        let recursive_read_only = runc.supports_recursive_read_only();
         Ok(ContainerManager {
             cfg: Arc::new(cfg),
             store: Arc::new(ContainerStore::default()),
@@ -152,6 +155,7 @@ impl ContainerManager {
             cpu_samples: Arc::new(CpuSamples::default()),
             layer_usage: Arc::new(crate::stats::LayerUsageCache::new(LAYER_USAGE_TTL)),
             capability_bound: crate::devices::own_capability_bound(),
+            recursive_read_only,
             events: Events::default(),
         })
     }
@@ -162,6 +166,11 @@ impl ContainerManager {
 
     pub(crate) fn events(&self) -> &Events {
         &self.events
+    }
+
+    /// Whether CRI mounts may ask for `recursive_read_only`.
+    pub fn supports_recursive_read_only(&self) -> bool {
+        self.recursive_read_only
     }
 
     pub fn store(&self) -> &ContainerStore {
@@ -265,7 +274,7 @@ impl ContainerManager {
         if sandbox.id.is_empty() {
             return Err(Error::InvalidArgument("sandbox id is required".into()));
         }
-        spec::validate_mounts(config)?;
+        spec::validate_mounts(config, self.recursive_read_only)?;
         spec::process_args(config, image)?;
         crate::seccomp::check_lsm(config, crate::seccomp::apparmor_enabled())?;
         spec::check_cgroup_placement(
@@ -508,6 +517,7 @@ impl ContainerManager {
             device_rules: &device_rules,
             seccomp: seccomp.as_ref(),
             pids_limit: self.cfg.pids_limit,
+            recursive_read_only: self.recursive_read_only,
         })?;
         let spec_path = bundle.join(CONFIG_JSON);
         let data = serde_json::to_vec_pretty(&spec).map_err(|e| Error::Json {

@@ -60,6 +60,22 @@ impl Runc {
         }
     }
 
+    /// Whether this runc can mount recursively read-only (`rro`, runc 1.1+
+    /// on Linux 5.12+), from `runc features`. Asked once at start; a runc
+    /// that cannot answer is taken not to.
+    pub fn supports_recursive_read_only(&self) -> bool {
+        let out = match std::process::Command::new(&self.path)
+            .arg("features")
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .output()
+        {
+            Ok(out) if out.status.success() => out.stdout,
+            _ => return false,
+        };
+        mount_options_include(&out, "rro")
+    }
+
     /// A fresh log file for one runc call.
     pub fn log_file(&self, id: &str, op: &str) -> PathBuf {
         let n = LOG_SEQ.fetch_add(1, Ordering::Relaxed);
@@ -383,9 +399,34 @@ async fn read_bounded(mut r: impl AsyncRead + Unpin) -> Vec<u8> {
     kept
 }
 
+/// Whether `runc features` output lists `option` among its mount options.
+fn mount_options_include(features_json: &[u8], option: &str) -> bool {
+    serde_json::from_slice::<serde_json::Value>(features_json)
+        .ok()
+        .and_then(|v| {
+            v.get("mountOptions")?
+                .as_array()
+                .map(|opts| opts.iter().any(|o| o.as_str() == Some(option)))
+        })
+        .unwrap_or(false)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rro_support_is_read_from_the_features_mount_options() {
+        assert!(mount_options_include(
+            br#"{"mountOptions":["ro","rro","rbind"]}"#,
+            "rro"
+        ));
+        assert!(!mount_options_include(
+            br#"{"mountOptions":["ro","rbind"]}"#,
+            "rro"
+        ));
+        assert!(!mount_options_include(b"runc: unknown command", "rro"));
+    }
 
     #[tokio::test]
     async fn bounded_reader_drops_the_excess() {

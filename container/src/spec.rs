@@ -114,6 +114,8 @@ pub struct SpecInput<'a> {
     pub seccomp: Option<&'a oci_spec::runtime::LinuxSeccomp>,
     /// The node's pids limit; 0 = none.
     pub pids_limit: i64,
+    /// Whether the OCI runtime can mount recursively read-only.
+    pub recursive_read_only: bool,
 }
 
 /// The process arguments, following Kubernetes: `command` replaces the
@@ -348,7 +350,10 @@ fn clean_container_path(p: &str) -> Result<String> {
 
 /// Checks the CRI mounts of a request and returns them with cleaned
 /// container paths. Called before any side effect of create.
-pub fn validate_mounts(config: &ContainerConfig) -> Result<Vec<(String, &crius_proto::Mount)>> {
+pub fn validate_mounts(
+    config: &ContainerConfig,
+    recursive_read_only: bool,
+) -> Result<Vec<(String, &crius_proto::Mount)>> {
     let mut cri: Vec<(String, &crius_proto::Mount)> = Vec::new();
     for m in &config.mounts {
         // CRI: a runtime must refuse what it cannot honour rather than
@@ -360,10 +365,23 @@ pub fn validate_mounts(config: &ContainerConfig) -> Result<Vec<(String, &crius_p
             )));
         }
         if m.recursive_read_only {
-            return Err(Error::InvalidArgument(format!(
-                "mount to {:?}: recursive read-only mounts are not supported by this runtime",
-                m.container_path
-            )));
+            // As the kubelet requires: only a private, read-only mount can
+            // be read-only all the way down.
+            let why = if !recursive_read_only {
+                Some("is not supported by this OCI runtime (runc 1.1+ on Linux 5.12+ needed)")
+            } else if !m.readonly {
+                Some("needs readonly to be set")
+            } else if m.propagation != MountPropagation::PropagationPrivate as i32 {
+                Some("needs private propagation")
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                return Err(Error::InvalidArgument(format!(
+                    "mount to {:?}: recursive read-only {why}",
+                    m.container_path
+                )));
+            }
         }
         if !m.uid_mappings.is_empty() || !m.gid_mappings.is_empty() {
             return Err(Error::InvalidArgument(format!(
@@ -400,7 +418,7 @@ pub fn mounts(input: &SpecInput<'_>) -> Result<(Vec<Mount>, Option<String>)> {
     } else {
         "ro"
     };
-    let mut cri = validate_mounts(config)?;
+    let mut cri = validate_mounts(config, input.recursive_read_only)?;
     let taken: HashSet<&str> = cri.iter().map(|(d, _)| d.as_str()).collect();
 
     let mut out = vec![
@@ -509,7 +527,11 @@ pub fn mounts(input: &SpecInput<'_>) -> Result<(Vec<Mount>, Option<String>)> {
                 )));
             }
         };
-        let mode = if m.readonly { "ro" } else { "rw" };
+        let mode = match (m.readonly, m.recursive_read_only) {
+            (true, true) => "rro",
+            (true, false) => "ro",
+            (false, _) => "rw",
+        };
         out.push(mount(
             &dest,
             "bind",
@@ -1133,6 +1155,7 @@ mod tests {
             device_rules: &[],
             seccomp: None,
             pids_limit: 0,
+            recursive_read_only: true,
             cgroup_manager: CgroupManager::Cgroupfs,
         })
     }
@@ -1241,9 +1264,6 @@ mod tests {
             host_path: "/h".into(),
             ..Default::default()
         };
-        let mut rro = base.clone();
-        rro.readonly = true;
-        rro.recursive_read_only = true;
         let mut idmap = base.clone();
         idmap.uid_mappings = vec![crius_proto::IdMapping {
             host_id: 1000,
@@ -1256,13 +1276,53 @@ mod tests {
             image: "busybox".into(),
             ..Default::default()
         });
-        for m in [rro, idmap, image] {
+        for m in [idmap, image] {
             let mut c = cfg(&[], &[]);
             c.mounts = vec![m];
             let e = build(&c, &sandbox(), PidNamespace::Private).unwrap_err();
             assert_eq!(e.kind(), crius_proto::ErrorKind::InvalidArgument);
             assert!(e.to_string().contains("not supported"), "{e}");
         }
+    }
+
+    #[test]
+    fn recursive_read_only_mounts_are_rro_when_private_and_readonly() {
+        let rro = crius_proto::Mount {
+            container_path: "/x".into(),
+            host_path: "/h".into(),
+            readonly: true,
+            recursive_read_only: true,
+            propagation: MountPropagation::PropagationPrivate as i32,
+            ..Default::default()
+        };
+        let mut c = cfg(&[], &[]);
+        c.mounts = vec![rro.clone()];
+        let spec = build(&c, &sandbox(), PidNamespace::Private).unwrap();
+        let m = spec
+            .mounts()
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|m| m.destination() == Path::new("/x"))
+            .unwrap();
+        assert_eq!(
+            m.options().as_deref().unwrap(),
+            &["rbind", "rprivate", "rro"]
+        );
+
+        let mut writable = rro.clone();
+        writable.readonly = false;
+        let mut slave = rro.clone();
+        slave.propagation = MountPropagation::PropagationHostToContainer as i32;
+        for (m, why) in [(writable, "readonly"), (slave, "private")] {
+            c.mounts = vec![m];
+            let e = validate_mounts(&c, true).unwrap_err();
+            assert_eq!(e.kind(), crius_proto::ErrorKind::InvalidArgument);
+            assert!(e.to_string().contains(why), "{e}");
+        }
+        c.mounts = vec![rro];
+        let e = validate_mounts(&c, false).unwrap_err();
+        assert!(e.to_string().contains("not supported"), "{e}");
     }
 
     #[test]

@@ -275,6 +275,96 @@ async fn mounts_and_readonly_rootfs() {
     teardown(&daemon, &pod).await;
 }
 
+/// A tmpfs mounted for one test, detached when dropped.
+struct TmpfsMount(std::path::PathBuf);
+
+impl TmpfsMount {
+    fn new(at: &Path) -> TmpfsMount {
+        std::fs::create_dir_all(at).unwrap();
+        nix::mount::mount(
+            Some("tmpfs"),
+            at,
+            Some("tmpfs"),
+            nix::mount::MsFlags::empty(),
+            Some("size=1m"),
+        )
+        .unwrap_or_else(|e| panic!("mount tmpfs at {at:?}: {e}"));
+        TmpfsMount(at.to_path_buf())
+    }
+}
+
+impl Drop for TmpfsMount {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+#[tokio::test]
+async fn recursive_read_only_mounts_cover_submounts() {
+    let daemon = daemon(&["busybox"]).await;
+    let mut client = daemon.runtime().await;
+    let status = client
+        .status(StatusRequest { verbose: false })
+        .await
+        .unwrap()
+        .into_inner();
+    let features = status.runtime_handlers[0].features.unwrap();
+    assert!(features.recursive_read_only_mounts, "{status:?}");
+
+    // A host dir with a writable filesystem mounted inside it.
+    let host = tempfile::tempdir().unwrap();
+    let _sub = TmpfsMount::new(&host.path().join("sub"));
+    let pod = run_pod(&daemon, "rro").await;
+    let mount = |ctr: &str, recursive_read_only: bool| Mount {
+        host_path: host.path().to_string_lossy().into_owned(),
+        container_path: ctr.into(),
+        readonly: true,
+        recursive_read_only,
+        propagation: MountPropagation::PropagationPrivate as i32,
+        ..Default::default()
+    };
+    let config = ContainerConfig {
+        mounts: vec![mount("/ro", false), mount("/rro", true)],
+        ..container_config("rro", "busybox", &["sleep", "1000"])
+    };
+    let id = create_and_start(&mut client, &pod, config).await;
+    let touch = |path: &'static str| {
+        let mut client = client.clone();
+        let id = id.clone();
+        async move {
+            exec(&mut client, &id, &["touch", path], 10)
+                .await
+                .expect("exec touch")
+                .exit_code
+        }
+    };
+    // Plain read-only stops at the top; recursive read-only goes all the
+    // way down.
+    assert_ne!(touch("/ro/top").await, 0);
+    assert_eq!(touch("/ro/sub/via-ro").await, 0);
+    assert_ne!(touch("/rro/top").await, 0);
+    assert_ne!(touch("/rro/sub/via-rro").await, 0);
+    assert!(host.path().join("sub/via-ro").exists());
+    assert!(!host.path().join("sub/via-rro").exists());
+
+    // What cannot be read-only all the way down is refused up front.
+    let mut writable = mount("/w", true);
+    writable.readonly = false;
+    let err = create(
+        &mut client,
+        &pod,
+        ContainerConfig {
+            mounts: vec![writable],
+            ..container_config("rro-writable", "busybox", &["true"])
+        },
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains("/w"), "{err:?}");
+    teardown(&daemon, &pod).await;
+}
+
 #[tokio::test]
 async fn containers_of_a_pod_share_localhost_and_hostname() {
     let daemon = daemon(&["busybox"]).await;

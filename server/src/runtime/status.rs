@@ -2,7 +2,8 @@
 //! that a CNI config dropped in later turns the node ready without a restart.
 
 use crius_proto::{
-    RuntimeCondition, RuntimeFeatures, RuntimeStatus, StatusRequest, StatusResponse,
+    RuntimeCondition, RuntimeFeatures, RuntimeHandler, RuntimeHandlerFeatures, RuntimeStatus,
+    StatusRequest, StatusResponse,
 };
 
 use crate::Cri;
@@ -51,7 +52,15 @@ impl Cri {
             features: Some(RuntimeFeatures {
                 supplemental_groups_policy: true,
             }),
-            ..Default::default()
+            // One handler, the default (empty name): the kubelet only sends
+            // recursive read-only mounts to a handler that says it can.
+            runtime_handlers: vec![RuntimeHandler {
+                name: String::new(),
+                features: Some(RuntimeHandlerFeatures {
+                    recursive_read_only_mounts: self.containers.supports_recursive_read_only(),
+                    user_namespaces: false,
+                }),
+            }],
         })
     }
 
