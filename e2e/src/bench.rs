@@ -61,7 +61,7 @@ impl TargetArgs {
     /// `--socket PATH`, `--pid PID`, `--helpers SUBSTR` (repeatable: a
     /// helper process's command line must contain every one) or
     /// `--label TEXT`; false if the flag is not one of these.
-    pub fn take(&mut self, flag: &str, value: &mut dyn FnMut() -> String) -> bool {
+    fn take(&mut self, flag: &str, value: &mut dyn FnMut() -> String) -> bool {
         match flag {
             "--socket" => self.socket = Some(value()),
             "--pid" => self.pid = Some(value().parse().expect("--pid PID")),
@@ -71,6 +71,21 @@ impl TargetArgs {
         }
         true
     }
+}
+
+/// Reads the command line: the [`TargetArgs`] flags, and every other flag
+/// through `other(flag, value)`, which reads the flag's value with `value`
+/// and answers false for a flag it does not know.
+pub fn parse_flags(mut other: impl FnMut(&str, &mut dyn FnMut() -> String) -> bool) -> TargetArgs {
+    let mut target = TargetArgs::default();
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
+        if !target.take(&flag, &mut value) && !other(&flag, &mut value) {
+            panic!("unknown flag {flag}");
+        }
+    }
+    target
 }
 
 /// The runtime being measured. When the bench started crius itself, dropping

@@ -17,7 +17,9 @@
 
 use std::time::Duration;
 
-use crius_e2e::bench::{Target, TargetArgs, latency_cells, ms, pss_kib, rss_kib, timed};
+use crius_e2e::bench::{
+    Target, TargetArgs, latency_cells, ms, parse_flags, pss_kib, rss_kib, timed,
+};
 use crius_e2e::require_root;
 use crius_proto::image_service_client::ImageServiceClient;
 use crius_proto::runtime_service_client::RuntimeServiceClient;
@@ -34,28 +36,31 @@ struct Args {
 }
 
 fn parse_args() -> Args {
-    let mut args = Args {
-        runs: 100,
-        warmup: 1,
-        containers: 100,
-        stats_runs: 100,
-        image: None,
-        target: TargetArgs::default(),
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
-        match flag.as_str() {
-            "--runs" => args.runs = value().parse().expect("--runs N"),
-            "--warmup" => args.warmup = value().parse().expect("--warmup N"),
-            "--containers" => args.containers = value().parse().expect("--containers N"),
-            "--stats-runs" => args.stats_runs = value().parse().expect("--stats-runs N"),
-            "--image" => args.image = Some(value()),
-            other if args.target.take(other, &mut value) => {}
-            other => panic!("unknown flag {other}"),
+    let (mut runs, mut warmup, mut containers, mut stats_runs) = (100, 1, 100, 100);
+    let mut image = None;
+    let target = parse_flags(|flag, value| {
+        let count = |text: String| -> usize {
+            text.parse()
+                .unwrap_or_else(|_| panic!("{flag} needs a number"))
+        };
+        match flag {
+            "--runs" => runs = count(value()),
+            "--warmup" => warmup = count(value()),
+            "--containers" => containers = count(value()),
+            "--stats-runs" => stats_runs = count(value()),
+            "--image" => image = Some(value()),
+            _ => return false,
         }
+        true
+    });
+    Args {
+        runs,
+        warmup,
+        containers,
+        stats_runs,
+        image,
+        target,
     }
-    args
 }
 
 /// One pod and the image its containers run, as the kubelet sends them.
@@ -259,7 +264,7 @@ async fn main() {
     println!("\nPullImage (first, before the runs): {} ms\n", ms(pull));
     println!("| memory | KiB |");
     println!("|---|---|");
-    println!("| daemon RSS, before the pod | {idle_rss} |");
+    println!("| daemon RSS, before the pull and the pod | {idle_rss} |");
     println!("| daemon RSS, 1 container running | {one_rss} |");
     println!(
         "| daemon RSS, after {} lifecycles | {after_rss} |",

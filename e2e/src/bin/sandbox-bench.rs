@@ -15,7 +15,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crius_e2e::bench::{Target, TargetArgs, latency_cells, pss_kib, rss_kib, timed};
+use crius_e2e::bench::{Target, TargetArgs, latency_cells, parse_flags, pss_kib, rss_kib, timed};
 use crius_e2e::require_root;
 use crius_proto::runtime_service_client::RuntimeServiceClient;
 use crius_proto::*;
@@ -28,22 +28,20 @@ struct Args {
 }
 
 fn parse_args() -> Args {
-    let mut args = Args {
-        pods: 100,
-        parallel: 10,
-        target: TargetArgs::default(),
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
-        match flag.as_str() {
-            "--pods" => args.pods = value().parse().expect("--pods N"),
-            "--parallel" => args.parallel = value().parse().expect("--parallel N"),
-            other if args.target.take(other, &mut value) => {}
-            other => panic!("unknown flag {other}"),
+    let (mut pods, mut parallel) = (100, 10);
+    let target = parse_flags(|flag, value| {
+        match flag {
+            "--pods" => pods = value().parse().expect("--pods N"),
+            "--parallel" => parallel = value().parse().expect("--parallel N"),
+            _ => return false,
         }
+        true
+    });
+    Args {
+        pods,
+        parallel,
+        target,
     }
-    args
 }
 
 fn config(i: usize, run: &str) -> PodSandboxConfig {
