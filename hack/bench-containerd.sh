@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs the pod sandbox benchmark (e2e/src/bin/sandbox-bench.rs) against
+# Runs a CRI benchmark -- the pod sandbox one (e2e/src/bin/sandbox-bench.rs)
+# or the container lifecycle one (e2e/src/bin/container-bench.rs) -- against
 # containerd on this machine, for comparison with crius. containerd needs a
 # pause image; nothing may be pulled from the internet, so a stand-in is
 # built locally: static busybox running `sleep` as PID 1 (containerd stops
@@ -10,7 +11,13 @@
 # the end. Needs root, Debian packages containerd, busybox-static,
 # containernetworking-plugins, python3, and `cargo build --release`.
 #
-# Usage: hack/bench-containerd.sh [sandbox-bench flags...]
+# Images other than the pause stand-in come from the local test registry:
+# with CRIUS_TEST_REGISTRY set (eval "$(hack/test-registry.sh up)"),
+# containerd's CRI is told to reach it over plain HTTP, so container-bench's
+# PullImage of $CRIUS_TEST_REGISTRY/busybox works as it does against crius.
+#
+# Usage: hack/bench-containerd.sh [sandbox-bench|container-bench] [bench flags...]
+#        (the default bench is sandbox-bench)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,7 +25,11 @@ cd "$(dirname "$0")/.."
 for tool in containerd ctr python3 ip; do
     command -v "$tool" >/dev/null || { echo "bench-containerd: $tool is required" >&2; exit 1; }
 done
-bench=target/release/sandbox-bench
+bench_name=sandbox-bench
+case "${1:-}" in
+sandbox-bench | container-bench) bench_name=$1; shift ;;
+esac
+bench=target/release/$bench_name
 [ -x "$bench" ] || { echo "bench-containerd: build $bench first (cargo build --release -p crius-e2e)" >&2; exit 1; }
 
 # containerd 1.6 also uses two fixed host paths: /run/containerd/s (shim
@@ -29,6 +40,16 @@ had_run_netns=$([ -e /run/netns ] && echo 1 || true)
 work=$(mktemp -d /tmp/crius-bench-containerd.XXXXXX)
 bridge=crius-bench1
 containerd_pid=
+# Shims of this run: containerd-shim-* processes whose command line names
+# this run's socket.
+shim_pids() {
+    local d
+    for d in /proc/[0-9]*; do
+        [[ $(cat "$d/comm" 2>/dev/null) == containerd-shim* ]] || continue
+        tr '\0' ' ' <"$d/cmdline" 2>/dev/null | grep -qF -- "-address $work/containerd.sock" && echo "${d#/proc/}"
+    done
+    return 0
+}
 cleanup() {
     status=$?
     if [ "$status" -ne 0 ] && [ -f "$work/containerd.log" ]; then
@@ -39,6 +60,15 @@ cleanup() {
         kill "$containerd_pid" 2>/dev/null || true
         wait "$containerd_pid" 2>/dev/null || true
     fi
+    # A bench that failed half-way leaves containers and their shims (which
+    # outlive containerd): delete the containers in this run's runc root, then
+    # end the shims that serve this run's socket, by PID.
+    if [ -d "$work/runc/k8s.io" ]; then
+        for id in $(runc --root "$work/runc/k8s.io" list -q 2>/dev/null); do
+            runc --root "$work/runc/k8s.io" delete --force "$id" 2>/dev/null || true
+        done
+    fi
+    for pid in $(shim_pids); do kill "$pid" 2>/dev/null || true; done
     # Lazily unmount whatever containerd left under the work dir, deepest first.
     # (grep finds nothing when containerd cleaned up; pipefail must not end
     # the trap there.)
@@ -109,6 +139,11 @@ state = "$work/state"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "$work/net.d"
+$(if [ -n "${CRIUS_TEST_REGISTRY:-}" ]; then cat <<MIRROR
+  [plugins."io.containerd.grpc.v1.cri".registry.mirrors."$CRIUS_TEST_REGISTRY"]
+    endpoint = ["http://$CRIUS_TEST_REGISTRY"]
+MIRROR
+fi)
   [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
     runtime_type = "io.containerd.runc.v2"
     [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
@@ -124,4 +159,4 @@ ctr --address "$work/containerd.sock" -n k8s.io images import --all-platforms "$
 sleep 2
 
 "$bench" --socket "$work/containerd.sock" --pid "$containerd_pid" \
-    --helpers containerd-shim --label "containerd $(containerd --version | awk '{print $3}')" "$@"
+    --helpers "-address $work/containerd.sock" --label "containerd $(containerd --version | awk '{print $3}')" "$@"

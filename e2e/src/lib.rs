@@ -2,6 +2,7 @@
 //! dirs, waits for its socket, and hands out typed CRI clients over it, the
 //! way kubelet and crictl connect. The daemon is stopped by its PID when the
 //! [`Daemon`] is dropped, and its log is printed if the test failed.
+pub mod bench;
 pub mod stream_client;
 
 use std::path::{Path, PathBuf};

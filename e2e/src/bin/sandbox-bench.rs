@@ -12,69 +12,36 @@
 //! Must run as root. Prints a Markdown table. Run with `RUST_LOG=warn` so
 //! that the daemon's debug log (the harness default) does not skew it.
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crius_e2e::{Daemon, Dirs, connect, require_root};
+use crius_e2e::bench::{Target, TargetArgs, latency_cells, parse_flags, pss_kib, rss_kib, timed};
+use crius_e2e::require_root;
 use crius_proto::runtime_service_client::RuntimeServiceClient;
 use crius_proto::*;
 use tonic::transport::Channel;
 
-const BRIDGE: &str = "crius-bench0";
-
 struct Args {
     pods: usize,
     parallel: usize,
-    socket: Option<PathBuf>,
-    pid: Option<u32>,
-    helpers: Option<String>,
-    label: String,
+    target: TargetArgs,
 }
 
 fn parse_args() -> Args {
-    let mut args = Args {
-        pods: 100,
-        parallel: 10,
-        socket: None,
-        pid: None,
-        helpers: None,
-        label: "crius".into(),
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
-        match flag.as_str() {
-            "--pods" => args.pods = value().parse().expect("--pods N"),
-            "--parallel" => args.parallel = value().parse().expect("--parallel N"),
-            "--socket" => args.socket = Some(value().into()),
-            "--pid" => args.pid = Some(value().parse().expect("--pid PID")),
-            "--helpers" => args.helpers = Some(value()),
-            "--label" => args.label = value(),
-            other => panic!("unknown flag {other}"),
+    let (mut pods, mut parallel) = (100, 10);
+    let target = parse_flags(|flag, value| {
+        match flag {
+            "--pods" => pods = value().parse().expect("--pods N"),
+            "--parallel" => parallel = value().parse().expect("--parallel N"),
+            _ => return false,
         }
+        true
+    });
+    Args {
+        pods,
+        parallel,
+        target,
     }
-    args
-}
-
-fn conflist(ipam_dir: &Path) -> String {
-    serde_json::json!({
-        "cniVersion": "1.0.0",
-        "name": "crius-bench",
-        "plugins": [
-            {
-                "type": "bridge", "bridge": BRIDGE, "isGateway": true, "ipMasq": true,
-                "ipam": {
-                    "type": "host-local", "dataDir": ipam_dir,
-                    "routes": [{"dst": "0.0.0.0/0"}],
-                    "ranges": [[{"subnet": "10.88.250.0/24"}]]
-                }
-            },
-            {"type": "portmap", "capabilities": {"portMappings": true}},
-            {"type": "loopback"}
-        ]
-    })
-    .to_string()
 }
 
 fn config(i: usize, run: &str) -> PodSandboxConfig {
@@ -90,72 +57,6 @@ fn config(i: usize, run: &str) -> PodSandboxConfig {
         linux: Some(LinuxPodSandboxConfig::default()),
         ..Default::default()
     }
-}
-
-fn percentile(samples: &mut [Duration], p: f64) -> Duration {
-    samples.sort();
-    let idx = ((samples.len() as f64 - 1.0) * p).round() as usize;
-    samples[idx]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.1}", d.as_secs_f64() * 1000.0)
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
-/// Proportional set size: shared pages (the mapped binary) split among the
-/// processes sharing them, so N helpers are not charged N times for one file.
-fn pss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("Pss:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
-/// Count, summed RSS and summed PSS of processes matching `pattern`.
-fn helpers_rss_kib(pattern: &str) -> (usize, u64, u64) {
-    let mut count = 0;
-    let mut total = 0;
-    let mut pss = 0;
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        // Our own command line may carry the pattern (--helpers).
-        if pid == std::process::id() {
-            continue;
-        }
-        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        if String::from_utf8_lossy(&cmdline)
-            .replace('\0', " ")
-            .contains(pattern)
-        {
-            count += 1;
-            total += rss_kib(pid);
-            pss += pss_kib(pid);
-        }
-    }
-    (count, total, pss)
-}
-
-async fn timed<T, F: std::future::Future<Output = Result<T, tonic::Status>>>(
-    f: F,
-) -> (T, Duration) {
-    let start = Instant::now();
-    let out = f.await.unwrap_or_else(|s| panic!("CRI call failed: {s:?}"));
-    (out, start.elapsed())
 }
 
 async fn run_one(
@@ -232,35 +133,11 @@ where
 async fn main() {
     require_root();
     let args = parse_args();
-    let dirs = Dirs::new();
-    let ipam = dirs.base.path().join("ipam");
-    let (daemon, channel, pid) = match &args.socket {
-        None => {
-            std::fs::write(
-                dirs.cni_config_dir().join("10-bench.conflist"),
-                conflist(&ipam),
-            )
-            .unwrap();
-            let daemon =
-                Daemon::start_with(dirs.clone(), &["--cni-plugin-dir", "/usr/lib/cni"]).await;
-            let channel = daemon.channel().await;
-            let pid = daemon.pid();
-            (Some(daemon), channel, pid)
-        }
-        Some(socket) => {
-            let channel = connect(socket).await.expect("connect to --socket");
-            (
-                None,
-                channel,
-                args.pid.expect("--pid of the runtime daemon"),
-            )
-        }
-    };
-    let helpers = args.helpers.clone().or_else(|| {
-        daemon
-            .as_ref()
-            .map(|_| format!("--ns-dir {}", dirs.runroot().join("ns").display()))
-    });
+    let target = Target::start(args.target, |dirs| {
+        vec![format!("--ns-dir {}", dirs.runroot().join("ns").display())]
+    })
+    .await;
+    let (channel, pid) = (target.channel.clone(), target.pid);
     let mut client = RuntimeServiceClient::new(channel.clone());
     let idle_rss = rss_kib(pid);
 
@@ -281,7 +158,7 @@ async fn main() {
     });
     let full_rss = rss_kib(pid);
     let full_pss = pss_kib(pid);
-    let helper_rss = helpers.as_deref().map(helpers_rss_kib);
+    let helper_rss = target.helpers_memory();
     for (name, remove) in [
         ("StopPodSandbox (sequential)", false),
         ("RemovePodSandbox (sequential)", true),
@@ -347,22 +224,15 @@ async fn main() {
 
     println!(
         "### {} — {} pods, parallelism {}\n",
-        args.label, args.pods, args.parallel
+        target.label, args.pods, args.parallel
     );
     println!("| operation | median ms | p95 ms | max ms | wall s |");
     println!("|---|---|---|---|---|");
     for mut p in phases {
-        let (med, p95) = (
-            percentile(&mut p.samples, 0.5),
-            percentile(&mut p.samples, 0.95),
-        );
-        let max = *p.samples.iter().max().unwrap();
         println!(
-            "| {} | {} | {} | {} | {:.2} |",
+            "| {} | {} | {:.2} |",
             p.name,
-            ms(med),
-            ms(p95),
-            ms(max),
+            latency_cells(&mut p.samples),
             p.wall.as_secs_f64()
         );
     }
@@ -378,10 +248,5 @@ async fn main() {
     }
     drop(client);
     drop(channel);
-    drop(daemon);
-    if args.socket.is_none() {
-        let _ = std::process::Command::new("ip")
-            .args(["link", "del", BRIDGE])
-            .output();
-    }
+    drop(target);
 }
