@@ -378,7 +378,7 @@ impl ContainerManager {
         // The record goes to disk before any mount or process exists, marked
         // incomplete: a crius killed mid-create is cleaned up by recover().
         let ctr = Arc::new(Container::new(meta, cdir.clone()));
-        ctr.update_unsynced(|s| {
+        ctr.update(|s| {
             s.state = Some(State::Created);
             s.create_complete = false;
             Ok(())
@@ -499,7 +499,6 @@ impl ContainerManager {
             path: spec_path.clone(),
             source: e,
         })?;
-        // The bundle is volatile (runroot): atomic, but no fsync needed.
         crate::store::write_replace(&spec_path, &data)?;
 
         let conmon_log = log_path.clone().unwrap_or_else(|| bundle.join(HIDDEN_LOG));
