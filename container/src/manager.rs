@@ -33,10 +33,13 @@ const UNDO_TIMEOUT: Duration = Duration::from_secs(60);
 const CREATE_TIMEOUT: Duration = Duration::from_secs(240);
 /// After SIGKILL, how long to wait for the exit to be recorded.
 const KILL_WAIT: Duration = Duration::from_secs(30);
-/// Exit polling starts fast (most processes die within milliseconds of
-/// SIGKILL) and backs off to this.
+/// Exit polling (only if the exit dir cannot be watched) starts fast (most
+/// processes die within milliseconds of SIGKILL) and backs off to this.
 const POLL: Duration = Duration::from_millis(20);
 const FIRST_POLL: Duration = Duration::from_millis(1);
+/// While waiting for an exit, how often to check that conmon, which is to
+/// write the exit file, is still there.
+const MONITOR_CHECK: Duration = Duration::from_millis(400);
 /// How long a writable layer's measured size is reused by stats calls.
 const LAYER_USAGE_TTL: Duration = Duration::from_secs(1);
 
@@ -536,8 +539,12 @@ impl ContainerManager {
             .as_ref()
             .and_then(|l| l.resources.as_ref())
             .map(crate::store::ResourcesRecord::from);
+        // runc init now, the container's process after start: exec keeps
+        // the pid and its start time.
+        let pid_start_time = crate::signal::start_time(pid).unwrap_or(0);
         ctr.update(|s| {
             s.pid = pid;
+            s.pid_start_time = pid_start_time;
             s.user = Some(user_record.clone());
             s.resources = resources.clone();
             s.create_complete = true;
@@ -685,7 +692,7 @@ impl ContainerManager {
         let id = &ctr.meta.id;
         if timeout > 0 && st.state() == State::Running {
             let sig = stop_signal(&ctr.meta.stop_signal);
-            self.runc.kill(id, &sig, false).await?;
+            self.kill(ctr, &st, &sig).await?;
             if self
                 .wait_exit(ctr, Duration::from_secs(timeout as u64))
                 .await?
@@ -694,7 +701,7 @@ impl ContainerManager {
             }
             tracing::info!(%id, timeout, "stop signal ignored, killing");
         }
-        self.runc.kill(id, "KILL", false).await?;
+        self.kill(ctr, &st, "KILL").await?;
         if self.wait_exit(ctr, KILL_WAIT).await? {
             Ok(())
         } else {
@@ -706,25 +713,63 @@ impl ContainerManager {
         }
     }
 
-    /// Polls until the container has exited (true) or `limit` passed.
+    /// Sends `signal` to the container's init process, as `runc kill`
+    /// without `--all` does, but through a pidfd when crius recorded the
+    /// process at create (see [`crate::signal`]); runc does it otherwise
+    /// (records from before the start time was kept, Unknown state,
+    /// signals nix cannot name). A process already gone is not an error.
+    async fn kill(&self, ctr: &Container, st: &Status, signal: &str) -> Result<()> {
+        let id = &ctr.meta.id;
+        let direct = matches!(st.state(), State::Created | State::Running)
+            && st.pid > 0
+            && st.pid_start_time > 0;
+        if let (true, Some(sig)) = (direct, crate::signal::parse(signal)) {
+            match crate::signal::send(st.pid, st.pid_start_time, sig) {
+                Ok(_) => return Ok(()),
+                Err(e) => tracing::warn!(%id, pid = st.pid, %e, "pidfd signal failed, using runc"),
+            }
+        }
+        self.runc.kill(id, signal, false).await
+    }
+
+    /// Waits until the container has exited (true) or `limit` passed:
+    /// woken by conmon writing its exit file (inotify on the exit dir),
+    /// with polling only if the watch cannot be set up.
     async fn wait_exit(&self, ctr: &Container, limit: Duration) -> Result<bool> {
-        let deadline = tokio::time::Instant::now() + limit;
-        let mut polls = 0u32;
+        let start = tokio::time::Instant::now();
+        let deadline = start + limit;
+        let watch = match monitor::ExitWatch::new(&self.cfg.exits_dir()) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!(id = %ctr.meta.id, %e, "cannot watch the exit dir, polling");
+                None
+            }
+        };
+        let mut last_check = start;
         let mut pause = FIRST_POLL;
         loop {
             let st = self.refresh(ctr)?;
             if st.state() == State::Exited {
                 return Ok(true);
             }
-            polls += 1;
-            if polls >= 10 && polls.is_multiple_of(25) && self.monitor_gone(ctr).await? {
-                return Ok(true);
+            let now = tokio::time::Instant::now();
+            if now.duration_since(last_check) >= MONITOR_CHECK {
+                last_check = now;
+                if self.monitor_gone(ctr).await? {
+                    return Ok(true);
+                }
             }
-            if tokio::time::Instant::now() >= deadline {
+            if now >= deadline {
                 return Ok(false);
             }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(POLL);
+            let until = deadline.min(last_check + MONITOR_CHECK);
+            match &watch {
+                Some(w) => w.wait(until.saturating_duration_since(now)).await,
+                None => {
+                    tokio::time::sleep(pause.min(until.saturating_duration_since(now))).await;
+                    pause = (pause * 2).min(POLL);
+                }
+            }
         }
     }
 

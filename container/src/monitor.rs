@@ -10,7 +10,8 @@
 //! creates `<persist dir>/oom`, and writing `"2 0 0\n"` (REOPEN_LOGS_EVENT)
 //! to the `ctl` fifo in the bundle makes conmon reopen its log file.
 
-// `pre_exec` is the only way to place the sync pipe at fd 3 in the child.
+// `pre_exec` is the only way to place the sync pipe at fd 3 in the child;
+// tokio's AsyncFd registration of the exit watch is unsafe too.
 #![allow(unsafe_code)]
 
 use std::ffi::OsString;
@@ -266,6 +267,62 @@ fn write_ctl(id: &str, bundle: &Path, message: &str, op: &'static str) -> Result
         })?;
     f.write_all(message.as_bytes())
         .map_err(|e| Error::io("failed to write conmon control fifo", &path, e))
+}
+
+/// Wakes its owner when conmon writes an exit file: an inotify watch on
+/// the exit dir (conmon writes a temp file and renames it into place).
+/// Create it before looking for the file, so an exit in between is not
+/// missed.
+pub struct ExitWatch {
+    fd: tokio::io::unix::AsyncFd<InotifyFd>,
+}
+
+struct InotifyFd(nix::sys::inotify::Inotify);
+
+impl AsRawFd for InotifyFd {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsFd;
+        self.0.as_fd().as_raw_fd()
+    }
+}
+
+impl ExitWatch {
+    pub fn new(exit_dir: &Path) -> std::io::Result<Self> {
+        use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+        let ino = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)?;
+        ino.add_watch(
+            exit_dir,
+            AddWatchFlags::IN_MOVED_TO | AddWatchFlags::IN_CLOSE_WRITE,
+        )?;
+        // SAFETY: the Inotify owns its fd for as long as the AsyncFd holds
+        // it, and as_raw_fd always returns that same fd.
+        let fd = unsafe {
+            tokio::io::unix::AsyncFd::register_with_interest(
+                InotifyFd(ino),
+                tokio::io::Interest::READABLE,
+            )
+        }
+        .map_err(|e| e.into_parts().1)?;
+        Ok(ExitWatch { fd })
+    }
+
+    /// Returns after the next write into the exit dir (any container's:
+    /// the caller looks for its own file) or after `limit`.
+    pub async fn wait(&self, limit: Duration) {
+        let _ = tokio::time::timeout(limit, async {
+            loop {
+                let Ok(mut ready) = self.fd.readable().await else {
+                    return;
+                };
+                match ready.get_inner().0.read_events() {
+                    Ok(events) if !events.is_empty() => return,
+                    Ok(_) | Err(nix::Error::EAGAIN) => ready.clear_ready(),
+                    Err(_) => return,
+                }
+            }
+        })
+        .await;
+    }
 }
 
 /// The pid of conmon if it is still running for container `id`.

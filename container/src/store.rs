@@ -133,6 +133,11 @@ pub struct Status {
     /// False until runc create succeeded: recovery cleans such records up.
     pub create_complete: bool,
     pub pid: i32,
+    /// Start time of `pid` in clock ticks since boot, read at create: what
+    /// tells the container's process from a later one reusing the pid when
+    /// crius signals it directly. 0 if unknown (then runc signals it).
+    #[serde(default)]
+    pub pid_start_time: u64,
     pub started_at: i64,
     pub finished_at: i64,
     pub exit_code: i32,
