@@ -898,26 +898,25 @@ impl ContainerManager {
             _ => {}
         }
         let id = ctr.meta.id.clone();
-        // The process is dead: runc's cleanup and the unmount are independent.
+        // The process is dead: runc's cleanup (a Go process, tens of ms)
+        // and taking the rootfs apart (unmount, then the upper, work and
+        // mount point dirs) are independent, so they overlap.
         let merged = self.overlay(&id).merged;
-        let unmount = tokio::task::spawn_blocking(move || rootfs::unmount(&merged));
+        let cdir = self.cfg.container_dir(&id);
+        let teardown = tokio::task::spawn_blocking(move || {
+            rootfs::unmount(&merged)?;
+            remove_dir_if_exists(&cdir)
+        });
         let deleted = self.runc.delete(&id).await;
-        let unmounted = unmount.await.map_err(|e| Error::Mount {
+        let torn_down = teardown.await.map_err(|e| Error::Mount {
             id: id.clone(),
             target: self.overlay(&id).merged,
             reason: e.to_string(),
         })?;
         deleted?;
-        unmounted?;
+        torn_down?;
         self.kill_conmon(&id);
-        for d in [self.cfg.bundle_dir(&id), self.cfg.container_dir(&id)] {
-            match std::fs::remove_dir_all(&d) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(Error::io("failed to remove", d, e));
-                }
-                _ => {}
-            }
-        }
+        remove_dir_if_exists(&self.cfg.bundle_dir(&id))?;
         let _ = std::fs::remove_file(self.exit_file(&id));
         let _ = std::fs::remove_file(self.cfg.runroot.join("socks").join(&id));
         self.store.remove(&id);
@@ -1559,6 +1558,16 @@ impl ContainerManager {
         let _ = std::fs::remove_file(self.exit_file(id));
         let _ = std::fs::remove_file(self.cfg.runroot.join("socks").join(id));
         let _ = std::fs::remove_dir_all(self.cfg.runc_root().join(id));
+    }
+}
+
+/// `rm -rf`; a missing dir is fine (remove is idempotent).
+fn remove_dir_if_exists(d: &Path) -> Result<()> {
+    match std::fs::remove_dir_all(d) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(Error::io("failed to remove", d, e))
+        }
+        _ => Ok(()),
     }
 }
 
