@@ -210,7 +210,9 @@ fn mount_with(id: &str, layers: &[PathBuf], paths: &OverlayPaths, volatile: bool
             source: e,
         })?;
     if !out.status.success() {
-        return Err(refused(String::from_utf8_lossy(&out.stderr).trim().to_string()));
+        return Err(refused(
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        ));
     }
     Ok(())
 }
@@ -284,8 +286,7 @@ mod tests {
     #[test]
     fn options_are_top_first() {
         let paths = OverlayPaths::new(Path::new("/r/c/1"));
-        let o = overlay_options("1", &["/l/a".into(), "/l/b".into()], &paths, None, false)
-            .unwrap();
+        let o = overlay_options("1", &["/l/a".into(), "/l/b".into()], &paths, None, false).unwrap();
         assert_eq!(
             o,
             "lowerdir=/l/b:/l/a,upperdir=/r/c/1/upper,workdir=/r/c/1/work"
