@@ -717,7 +717,8 @@ impl ContainerManager {
     /// without `--all` does, but through a pidfd when crius recorded the
     /// process at create (see [`crate::signal`]); runc does it otherwise
     /// (records from before the start time was kept, Unknown state,
-    /// signals nix cannot name). A process already gone is not an error.
+    /// signals nix cannot name, a process that is not the recorded one).
+    /// A process already gone is not an error.
     async fn kill(&self, ctr: &Container, st: &Status, signal: &str) -> Result<()> {
         let id = &ctr.meta.id;
         let direct = matches!(st.state(), State::Created | State::Running)
@@ -725,7 +726,11 @@ impl ContainerManager {
             && st.pid_start_time > 0;
         if let (true, Some(sig)) = (direct, crate::signal::parse(signal)) {
             match crate::signal::send(st.pid, st.pid_start_time, sig) {
-                Ok(_) => return Ok(()),
+                Ok(crate::signal::Delivery::Sent) => return Ok(()),
+                // Exited but not yet recorded, or (should never be) the
+                // pid names another process now: runc, which has its own
+                // record of the container, decides.
+                Ok(crate::signal::Delivery::Gone) => {}
                 Err(e) => tracing::warn!(%id, pid = st.pid, %e, "pidfd signal failed, using runc"),
             }
         }
