@@ -122,6 +122,9 @@ pub struct ContainerManager {
     layer_usage: Arc<crate::stats::LayerUsageCache>,
     /// crius' own capability bounding set: privileged means all of these.
     capability_bound: u64,
+    /// The exit dir watch, set up by the first wait for an exit (it needs
+    /// the tokio runtime); `None` inside if it cannot be, then waits poll.
+    exit_notifier: Arc<std::sync::OnceLock<Option<monitor::ExitNotifier>>>,
 }
 
 impl ContainerManager {
@@ -152,6 +155,7 @@ impl ContainerManager {
             cpu_samples: Arc::new(CpuSamples::default()),
             layer_usage: Arc::new(crate::stats::LayerUsageCache::new(LAYER_USAGE_TTL)),
             capability_bound: crate::devices::own_capability_bound(),
+            exit_notifier: Arc::new(std::sync::OnceLock::new()),
         })
     }
 
@@ -743,16 +747,22 @@ impl ContainerManager {
     async fn wait_exit(&self, ctr: &Container, limit: Duration) -> Result<bool> {
         let start = tokio::time::Instant::now();
         let deadline = start + limit;
-        let watch = match monitor::ExitWatch::new(&self.cfg.exits_dir()) {
-            Ok(w) => Some(w),
-            Err(e) => {
-                tracing::warn!(id = %ctr.meta.id, %e, "cannot watch the exit dir, polling");
-                None
-            }
-        };
+        let notifier = self
+            .exit_notifier
+            .get_or_init(
+                || match monitor::ExitNotifier::start(&self.cfg.exits_dir()) {
+                    Ok(n) => Some(n),
+                    Err(e) => {
+                        tracing::warn!(%e, "cannot watch the exit dir, polling for exits");
+                        None
+                    }
+                },
+            )
+            .as_ref();
         let mut last_check = start;
         let mut pause = FIRST_POLL;
         loop {
+            let next_write = notifier.map(|n| n.subscribe());
             let st = self.refresh(ctr)?;
             if st.state() == State::Exited {
                 return Ok(true);
@@ -768,10 +778,13 @@ impl ContainerManager {
                 return Ok(false);
             }
             let until = deadline.min(last_check + MONITOR_CHECK);
-            match &watch {
-                Some(w) => w.wait(until.saturating_duration_since(now)).await,
+            let left = until.saturating_duration_since(now);
+            match next_write {
+                Some(w) => {
+                    let _ = tokio::time::timeout(left, w).await;
+                }
                 None => {
-                    tokio::time::sleep(pause.min(until.saturating_duration_since(now))).await;
+                    tokio::time::sleep(pause.min(left)).await;
                     pause = (pause * 2).min(POLL);
                 }
             }

@@ -11,7 +11,7 @@
 //! to the `ctl` fifo in the bundle makes conmon reopen its log file.
 
 // `pre_exec` is the only way to place the sync pipe at fd 3 in the child;
-// tokio's AsyncFd registration of the exit watch is unsafe too.
+// tokio's AsyncFd registration of the exit dir watch is unsafe too.
 #![allow(unsafe_code)]
 
 use std::ffi::OsString;
@@ -269,12 +269,15 @@ fn write_ctl(id: &str, bundle: &Path, message: &str, op: &'static str) -> Result
         .map_err(|e| Error::io("failed to write conmon control fifo", &path, e))
 }
 
-/// Wakes its owner when conmon writes an exit file: an inotify watch on
-/// the exit dir (conmon writes a temp file and renames it into place).
-/// Create it before looking for the file, so an exit in between is not
-/// missed.
-pub struct ExitWatch {
-    fd: tokio::io::unix::AsyncFd<InotifyFd>,
+/// Wakes waiters when conmon writes an exit file: one inotify watch on the
+/// exit dir (conmon writes a temp file and renames it into place) for the
+/// whole manager, read by a task that wakes every waiter on each event.
+///
+/// One long-lived watch, not one per wait: closing an inotify fd waits for
+/// an SRCU grace period in the kernel (fsnotify group teardown), measured
+/// at 10-20 ms, which a per-stop watch paid on every StopContainer.
+pub struct ExitNotifier {
+    notify: std::sync::Arc<tokio::sync::Notify>,
 }
 
 struct InotifyFd(nix::sys::inotify::Inotify);
@@ -286,8 +289,11 @@ impl AsRawFd for InotifyFd {
     }
 }
 
-impl ExitWatch {
-    pub fn new(exit_dir: &Path) -> std::io::Result<Self> {
+impl ExitNotifier {
+    /// Sets up the watch and spawns its reader on the current tokio
+    /// runtime; the reader ends with the first event after the notifier
+    /// is dropped.
+    pub fn start(exit_dir: &Path) -> std::io::Result<Self> {
         use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
         let ino = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)?;
         ino.add_watch(
@@ -303,25 +309,37 @@ impl ExitWatch {
             )
         }
         .map_err(|e| e.into_parts().1)?;
-        Ok(ExitWatch { fd })
-    }
-
-    /// Returns after the next write into the exit dir (any container's:
-    /// the caller looks for its own file) or after `limit`.
-    pub async fn wait(&self, limit: Duration) {
-        let _ = tokio::time::timeout(limit, async {
+        let notify = std::sync::Arc::new(tokio::sync::Notify::new());
+        let weak = std::sync::Arc::downgrade(&notify);
+        tokio::spawn(async move {
             loop {
-                let Ok(mut ready) = self.fd.readable().await else {
+                let Ok(mut ready) = fd.readable().await else {
                     return;
                 };
                 match ready.get_inner().0.read_events() {
-                    Ok(events) if !events.is_empty() => return,
+                    Ok(events) if !events.is_empty() => match weak.upgrade() {
+                        Some(n) => n.notify_waiters(),
+                        None => return,
+                    },
                     Ok(_) | Err(nix::Error::EAGAIN) => ready.clear_ready(),
-                    Err(_) => return,
+                    Err(e) => {
+                        tracing::warn!(%e, "exit dir watch failed, waiters fall back to polling");
+                        return;
+                    }
                 }
             }
-        })
-        .await;
+        });
+        Ok(ExitNotifier { notify })
+    }
+
+    /// A registration for the next write into the exit dir (any
+    /// container's: the caller looks for its own file). Take it before
+    /// looking for the file, then await it, so a write in between is not
+    /// missed.
+    pub fn subscribe(&self) -> std::pin::Pin<Box<tokio::sync::futures::Notified<'_>>> {
+        let mut n = Box::pin(self.notify.notified());
+        n.as_mut().enable();
+        n
     }
 }
 
