@@ -383,6 +383,26 @@ mod tests {
         assert_eq!(got, "1 43 132\n2 0 0\n");
     }
 
+    #[tokio::test]
+    async fn exit_notifier_wakes_on_a_renamed_file_and_not_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let n = ExitNotifier::start(dir.path()).unwrap();
+        let quiet = n.subscribe();
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), quiet)
+                .await
+                .is_err()
+        );
+        // Subscribed before the write: the wake-up is kept until awaited.
+        let next = n.subscribe();
+        let tmp = dir.path().join("abc.XYZ");
+        std::fs::write(&tmp, "137").unwrap();
+        std::fs::rename(&tmp, dir.path().join("abc")).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), next)
+            .await
+            .expect("no wake-up for the exit file");
+    }
+
     fn sample() -> ConmonCreate {
         ConmonCreate {
             conmon_path: "/usr/bin/conmon".into(),
