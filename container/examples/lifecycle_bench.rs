@@ -3,7 +3,8 @@
 //! `runc run -d` + `runc kill` + `runc delete` on one prepared bundle.
 //!
 //! Run as root: `cargo run --release -p container --example lifecycle_bench
-//! -- [iterations]`. Numbers are printed, not asserted.
+//! -- [iterations]`. Numbers are printed, not asserted. The two alternate
+//! iteration by iteration, so a busy machine weighs on both alike.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -64,37 +65,39 @@ fn runc(root: &Path, args: &[&str]) {
     );
 }
 
-fn bare_runc(dir: &Path, spec: &[u8], n: usize) -> Vec<Duration> {
+/// Writes the floor's bundle: `spec` with its own rootfs path.
+fn bare_bundle(dir: &Path, spec: &[u8]) -> std::path::PathBuf {
     let bundle = dir.join("bare-bundle");
-    let root = dir.join("bare-runc");
     std::fs::create_dir_all(&bundle).unwrap();
     std::fs::write(bundle.join("config.json"), spec).unwrap();
-    let mut times = Vec::with_capacity(n);
-    for i in 0..n {
-        let id = format!("bare-{i}");
-        let t = Instant::now();
-        runc(
-            &root,
-            &["run", "-d", "--bundle", bundle.to_str().unwrap(), &id],
-        );
-        runc(&root, &["kill", &id, "KILL"]);
-        loop {
-            let out = Command::new(RUNC)
-                .arg("--root")
-                .arg(&root)
-                .args(["state", &id])
-                .stderr(Stdio::null())
-                .output()
-                .unwrap();
-            if String::from_utf8_lossy(&out.stdout).contains("\"stopped\"") {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(1));
+    bundle
+}
+
+/// One bare `runc run -d` + `runc kill KILL` + wait + `runc delete`.
+fn bare_runc(dir: &Path, bundle: &Path, i: usize) -> Duration {
+    let root = dir.join("bare-runc");
+    let id = format!("bare-{i}");
+    let t = Instant::now();
+    runc(
+        &root,
+        &["run", "-d", "--bundle", bundle.to_str().unwrap(), &id],
+    );
+    runc(&root, &["kill", &id, "KILL"]);
+    loop {
+        let out = Command::new(RUNC)
+            .arg("--root")
+            .arg(&root)
+            .args(["state", &id])
+            .stderr(Stdio::null())
+            .output()
+            .unwrap();
+        if String::from_utf8_lossy(&out.stdout).contains("\"stopped\"") {
+            break;
         }
-        runc(&root, &["delete", &id]);
-        times.push(t.elapsed());
+        std::thread::sleep(Duration::from_millis(1));
     }
-    times
+    runc(&root, &["delete", &id]);
+    t.elapsed()
 }
 
 #[tokio::main]
@@ -146,28 +149,11 @@ async fn main() {
         ..Default::default()
     };
 
-    let mut total = Vec::with_capacity(n);
-    let (mut create, mut start, mut stop, mut remove) = (vec![], vec![], vec![], vec![]);
-    let mut spec = Vec::new();
-    for i in 0..n {
-        let t0 = Instant::now();
-        let id = mgr.create(&sandbox, &image, &config(i)).await.unwrap();
-        let t1 = Instant::now();
-        mgr.start(&id).await.unwrap();
-        let t2 = Instant::now();
-        mgr.stop(&id, 0).await.unwrap();
-        let t3 = Instant::now();
-        if spec.is_empty() {
-            spec = std::fs::read(mgr.bundle_path(&id).unwrap().join("config.json")).unwrap();
-        }
-        mgr.remove(&id).await.unwrap();
-        let t4 = Instant::now();
-        create.push(t1 - t0);
-        start.push(t2 - t1);
-        stop.push(t3 - t2);
-        remove.push(t4 - t3);
-        total.push(t4 - t0);
-    }
+    // One uncounted round captures the spec crius generates for the floor
+    // (and warms caches for both).
+    let id = mgr.create(&sandbox, &image, &config(n)).await.unwrap();
+    let spec = std::fs::read(mgr.bundle_path(&id).unwrap().join("config.json")).unwrap();
+    mgr.remove(&id).await.unwrap();
     // The floor runs the very spec crius generated, on a plain copy of the
     // rootfs (no overlay, no conmon, no record keeping).
     let mut v: serde_json::Value = serde_json::from_slice(&spec).unwrap();
@@ -181,7 +167,30 @@ async fn main() {
     assert!(cp.success());
     v["root"]["path"] = rootfs.display().to_string().into();
     v["linux"]["cgroupsPath"] = "/crius-bench/bare".into();
-    let bare = bare_runc(dir.path(), &serde_json::to_vec(&v).unwrap(), n);
+    let bundle = bare_bundle(dir.path(), &serde_json::to_vec(&v).unwrap());
+
+    // crius and the floor take turns, so both see the same machine load
+    // (other builds come and go on a shared box).
+    let mut total = Vec::with_capacity(n);
+    let (mut create, mut start, mut stop, mut remove) = (vec![], vec![], vec![], vec![]);
+    let mut bare = Vec::with_capacity(n);
+    for i in 0..n {
+        let t0 = Instant::now();
+        let id = mgr.create(&sandbox, &image, &config(i)).await.unwrap();
+        let t1 = Instant::now();
+        mgr.start(&id).await.unwrap();
+        let t2 = Instant::now();
+        mgr.stop(&id, 0).await.unwrap();
+        let t3 = Instant::now();
+        mgr.remove(&id).await.unwrap();
+        let t4 = Instant::now();
+        create.push(t1 - t0);
+        start.push(t2 - t1);
+        stop.push(t3 - t2);
+        remove.push(t4 - t3);
+        total.push(t4 - t0);
+        bare.push(bare_runc(dir.path(), &bundle, i));
+    }
 
     println!("container lifecycle, {n} iterations");
     stats("crius create", create);

@@ -9,7 +9,6 @@
 //! Events are broadcast: a subscriber that falls behind by more than
 //! [`CAPACITY`] events loses the oldest ones (the kubelet relists then).
 
-use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use tokio::sync::broadcast;
 
 use crate::manager::{ContainerManager, now_nanos};
@@ -78,45 +77,35 @@ impl ContainerManager {
         self.events().subscribe()
     }
 
-    /// Watches conmon's exits dir for the life of the process, so that a
+    /// Follows conmon's exit dir for the life of the process, so that a
     /// container exiting on its own is recorded (and its `Stopped` event
-    /// sent) when it happens rather than at the next status call. Call once,
-    /// after [`recover`](Self::recover). The watch runs on its own thread:
-    /// a blocking inotify read costs nothing while nothing exits.
+    /// sent) when it happens rather than at the next status call. Shares
+    /// the one exit dir watch that stop waits on. Call once, after
+    /// [`recover`](Self::recover), inside the tokio runtime.
     pub fn watch_exits(&self) -> crate::Result<()> {
         let dir = self.config().exits_dir();
-        let inotify = Inotify::init(InitFlags::IN_CLOEXEC)
-            .map_err(|e| crate::Error::io("failed to start inotify for", &dir, e.into()))?;
-        // conmon writes the file in place or renames a temp file over it,
-        // depending on its version: both end in one of these.
-        inotify
-            .add_watch(
-                &dir,
-                AddWatchFlags::IN_CLOSE_WRITE | AddWatchFlags::IN_MOVED_TO,
-            )
-            .map_err(|e| crate::Error::io("failed to watch", &dir, e.into()))?;
+        let mut names = self
+            .exit_notifier()
+            .ok_or_else(|| {
+                crate::Error::io(
+                    "failed to watch",
+                    &dir,
+                    std::io::Error::other("inotify is not available"),
+                )
+            })?
+            .names();
         let this = self.clone();
-        std::thread::Builder::new()
-            .name("exit-watcher".into())
-            .spawn(move || {
-                loop {
-                    match inotify.read_events() {
-                        Ok(events) => {
-                            for ev in events {
-                                if let Some(name) = ev.name.as_ref().and_then(|n| n.to_str()) {
-                                    this.exit_observed(name);
-                                }
-                            }
-                        }
-                        Err(nix::errno::Errno::EINTR) => {}
-                        Err(e) => {
-                            tracing::error!(%e, "exit watcher stopped");
-                            return;
-                        }
+        tokio::spawn(async move {
+            loop {
+                match names.recv().await {
+                    Ok(name) => this.exit_observed(&name),
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        tracing::warn!(missed, "exit watcher fell behind; status calls catch up");
                     }
+                    Err(broadcast::error::RecvError::Closed) => return,
                 }
-            })
-            .map_err(|e| crate::Error::io("failed to start the exit watcher for", &dir, e))?;
+            }
+        });
         Ok(())
     }
 

@@ -27,6 +27,7 @@ pub mod monitor;
 pub mod rootfs;
 pub mod runtime;
 pub mod seccomp;
+pub mod signal;
 pub mod spec;
 pub mod stats;
 pub mod store;

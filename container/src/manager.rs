@@ -34,10 +34,13 @@ const UNDO_TIMEOUT: Duration = Duration::from_secs(60);
 const CREATE_TIMEOUT: Duration = Duration::from_secs(240);
 /// After SIGKILL, how long to wait for the exit to be recorded.
 const KILL_WAIT: Duration = Duration::from_secs(30);
-/// Exit polling starts fast (most processes die within milliseconds of
-/// SIGKILL) and backs off to this.
+/// Exit polling (only if the exit dir cannot be watched) starts fast (most
+/// processes die within milliseconds of SIGKILL) and backs off to this.
 const POLL: Duration = Duration::from_millis(20);
 const FIRST_POLL: Duration = Duration::from_millis(1);
+/// While waiting for an exit, how often to check that conmon, which is to
+/// write the exit file, is still there.
+const MONITOR_CHECK: Duration = Duration::from_millis(400);
 /// How long a writable layer's measured size is reused by stats calls.
 const LAYER_USAGE_TTL: Duration = Duration::from_secs(1);
 
@@ -123,6 +126,8 @@ pub struct ContainerManager {
     /// Whether runc can mount recursively read-only (asked once).
     recursive_read_only: bool,
     events: Events,
+    /// The one watch on conmon's exit dir, set up on first use.
+    exit_notifier: Arc<std::sync::OnceLock<Option<monitor::ExitNotifier>>>,
 }
 
 impl ContainerManager {
@@ -157,6 +162,7 @@ impl ContainerManager {
             capability_bound: crate::devices::own_capability_bound(),
             recursive_read_only,
             events: Events::default(),
+            exit_notifier: Arc::new(std::sync::OnceLock::new()),
         })
     }
 
@@ -166,6 +172,22 @@ impl ContainerManager {
 
     pub(crate) fn events(&self) -> &Events {
         &self.events
+    }
+
+    /// The exit dir watch, started on first use (it needs the tokio
+    /// runtime); `None` if it cannot be, and then waits poll.
+    pub(crate) fn exit_notifier(&self) -> Option<&monitor::ExitNotifier> {
+        self.exit_notifier
+            .get_or_init(
+                || match monitor::ExitNotifier::start(&self.cfg.exits_dir()) {
+                    Ok(n) => Some(n),
+                    Err(e) => {
+                        tracing::warn!(%e, "cannot watch the exit dir, polling for exits");
+                        None
+                    }
+                },
+            )
+            .as_ref()
     }
 
     /// Whether CRI mounts may ask for `recursive_read_only`.
@@ -399,7 +421,7 @@ impl ContainerManager {
         // The record goes to disk before any mount or process exists, marked
         // incomplete: a crius killed mid-create is cleaned up by recover().
         let ctr = Arc::new(Container::new(meta, cdir.clone()));
-        ctr.update_unsynced(|s| {
+        ctr.update(|s| {
             s.state = Some(State::Created);
             s.create_complete = false;
             Ok(())
@@ -524,7 +546,6 @@ impl ContainerManager {
             path: spec_path.clone(),
             source: e,
         })?;
-        // The bundle is volatile (runroot): atomic, but no fsync needed.
         crate::store::write_replace(&spec_path, &data)?;
 
         let conmon_log = log_path.clone().unwrap_or_else(|| bundle.join(HIDDEN_LOG));
@@ -562,8 +583,12 @@ impl ContainerManager {
             .as_ref()
             .and_then(|l| l.resources.as_ref())
             .map(crate::store::ResourcesRecord::from);
+        // runc init now, the container's process after start: exec keeps
+        // the pid and its start time.
+        let pid_start_time = crate::signal::start_time(pid).unwrap_or(0);
         ctr.update(|s| {
             s.pid = pid;
+            s.pid_start_time = pid_start_time;
             s.user = Some(user_record.clone());
             s.resources = resources.clone();
             s.create_complete = true;
@@ -713,7 +738,7 @@ impl ContainerManager {
         let id = &ctr.meta.id;
         if timeout > 0 && st.state() == State::Running {
             let sig = stop_signal(&ctr.meta.stop_signal);
-            self.runc.kill(id, &sig, false).await?;
+            self.kill(ctr, &st, &sig).await?;
             if self
                 .wait_exit(ctr, Duration::from_secs(timeout as u64))
                 .await?
@@ -722,7 +747,7 @@ impl ContainerManager {
             }
             tracing::info!(%id, timeout, "stop signal ignored, killing");
         }
-        self.runc.kill(id, "KILL", false).await?;
+        self.kill(ctr, &st, "KILL").await?;
         if self.wait_exit(ctr, KILL_WAIT).await? {
             Ok(())
         } else {
@@ -734,25 +759,66 @@ impl ContainerManager {
         }
     }
 
-    /// Polls until the container has exited (true) or `limit` passed.
+    /// Sends `signal` to the container's init process, as `runc kill`
+    /// without `--all` does, but through a pidfd when crius recorded the
+    /// process at create (see [`crate::signal`]); runc does it otherwise
+    /// (records from before the start time was kept, Unknown state,
+    /// signals nix cannot name, a process that is not the recorded one).
+    /// A process already gone is not an error.
+    async fn kill(&self, ctr: &Container, st: &Status, signal: &str) -> Result<()> {
+        let id = &ctr.meta.id;
+        let direct = matches!(st.state(), State::Created | State::Running)
+            && st.pid > 0
+            && st.pid_start_time > 0;
+        if let (true, Some(sig)) = (direct, crate::signal::parse(signal)) {
+            match crate::signal::send(st.pid, st.pid_start_time, sig) {
+                Ok(crate::signal::Delivery::Sent) => return Ok(()),
+                // Exited but not yet recorded, or (should never be) the
+                // pid names another process now: runc, which has its own
+                // record of the container, decides.
+                Ok(crate::signal::Delivery::Gone) => {}
+                Err(e) => tracing::warn!(%id, pid = st.pid, %e, "pidfd signal failed, using runc"),
+            }
+        }
+        self.runc.kill(id, signal, false).await
+    }
+
+    /// Waits until the container has exited (true) or `limit` passed:
+    /// woken by conmon writing its exit file (inotify on the exit dir),
+    /// with polling only if the watch cannot be set up.
     async fn wait_exit(&self, ctr: &Container, limit: Duration) -> Result<bool> {
-        let deadline = tokio::time::Instant::now() + limit;
-        let mut polls = 0u32;
+        let start = tokio::time::Instant::now();
+        let deadline = start + limit;
+        let notifier = self.exit_notifier();
+        let mut last_check = start;
         let mut pause = FIRST_POLL;
         loop {
+            let next_write = notifier.map(|n| n.subscribe());
             let st = self.refresh(ctr)?;
             if st.state() == State::Exited {
                 return Ok(true);
             }
-            polls += 1;
-            if polls >= 10 && polls.is_multiple_of(25) && self.monitor_gone(ctr).await? {
-                return Ok(true);
+            let now = tokio::time::Instant::now();
+            if now.duration_since(last_check) >= MONITOR_CHECK {
+                last_check = now;
+                if self.monitor_gone(ctr).await? {
+                    return Ok(true);
+                }
             }
-            if tokio::time::Instant::now() >= deadline {
+            if now >= deadline {
                 return Ok(false);
             }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(POLL);
+            let until = deadline.min(last_check + MONITOR_CHECK);
+            let left = until.saturating_duration_since(now);
+            match next_write {
+                Some(w) => {
+                    let _ = tokio::time::timeout(left, w).await;
+                }
+                None => {
+                    tokio::time::sleep(pause.min(left)).await;
+                    pause = (pause * 2).min(POLL);
+                }
+            }
         }
     }
 
@@ -888,26 +954,25 @@ impl ContainerManager {
             _ => {}
         }
         let id = ctr.meta.id.clone();
-        // The process is dead: runc's cleanup and the unmount are independent.
+        // The process is dead: runc's cleanup (a Go process, tens of ms)
+        // and taking the rootfs apart (unmount, then the upper, work and
+        // mount point dirs) are independent, so they overlap.
         let merged = self.overlay(&id).merged;
-        let unmount = tokio::task::spawn_blocking(move || rootfs::unmount(&merged));
+        let cdir = self.cfg.container_dir(&id);
+        let teardown = tokio::task::spawn_blocking(move || {
+            rootfs::unmount(&merged)?;
+            remove_dir_if_exists(&cdir)
+        });
         let deleted = self.runc.delete(&id).await;
-        let unmounted = unmount.await.map_err(|e| Error::Mount {
+        let torn_down = teardown.await.map_err(|e| Error::Mount {
             id: id.clone(),
             target: self.overlay(&id).merged,
             reason: e.to_string(),
         })?;
         deleted?;
-        unmounted?;
+        torn_down?;
         self.kill_conmon(&id);
-        for d in [self.cfg.bundle_dir(&id), self.cfg.container_dir(&id)] {
-            match std::fs::remove_dir_all(&d) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(Error::io("failed to remove", d, e));
-                }
-                _ => {}
-            }
-        }
+        remove_dir_if_exists(&self.cfg.bundle_dir(&id))?;
         let _ = std::fs::remove_file(self.exit_file(&id));
         let _ = std::fs::remove_file(self.cfg.runroot.join("socks").join(&id));
         self.store.remove(&id);
@@ -1555,6 +1620,16 @@ impl ContainerManager {
         let _ = std::fs::remove_file(self.exit_file(id));
         let _ = std::fs::remove_file(self.cfg.runroot.join("socks").join(id));
         let _ = std::fs::remove_dir_all(self.cfg.runc_root().join(id));
+    }
+}
+
+/// `rm -rf`; a missing dir is fine (remove is idempotent).
+fn remove_dir_if_exists(d: &Path) -> Result<()> {
+    match std::fs::remove_dir_all(d) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(Error::io("failed to remove", d, e))
+        }
+        _ => Ok(()),
     }
 }
 

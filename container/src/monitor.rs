@@ -10,7 +10,8 @@
 //! creates `<persist dir>/oom`, and writing `"2 0 0\n"` (REOPEN_LOGS_EVENT)
 //! to the `ctl` fifo in the bundle makes conmon reopen its log file.
 
-// `pre_exec` is the only way to place the sync pipe at fd 3 in the child.
+// `pre_exec` is the only way to place the sync pipe at fd 3 in the child;
+// tokio's AsyncFd registration of the exit dir watch is unsafe too.
 #![allow(unsafe_code)]
 
 use std::ffi::OsString;
@@ -268,6 +269,99 @@ fn write_ctl(id: &str, bundle: &Path, message: &str, op: &'static str) -> Result
         .map_err(|e| Error::io("failed to write conmon control fifo", &path, e))
 }
 
+/// Wakes waiters when conmon writes an exit file: one inotify watch on the
+/// exit dir (conmon writes a temp file and renames it into place) for the
+/// whole manager, read by a task that wakes every waiter on each event.
+///
+/// One long-lived watch, not one per wait: closing an inotify fd waits for
+/// an SRCU grace period in the kernel (fsnotify group teardown), measured
+/// at 10-20 ms, which a per-stop watch paid on every StopContainer.
+/// Exit dir names kept for a follower that falls behind.
+const EXIT_NAMES_CAPACITY: usize = 1024;
+
+pub struct ExitNotifier {
+    notify: std::sync::Arc<tokio::sync::Notify>,
+    /// The names written into the exit dir (container ids, and conmon's
+    /// temp files), for whoever follows exits as they happen.
+    names: tokio::sync::broadcast::Sender<String>,
+}
+
+struct InotifyFd(nix::sys::inotify::Inotify);
+
+impl AsRawFd for InotifyFd {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsFd;
+        self.0.as_fd().as_raw_fd()
+    }
+}
+
+impl ExitNotifier {
+    /// Sets up the watch and spawns its reader on the current tokio
+    /// runtime; the reader ends with the first event after the notifier
+    /// is dropped.
+    pub fn start(exit_dir: &Path) -> std::io::Result<Self> {
+        use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+        let ino = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)?;
+        ino.add_watch(
+            exit_dir,
+            AddWatchFlags::IN_MOVED_TO | AddWatchFlags::IN_CLOSE_WRITE,
+        )?;
+        // SAFETY: the Inotify owns its fd for as long as the AsyncFd holds
+        // it, and as_raw_fd always returns that same fd.
+        let fd = unsafe {
+            tokio::io::unix::AsyncFd::register_with_interest(
+                InotifyFd(ino),
+                tokio::io::Interest::READABLE,
+            )
+        }
+        .map_err(|e| e.into_parts().1)?;
+        let notify = std::sync::Arc::new(tokio::sync::Notify::new());
+        let names = tokio::sync::broadcast::channel(EXIT_NAMES_CAPACITY).0;
+        let weak = std::sync::Arc::downgrade(&notify);
+        let sender = names.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok(mut ready) = fd.readable().await else {
+                    return;
+                };
+                match ready.get_inner().0.read_events() {
+                    Ok(events) if !events.is_empty() => match weak.upgrade() {
+                        Some(n) => {
+                            for name in events.iter().filter_map(|e| e.name.as_ref()) {
+                                // Nobody following exits is fine.
+                                let _ = sender.send(name.to_string_lossy().into_owned());
+                            }
+                            n.notify_waiters();
+                        }
+                        None => return,
+                    },
+                    Ok(_) | Err(nix::Error::EAGAIN) => ready.clear_ready(),
+                    Err(e) => {
+                        tracing::warn!(%e, "exit dir watch failed, waiters fall back to polling");
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(ExitNotifier { notify, names })
+    }
+
+    /// The names written into the exit dir from now on.
+    pub fn names(&self) -> tokio::sync::broadcast::Receiver<String> {
+        self.names.subscribe()
+    }
+
+    /// A registration for the next write into the exit dir (any
+    /// container's: the caller looks for its own file). Take it before
+    /// looking for the file, then await it, so a write in between is not
+    /// missed.
+    pub fn subscribe(&self) -> std::pin::Pin<Box<tokio::sync::futures::Notified<'_>>> {
+        let mut n = Box::pin(self.notify.notified());
+        n.as_mut().enable();
+        n
+    }
+}
+
 /// The pid of conmon if it is still running for container `id`.
 pub fn running_conmon(conmon_pid_file: &Path, id: &str) -> Option<i32> {
     let pid = crate::runtime::read_pid(conmon_pid_file)?;
@@ -306,6 +400,26 @@ mod tests {
         reader.read_to_string(&mut got).unwrap();
         // "<type> <height> <width>", as conmon's ctrl.c parses it.
         assert_eq!(got, "1 43 132\n2 0 0\n");
+    }
+
+    #[tokio::test]
+    async fn exit_notifier_wakes_on_a_renamed_file_and_not_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let n = ExitNotifier::start(dir.path()).unwrap();
+        let quiet = n.subscribe();
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), quiet)
+                .await
+                .is_err()
+        );
+        // Subscribed before the write: the wake-up is kept until awaited.
+        let next = n.subscribe();
+        let tmp = dir.path().join("abc.XYZ");
+        std::fs::write(&tmp, "137").unwrap();
+        std::fs::rename(&tmp, dir.path().join("abc")).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), next)
+            .await
+            .expect("no wake-up for the exit file");
     }
 
     fn sample() -> ConmonCreate {

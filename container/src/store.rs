@@ -1,15 +1,20 @@
 //! Container records in memory and on disk.
 //!
 //! Each container is one versioned JSON file, `<root>/containers/<id>/
-//! container.json`, written atomically (temp file, fsync, rename, fsync
-//! dir). Status changes go through [`Container::update`], which writes the
-//! file and memory together so the two never disagree.
+//! container.json`, written atomically (temp file, rename) but without
+//! fsync ([`Durability::Volatile`]): the record has to survive a crash of
+//! crius, runc or conmon, which the page cache does; after a machine crash
+//! every container is dead and the kubelet creates new ones, so an fsync
+//! per state change (~10 ms on a busy disk, three per lifecycle) bought
+//! nothing. CRI-O keeps exit codes on tmpfs for the same reason. Status
+//! changes go through [`Container::update`], which writes the file and
+//! memory together so the two never disagree.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
+use crius_proto::fs::Durability;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -128,6 +133,11 @@ pub struct Status {
     /// False until runc create succeeded: recovery cleans such records up.
     pub create_complete: bool,
     pub pid: i32,
+    /// Start time of `pid` in clock ticks since boot, read at create: what
+    /// tells the container's process from a later one reusing the pid when
+    /// crius signals it directly. 0 if unknown (then runc signals it).
+    #[serde(default)]
+    pub pid_start_time: u64,
     pub started_at: i64,
     pub finished_at: i64,
     pub exit_code: i32,
@@ -268,28 +278,10 @@ impl Container {
     where
         F: FnOnce(&mut Status) -> Result<()>,
     {
-        self.update_inner(true, f)
-    }
-
-    /// [`update`](Self::update) without fsync: for states that only have to
-    /// survive a crius crash (the page cache does), not a machine crash
-    /// (after which the container is gone anyway), like the incomplete
-    /// marker written at the start of create.
-    pub fn update_unsynced<F>(&self, f: F) -> Result<Status>
-    where
-        F: FnOnce(&mut Status) -> Result<()>,
-    {
-        self.update_inner(false, f)
-    }
-
-    fn update_inner<F>(&self, durable: bool, f: F) -> Result<Status>
-    where
-        F: FnOnce(&mut Status) -> Result<()>,
-    {
         let mut guard = self.status.write().unwrap_or_else(|e| e.into_inner());
         let mut next = guard.clone();
         f(&mut next)?;
-        write_record(&self.dir, &self.meta, &next, durable)?;
+        write_record(&self.dir, &self.meta, &next)?;
         *guard = next.clone();
         Ok(next)
     }
@@ -321,7 +313,7 @@ impl Container {
     }
 }
 
-fn write_record(dir: &Path, meta: &ContainerMeta, status: &Status, durable: bool) -> Result<()> {
+fn write_record(dir: &Path, meta: &ContainerMeta, status: &Status) -> Result<()> {
     let rec = Record {
         version: RECORD_VERSION,
         meta: meta.clone(),
@@ -332,52 +324,14 @@ fn write_record(dir: &Path, meta: &ContainerMeta, status: &Status, durable: bool
         path: path.clone(),
         source: e,
     })?;
-    if durable {
-        write_atomic(&path, &data)
-    } else {
-        write_replace(&path, &data)
-    }
+    write_replace(&path, &data)
 }
 
-/// temp file, fsync, rename, fsync dir.
-pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("/"));
-    let tmp = dir.join(format!(
-        ".{}.tmp",
-        path.file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default()
-    ));
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(data)?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, path)?;
-        std::fs::File::open(dir)?.sync_all()
-    };
-    write().map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        Error::io("failed to write", path, e)
-    })
-}
-
-/// Atomic replace without fsync, for volatile files (runroot is tmpfs on a
-/// real node; after a crash they are rebuilt or cleaned anyway).
+/// Atomic replace without fsync, for the container's own files (record,
+/// bundle config): see the module docs.
 pub fn write_replace(path: &Path, data: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("/"));
-    let tmp = dir.join(format!(
-        ".{}.tmp",
-        path.file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default()
-    ));
-    std::fs::write(&tmp, data)
-        .and_then(|()| std::fs::rename(&tmp, path))
-        .map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            Error::io("failed to write", path, e)
-        })
+    crius_proto::fs::write_atomic(path, data, Durability::Volatile)
+        .map_err(|e| Error::io("failed to write", path, e))
 }
 
 /// Names to ids; a name is reserved before any side effect of create and

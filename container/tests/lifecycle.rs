@@ -761,6 +761,70 @@ async fn target_pid_namespace_sees_the_target() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn stop_never_signals_a_process_that_reused_the_pid() {
+    let env = Env::new();
+    let id = env
+        .mgr
+        .create(
+            &env.sandbox,
+            &env.image,
+            &config("reused", &["sleep", "1000"]),
+        )
+        .await
+        .unwrap();
+    env.mgr.start(&id).await.unwrap();
+    let ctr = env.mgr.get(&id).unwrap();
+    let st = ctr.status();
+    assert_eq!(
+        Some(st.pid_start_time),
+        container::signal::start_time(st.pid),
+        "create records the start time of the container's process"
+    );
+    // Pretend the container's pid now names a stranger: a process of
+    // ours, with another start time than the one recorded.
+    let mut stranger = std::process::Command::new("sleep")
+        .arg("1000")
+        .spawn()
+        .unwrap();
+    ctr.update(|s| {
+        s.pid = stranger.id() as i32;
+        Ok(())
+    })
+    .unwrap();
+    env.mgr.stop(&id, 0).await.unwrap();
+    let st = env.mgr.status(&id, false).unwrap().0;
+    assert_eq!((st.state, st.exit_code), (EXITED, 137));
+    assert!(
+        stranger.try_wait().unwrap().is_none(),
+        "the stranger was signalled"
+    );
+    stranger.kill().unwrap();
+    stranger.wait().unwrap();
+
+    // A record without a start time (older crius) stops through runc.
+    let old = env
+        .mgr
+        .create(&env.sandbox, &env.image, &config("old", &["sleep", "1000"]))
+        .await
+        .unwrap();
+    env.mgr.start(&old).await.unwrap();
+    env.mgr
+        .get(&old)
+        .unwrap()
+        .update(|s| {
+            s.pid_start_time = 0;
+            Ok(())
+        })
+        .unwrap();
+    env.mgr.stop(&old, 0).await.unwrap();
+    let st = env.mgr.status(&old, false).unwrap().0;
+    assert_eq!((st.state, st.exit_code), (EXITED, 137));
+    for id in [id, old] {
+        env.mgr.remove(&id).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn stop_uses_the_image_stopsignal() {
     let env = Env::new();
     let mut image = env.image.clone();

@@ -17,7 +17,6 @@
 //! small record writes only, never across network I/O or unpacking.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -591,27 +590,10 @@ fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
 }
 
 /// Temp file, fsync, rename, fsync dir: readers see the old or the new
-/// content, never a mix, even across a crash.
+/// content, never a mix, even across a crash (images outlive reboots).
 pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    // Unique per writer: two pulls may write the same blob at once.
-    static SEQ: AtomicU64 = AtomicU64::new(0);
-    let tmp = dir.join(format!(
-        ".{}.{}-{}.tmp",
-        path.file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("record"),
-        std::process::id(),
-        SEQ.fetch_add(1, Ordering::Relaxed)
-    ));
-    let write = || -> std::io::Result<()> {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(data)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-    };
-    write().map_err(|e| Error::io("write", path, e))?;
-    sync_dir(dir)
+    crius_proto::fs::write_atomic(path, data, crius_proto::fs::Durability::Durable)
+        .map_err(|e| Error::io("write", path, e))
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {

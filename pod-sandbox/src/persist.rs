@@ -1,8 +1,11 @@
 //! Crash-safe files: a record is either the old or the new version on disk,
-//! never a torn mix (temp file, fsync, rename, fsync of the directory).
+//! never a torn mix, across a machine crash too (a sandbox record names
+//! what must be torn down after a reboot). The write itself is
+//! [`crius_proto::fs::write_atomic`].
 
-use std::io::Write as _;
 use std::path::Path;
+
+use crius_proto::fs::Durability;
 
 /// Writes `bytes` to `path` atomically, creating the parent directory.
 pub async fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -18,14 +21,7 @@ pub fn write_atomic_sync(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .parent()
         .ok_or_else(|| std::io::Error::other("path has no parent directory"))?;
     std::fs::create_dir_all(dir)?;
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let mut file = std::fs::File::create(&tmp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    drop(file);
-    std::fs::rename(&tmp, path)?;
-    std::fs::File::open(dir)?.sync_all()
+    crius_proto::fs::write_atomic(path, bytes, Durability::Durable)
 }
 
 #[cfg(test)]

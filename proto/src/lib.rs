@@ -7,6 +7,8 @@
 
 pub use k8s_cri::v1::*;
 
+pub mod fs;
+
 /// What went wrong, in the vocabulary every crius library shares.
 ///
 /// Library error enums expose a `kind()`; the server maps each kind to one
