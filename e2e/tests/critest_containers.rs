@@ -1461,3 +1461,122 @@ async fn no_new_privs_stops_setuid_escalation() {
     }
     teardown(&daemon, &pod).await;
 }
+
+/// GET / through one port-forward stream pair of `c` (as client-go's
+/// port forwarder does for one local connection).
+async fn forwarded_get(c: &SpdyClient, port: u16, request_id: &str) -> String {
+    let port = port.to_string();
+    let headers = |kind| {
+        [
+            ("streamType", kind),
+            ("port", port.as_str()),
+            ("requestID", request_id),
+        ]
+    };
+    let mut error = c.stream(&headers("error"), true).await;
+    let mut data = c.stream(&headers("data"), false).await;
+    data.write_all(b"GET / HTTP/1.0\r\n\r\n").await.unwrap();
+    let resp = read_all(&mut data).await;
+    assert_eq!(read_all(&mut error).await, "", "port-forward error stream");
+    resp
+}
+
+/// A web server container (busybox httpd standing in for critest's nginx)
+/// on `port`, answering `body`; returns once it listens.
+async fn web_server(
+    client: &mut RuntimeServiceClient<Channel>,
+    pod: &Pod,
+    config: ContainerConfig,
+    port: u16,
+) -> String {
+    let id = create_and_start(client, pod, config).await;
+    wait_state(client, &id, ContainerState::ContainerRunning).await;
+    let url = format!("http://127.0.0.1:{port}/");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while exec(client, &id, &["wget", "-q", "-O", "-", &url], EXEC_TIMEOUT)
+        .await
+        .unwrap()
+        .exit_code
+        != 0
+    {
+        assert!(
+            Instant::now() < deadline,
+            "web server on {port} never answered"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    id
+}
+
+fn httpd_config(name: &str, port: u16, body: &str) -> ContainerConfig {
+    container_config(
+        name,
+        "busybox",
+        &[
+            "sh",
+            "-c",
+            &format!(
+                "mkdir -p /www && echo {body} > /www/index.html && exec httpd -f -p {port} -h /www"
+            ),
+        ],
+    )
+}
+
+// critest streaming.go / streaming_linux.go: "runtime should support
+// portforward", "runtime should support portforward in host network". As
+// critest asks: PortForwardRequest names only the pod (no ports); the port
+// comes in the stream headers. The pod declares container port 80.
+#[tokio::test]
+async fn port_forward_to_pod_and_host_network_pods() {
+    let daemon = daemon(&["busybox"]).await;
+    let mut client = daemon.runtime().await;
+    let pf_client = client.clone();
+    let forward = |pod: &Pod| {
+        let mut client = pf_client.clone();
+        let pod_id = pod.id.clone();
+        async move {
+            let url = client
+                .port_forward(PortForwardRequest {
+                    pod_sandbox_id: pod_id,
+                    port: vec![],
+                })
+                .await
+                .expect("PortForward RPC")
+                .into_inner()
+                .url;
+            spdy_connect(&url, &["portforward.k8s.io"]).await.unwrap()
+        }
+    };
+
+    let pod = run_pod(&daemon, "pf").await;
+    web_server(&mut client, &pod, httpd_config("web", 80, "from-pod"), 80).await;
+    let c = forward(&pod).await;
+    let resp = forwarded_get(&c, 80, "0").await;
+    assert!(
+        resp.contains(" 200 ") && resp.ends_with("from-pod\n"),
+        "{resp}"
+    );
+    drop(c);
+    teardown(&daemon, &pod).await;
+
+    // Host network: the server listens in the node's namespace, on a port
+    // free there (critest's 12003).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let linux = ns_pod(NamespaceMode::Pod, NamespaceMode::Pod, NamespaceMode::Node);
+    let pod = run_pod_with(&daemon, "pf-hostnet", linux.clone()).await;
+    let mut config = httpd_config("hostweb", port, "from-host-network");
+    config.linux = ns_container("hostweb", &[], &linux).linux;
+    web_server(&mut client, &pod, config, port).await;
+    let c = forward(&pod).await;
+    let resp = forwarded_get(&c, port, "0").await;
+    assert!(
+        resp.contains(" 200 ") && resp.ends_with("from-host-network\n"),
+        "{resp}"
+    );
+    drop(c);
+    teardown(&daemon, &pod).await;
+}
