@@ -1580,3 +1580,56 @@ async fn port_forward_to_pod_and_host_network_pods() {
     drop(c);
     teardown(&daemon, &pod).await;
 }
+
+// critest container.go: "runtime should support starting container with
+// log", "runtime should support reopening container log". The reopened
+// file must exist as soon as ReopenContainerLog returns, and the renamed
+// one must stop growing.
+#[tokio::test]
+async fn log_and_reopened_log_as_critest_reads_them() {
+    let daemon = daemon(&["busybox"]).await;
+    let pod = run_pod(&daemon, "logs").await;
+    let mut client = daemon.runtime().await;
+
+    let id = create_and_start(
+        &mut client,
+        &pod,
+        container_config("echo", "busybox", &["echo", HELLO_WORLD]),
+    )
+    .await;
+    wait_state(&mut client, &id, ContainerState::ContainerExited).await;
+    wait_log_line(&pod.log_dir.join("echo.log"), "stdout", HELLO_WORLD).await;
+
+    let id = create_and_start(
+        &mut client,
+        &pod,
+        container_config(
+            "loop",
+            "busybox",
+            &[
+                "sh",
+                "-c",
+                &format!("while true; do echo {HELLO_WORLD}; sleep 1; done"),
+            ],
+        ),
+    )
+    .await;
+    let log = pod.log_dir.join("loop.log");
+    wait_log_line(&log, "stdout", HELLO_WORLD).await;
+    let renamed = pod.log_dir.join("loop.log.new");
+    std::fs::rename(&log, &renamed).unwrap();
+    client
+        .reopen_container_log(ReopenContainerLogRequest {
+            container_id: id.clone(),
+        })
+        .await
+        .unwrap();
+    assert!(log.exists(), "new container log not created by reopen");
+    wait_log_line(&log, "stdout", HELLO_WORLD).await;
+    let old = cri_log(&renamed).len();
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(cri_log(&renamed).len(), old, "old container log changed");
+    }
+    teardown(&daemon, &pod).await;
+}
