@@ -129,6 +129,48 @@ async fn wait_log_line(path: &Path, stream: &str, line: &str) {
     }
 }
 
+/// critest's `testStartContainer`: create, start, and wait for Running.
+async fn run(
+    client: &mut RuntimeServiceClient<Channel>,
+    pod: &Pod,
+    config: ContainerConfig,
+) -> String {
+    let id = create_and_start(client, pod, config).await;
+    wait_state(client, &id, ContainerState::ContainerRunning).await;
+    id
+}
+
+/// critest's `pauseCmd` container: busybox running `sh -c top`.
+fn pause_container(name: &str) -> ContainerConfig {
+    container_config(name, "busybox", &["sh", "-c", "top"])
+}
+
+/// critest's `removeContainer` then `listContainerForID`: gone.
+async fn remove_and_check_gone(client: &mut RuntimeServiceClient<Channel>, id: &str) {
+    client
+        .remove_container(RemoveContainerRequest {
+            container_id: id.into(),
+        })
+        .await
+        .expect("remove container");
+    assert!(list_by_id(client, id).await.is_empty(), "{id} still listed");
+}
+
+/// The mounts a verbose ContainerStatus reports.
+async fn status_mounts(client: &mut RuntimeServiceClient<Channel>, id: &str) -> Vec<Mount> {
+    client
+        .container_status(ContainerStatusRequest {
+            container_id: id.into(),
+            verbose: true,
+        })
+        .await
+        .expect("container status")
+        .into_inner()
+        .status
+        .expect("status present")
+        .mounts
+}
+
 fn security(mut config: ContainerConfig, sec: LinuxContainerSecurityContext) -> ContainerConfig {
     config.linux = Some(LinuxContainerConfig {
         resources: None,
@@ -193,13 +235,7 @@ async fn basic_container_operations() {
         [created.as_str()]
     );
     // removing created container.
-    client
-        .remove_container(RemoveContainerRequest {
-            container_id: created.clone(),
-        })
-        .await
-        .unwrap();
-    assert!(list_by_id(&mut client, &created).await.is_empty());
+    remove_and_check_gone(&mut client, &created).await;
 
     // starting, then stopping (timeout 60, must return well within it).
     let id = create(&mut client, &pod, default_container("stopped"))
@@ -218,30 +254,14 @@ async fn basic_container_operations() {
     assert!(began.elapsed() < Duration::from_secs(60));
     wait_state(&mut client, &id, ContainerState::ContainerExited).await;
     // removing stopped container.
-    client
-        .remove_container(RemoveContainerRequest {
-            container_id: id.clone(),
-        })
-        .await
-        .unwrap();
-    assert!(list_by_id(&mut client, &id).await.is_empty());
+    remove_and_check_gone(&mut client, &id).await;
 
     // removing running container: no stop first.
-    let running = create(
-        &mut client,
-        &pod,
-        container_config("running", "busybox", &["sh", "-c", "top"]),
-    )
-    .await
-    .unwrap();
-    start(&mut client, &running).await;
-    client
-        .remove_container(RemoveContainerRequest {
-            container_id: running.clone(),
-        })
+    let running = create(&mut client, &pod, pause_container("running"))
         .await
         .unwrap();
-    assert!(list_by_id(&mut client, &running).await.is_empty());
+    start(&mut client, &running).await;
+    remove_and_check_gone(&mut client, &running).await;
 
     // execSync: `echo -n hello` gives exactly "hello", stderr empty.
     let id = create(&mut client, &pod, default_container("exec"))
@@ -362,7 +382,7 @@ async fn volumes_including_a_symlinked_host_path() {
 
     for (name, path) in [("plain", &host), ("symlink", &link)] {
         let path = path.to_string_lossy().into_owned();
-        let mut config = container_config(name, "busybox", &["sh", "-c", "top"]);
+        let mut config = pause_container(name);
         config.mounts = vec![Mount {
             host_path: path.clone(),
             container_path: path.clone(),
@@ -456,7 +476,7 @@ async fn mount_propagation_private_rslave_rshared() {
 
         let path = source.to_string_lossy().into_owned();
         let mut config = security(
-            container_config(&format!("prop-{i}"), "busybox", &["sh", "-c", "top"]),
+            pause_container(&format!("prop-{i}")),
             LinuxContainerSecurityContext {
                 privileged: true,
                 ..Default::default()
@@ -469,18 +489,9 @@ async fn mount_propagation_private_rslave_rshared() {
             ..Default::default()
         }];
         let id = create(&mut client, &pod, config).await.unwrap();
-        let verbose = client
-            .container_status(ContainerStatusRequest {
-                container_id: id.clone(),
-                verbose: true,
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .status
-            .unwrap();
-        assert_eq!(verbose.mounts.len(), 1, "{:?}", verbose.mounts);
-        let m = &verbose.mounts[0];
+        let verbose_mounts = status_mounts(&mut client, &id).await;
+        assert_eq!(verbose_mounts.len(), 1, "{:?}", verbose_mounts);
+        let m = &verbose_mounts[0];
         assert_eq!(
             (m.container_path.as_str(), m.host_path.as_str()),
             (path.as_str(), path.as_str())
@@ -537,10 +548,9 @@ async fn run_as_user_name_group_and_supplemental_groups() {
     let daemon = daemon(&["busybox"]).await;
     let pod = run_pod(&daemon, "users").await;
     let mut client = daemon.runtime().await;
-    let sleeper =
-        |name: &str, sec| security(container_config(name, "busybox", &["sh", "-c", "top"]), sec);
+    let sleeper = |name: &str, sec| security(pause_container(name), sec);
 
-    let id = create_and_start(
+    let id = run(
         &mut client,
         &pod,
         sleeper(
@@ -552,10 +562,9 @@ async fn run_as_user_name_group_and_supplemental_groups() {
         ),
     )
     .await;
-    wait_state(&mut client, &id, ContainerState::ContainerRunning).await;
     assert_eq!(exec_ok(&mut client, &id, &["id", "-u"]).await, "1001\n");
 
-    let id = create_and_start(
+    let id = run(
         &mut client,
         &pod,
         sleeper(
@@ -567,10 +576,9 @@ async fn run_as_user_name_group_and_supplemental_groups() {
         ),
     )
     .await;
-    wait_state(&mut client, &id, ContainerState::ContainerRunning).await;
     assert_eq!(exec_ok(&mut client, &id, &["id", "-nu"]).await, "nobody\n");
 
-    let id = create_and_start(
+    let id = run(
         &mut client,
         &pod,
         sleeper(
@@ -582,7 +590,6 @@ async fn run_as_user_name_group_and_supplemental_groups() {
         ),
     )
     .await;
-    wait_state(&mut client, &id, ContainerState::ContainerRunning).await;
     let groups = exec_ok(&mut client, &id, &["id", "-G"]).await;
     let groups: Vec<&str> = groups.split_whitespace().collect();
     assert!(
@@ -597,7 +604,7 @@ async fn run_as_user_name_group_and_supplemental_groups() {
         ..Default::default()
     };
     let cmd = ["sh", "-c", "echo $(id -u):$(id -g)"];
-    let id = create_and_start(
+    let id = run(
         &mut client,
         &pod,
         security(
@@ -690,7 +697,7 @@ async fn privileged_and_capabilities_as_critest_checks_them() {
             &mut client,
             &pod,
             security(
-                container_config("priv", "busybox", &["sh", "-c", "top"]),
+                pause_container("priv"),
                 LinuxContainerSecurityContext {
                     privileged,
                     ..Default::default()
@@ -698,7 +705,6 @@ async fn privileged_and_capabilities_as_critest_checks_them() {
             ),
         )
         .await;
-        wait_state(&mut client, &id, ContainerState::ContainerRunning).await;
         let out = exec(&mut client, &id, &addbr, EXEC_TIMEOUT).await.unwrap();
         assert_eq!(
             out.exit_code == 0,
@@ -711,7 +717,7 @@ async fn privileged_and_capabilities_as_critest_checks_them() {
     let pod = run_pod(&daemon, "caps").await;
     let with_caps = |name: &str, add: &[&str], drop: &[&str]| {
         security(
-            container_config(name, "busybox", &["sh", "-c", "top"]),
+            pause_container(name),
             LinuxContainerSecurityContext {
                 capabilities: Some(Capability {
                     add_capabilities: add.iter().map(|s| s.to_string()).collect(),
@@ -722,20 +728,17 @@ async fn privileged_and_capabilities_as_critest_checks_them() {
             },
         )
     };
-    let id = create_and_start(
+    let id = run(
         &mut client,
         &pod,
         with_caps("netadmin", &["NET_ADMIN"], &[]),
     )
     .await;
-    wait_state(&mut client, &id, ContainerState::ContainerRunning).await;
     exec_ok(&mut client, &id, &addbr).await;
-    let id = create_and_start(&mut client, &pod, default_container("nocaps")).await;
-    wait_state(&mut client, &id, ContainerState::ContainerRunning).await;
+    let id = run(&mut client, &pod, default_container("nocaps")).await;
     exec_fails(&mut client, &id, &addbr).await;
 
-    let id = create_and_start(&mut client, &pod, with_caps("nonetraw", &[], &["NET_RAW"])).await;
-    wait_state(&mut client, &id, ContainerState::ContainerRunning).await;
+    let id = run(&mut client, &pod, with_caps("nonetraw", &[], &["NET_RAW"])).await;
     let (stdout, stderr) = exec_fails(&mut client, &id, &["ping", "127.0.0.1"]).await;
     assert!(
         !stdout.is_empty(),
@@ -747,12 +750,10 @@ async fn privileged_and_capabilities_as_critest_checks_them() {
         s.lines()
             .any(|l| l.starts_with("CapBnd:") && l.trim_end().ends_with("0000000000000000"))
     };
-    let id = create_and_start(&mut client, &pod, with_caps("all", &["ALL"], &[])).await;
-    wait_state(&mut client, &id, ContainerState::ContainerRunning).await;
+    let id = run(&mut client, &pod, with_caps("all", &["ALL"], &[])).await;
     let st = exec_ok(&mut client, &id, &["cat", "/proc/self/status"]).await;
     assert!(!capbnd_zero(&st), "{st}");
-    let id = create_and_start(&mut client, &pod, with_caps("none", &[], &["ALL"])).await;
-    wait_state(&mut client, &id, ContainerState::ContainerRunning).await;
+    let id = run(&mut client, &pod, with_caps("none", &[], &["ALL"])).await;
     let st = exec_ok(&mut client, &id, &["cat", "/proc/self/status"]).await;
     assert!(capbnd_zero(&st), "{st}");
     teardown(&daemon, &pod).await;
@@ -775,7 +776,7 @@ async fn masked_and_readonly_paths_as_requested() {
     std::fs::write(&tool, "#!/bin/sh\necho unmasked\n").unwrap();
     std::fs::set_permissions(&tool, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let mut config = security(
-        container_config("masked", "busybox", &["sh", "-c", "top"]),
+        pause_container("masked"),
         LinuxContainerSecurityContext {
             masked_paths: vec!["/tools/tool".into()],
             ..Default::default()
@@ -786,16 +787,15 @@ async fn masked_and_readonly_paths_as_requested() {
         container_path: "/tools".into(),
         ..Default::default()
     }];
-    let id = create_and_start(&mut client, &pod, config).await;
-    wait_state(&mut client, &id, ContainerState::ContainerRunning).await;
+    let id = run(&mut client, &pod, config).await;
     let (_, stderr) = exec_fails(&mut client, &id, &["/bin/sh", "-c", "/tools/tool"]).await;
     assert_eq!(stderr, "/bin/sh: /tools/tool: Permission denied\n");
 
-    let id = create_and_start(
+    let id = run(
         &mut client,
         &pod,
         security(
-            container_config("readonly", "busybox", &["sh", "-c", "top"]),
+            pause_container("readonly"),
             LinuxContainerSecurityContext {
                 readonly_paths: vec!["/tmp".into()],
                 ..Default::default()
@@ -803,7 +803,6 @@ async fn masked_and_readonly_paths_as_requested() {
         ),
     )
     .await;
-    wait_state(&mut client, &id, ContainerState::ContainerRunning).await;
     let (_, stderr) = exec_fails(&mut client, &id, &["touch", "/tmp/test"]).await;
     assert_eq!(stderr, "touch: /tmp/test: Read-only file system\n");
     teardown(&daemon, &pod).await;
@@ -882,13 +881,12 @@ async fn host_ipc_network_and_pid_namespaces() {
     for (mode, visible) in [(Node, true), (Pod, false)] {
         let linux = ns_pod(Pod, mode, Pod);
         let pod = run_pod_with(&daemon, &format!("ipc-{}", mode as i32), linux.clone()).await;
-        let id = create_and_start(
+        let id = run(
             &mut client,
             &pod,
             ns_container("ipc", &["sh", "-c", "top"], &linux),
         )
         .await;
-        wait_state(&mut client, &id, ContainerState::ContainerRunning).await;
         let table = exec_ok(&mut client, &id, &["cat", "/proc/sysvipc/shm"]).await;
         let listed = table
             .lines()
@@ -986,11 +984,11 @@ async fn seccomp_pod_and_container(
     )
     .await;
     let mut client = daemon.runtime().await;
-    let id = create_and_start(
+    let id = run(
         &mut client,
         &pod,
         security(
-            container_config("seccomp", "busybox", &["sh", "-c", "top"]),
+            pause_container("seccomp"),
             LinuxContainerSecurityContext {
                 seccomp: profile,
                 ..Default::default()
@@ -998,7 +996,6 @@ async fn seccomp_pod_and_container(
         ),
     )
     .await;
-    wait_state(&mut client, &id, ContainerState::ContainerRunning).await;
     (pod, id)
 }
 
@@ -1083,7 +1080,7 @@ async fn seccomp_profiles_as_critest_checks_them() {
             if privileged { privileged_pod() } else { None },
         )
         .await;
-        let id = create_and_start(
+        let id = run(
             &mut client,
             &pod,
             security(
@@ -1100,7 +1097,6 @@ async fn seccomp_profiles_as_critest_checks_them() {
             ),
         )
         .await;
-        wait_state(&mut client, &id, ContainerState::ContainerRunning).await;
         let out = exec(
             &mut client,
             &id,
@@ -1125,9 +1121,7 @@ async fn multiple_containers_in_a_pod() {
     let daemon = daemon(&["busybox"]).await;
     let pod = run_pod(&daemon, "multi").await;
     let mut client = daemon.runtime().await;
-    let httpd = create_and_start(
-        &mut client,
-        &pod,
+    let httpd = run(&mut client, &pod,
         container_config(
             "httpd",
             "busybox",
@@ -1137,10 +1131,8 @@ async fn multiple_containers_in_a_pod() {
                 "mkdir -p /www && echo It works > /www/index.html && echo httpd starting && exec httpd -f -p 80 -h /www",
             ],
         ),
-    )
-    .await;
-    wait_state(&mut client, &httpd, ContainerState::ContainerRunning).await;
-    let busybox = create_and_start(
+    ).await;
+    let busybox = run(
         &mut client,
         &pod,
         container_config(
@@ -1150,7 +1142,6 @@ async fn multiple_containers_in_a_pod() {
         ),
     )
     .await;
-    wait_state(&mut client, &busybox, ContainerState::ContainerRunning).await;
 
     // network: the web server answers inside the pod.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -1206,8 +1197,7 @@ async fn exec_and_attach_as_critest_streams_them() {
     let daemon = daemon(&["busybox"]).await;
     let pod = run_pod(&daemon, "streams").await;
     let mut client = daemon.runtime().await;
-    let id = create_and_start(&mut client, &pod, default_container("exec")).await;
-    wait_state(&mut client, &id, ContainerState::ContainerRunning).await;
+    let id = run(&mut client, &pod, default_container("exec")).await;
     let url_for = |req: ExecRequest| {
         let mut client = client.clone();
         async move { client.exec(req).await.expect("Exec RPC").into_inner().url }
@@ -1262,8 +1252,7 @@ async fn exec_and_attach_as_critest_streams_them() {
     let mut config = container_config("attach", "busybox", &["/bin/sh"]);
     config.stdin = true;
     config.stdin_once = true;
-    let sh = create_and_start(&mut client, &pod, config).await;
-    wait_state(&mut client, &sh, ContainerState::ContainerRunning).await;
+    let sh = run(&mut client, &pod, config).await;
     let url = client
         .attach(AttachRequest {
             container_id: sh.clone(),
@@ -1355,20 +1344,11 @@ async fn readonly_and_recursive_readonly_mounts() {
     for rro in [false, true] {
         let config = ContainerConfig {
             mounts: vec![mount(rro, true, PropagationPrivate)],
-            ..container_config(&format!("rro-{rro}"), "busybox", &["sh", "-c", "top"])
+            ..pause_container(&format!("rro-{rro}"))
         };
         let id = create(&mut client, &pod, config).await.unwrap();
-        let st = client
-            .container_status(ContainerStatusRequest {
-                container_id: id.clone(),
-                verbose: true,
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .status
-            .unwrap();
-        assert_eq!(st.mounts.len(), 1, "{:?}", st.mounts);
+        let st_mounts = status_mounts(&mut client, &id).await;
+        assert_eq!(st_mounts.len(), 1, "{:?}", st_mounts);
         start(&mut client, &id).await;
         wait_state(&mut client, &id, ContainerState::ContainerRunning).await;
         if rro {
@@ -1393,7 +1373,7 @@ async fn readonly_and_recursive_readonly_mounts() {
     ] {
         let config = ContainerConfig {
             mounts: vec![bad],
-            ..container_config(name, "busybox", &["sh", "-c", "top"])
+            ..pause_container(name)
         };
         let err = create(&mut client, &pod, config)
             .await
