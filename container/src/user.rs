@@ -176,12 +176,24 @@ pub fn resolve_user(root: &Path, req: &UserRequest) -> Result<ResolvedUser> {
 }
 
 /// The rules of kubelet/containerd: `run_as_user` beats `run_as_username`
-/// beats the image USER; `run_as_group` overrides any group part.
+/// beats the image USER; `run_as_group` overrides any group part, but only
+/// with a user named in the request: a group on its own is refused, as
+/// containerd refuses it and critest ("runtime should return error if
+/// RunAsGroup is set without RunAsUser") expects. The kubelet always sends
+/// the image's user along with a group, so it never hits this.
 pub fn resolve_with(
     passwd: &[PasswdEntry],
     groups: &[GroupEntry],
     req: &UserRequest,
 ) -> Result<ResolvedUser> {
+    if let Some(g) = req.run_as_group
+        && req.run_as_user.is_none()
+        && req.run_as_username.is_empty()
+    {
+        return Err(Error::InvalidArgument(format!(
+            "run_as_group {g} is set without run_as_user or run_as_username"
+        )));
+    }
     let (user_part, group_part): (String, Option<String>) = if let Some(uid) = req.run_as_user {
         (id_from_i64(uid, "run_as_user")?.to_string(), None)
     } else if !req.run_as_username.is_empty() {
@@ -375,7 +387,7 @@ mod tests {
     #[test]
     fn strict_policy_leaves_out_image_group_memberships() {
         let u = resolve(UserRequest {
-            image_user: "app".into(),
+            run_as_username: "app".into(),
             run_as_group: Some(3000),
             supplemental_groups: vec![4000, 44],
             strict_groups: true,
@@ -392,6 +404,22 @@ mod tests {
         })
         .unwrap();
         assert_eq!(u.additional_gids, vec![1000]);
+    }
+
+    #[test]
+    fn a_group_without_a_requested_user_is_refused() {
+        for image_user in ["", "app"] {
+            let e = resolve(UserRequest {
+                image_user: image_user.into(),
+                run_as_group: Some(3000),
+                ..Default::default()
+            })
+            .unwrap_err();
+            assert!(
+                matches!(&e, Error::InvalidArgument(m) if m.contains("run_as_group 3000")),
+                "{e:?}"
+            );
+        }
     }
 
     #[test]

@@ -853,10 +853,12 @@ async fn unsupported_mounts_fail_before_side_effects() {
     let env = Env::new();
     let missing = env.dir.path().join("must-not-be-created");
     let mut cfg = sh("rro", "true");
+    // Recursive read-only on a writable mount: refused whatever runc
+    // supports (runc with `rro` accepts the read-only one now).
     cfg.mounts.push(crius_proto::Mount {
         container_path: "/data".into(),
         host_path: missing.display().to_string(),
-        readonly: true,
+        readonly: false,
         recursive_read_only: true,
         ..Default::default()
     });
