@@ -421,7 +421,7 @@ impl ContainerManager {
         // The record goes to disk before any mount or process exists, marked
         // incomplete: a crius killed mid-create is cleaned up by recover().
         let ctr = Arc::new(Container::new(meta, cdir.clone()));
-        ctr.update(|s| {
+        ctr.update_unsynced(|s| {
             s.state = Some(State::Created);
             s.create_complete = false;
             Ok(())

@@ -1,14 +1,15 @@
 //! Container records in memory and on disk.
 //!
 //! Each container is one versioned JSON file, `<root>/containers/<id>/
-//! container.json`, written atomically (temp file, rename) but without
-//! fsync ([`Durability::Volatile`]): the record has to survive a crash of
-//! crius, runc or conmon, which the page cache does; after a machine crash
-//! every container is dead and the kubelet creates new ones, so an fsync
-//! per state change (~10 ms on a busy disk, three per lifecycle) bought
-//! nothing. CRI-O keeps exit codes on tmpfs for the same reason. Status
-//! changes go through [`Container::update`], which writes the file and
-//! memory together so the two never disagree.
+//! container.json`, written atomically and durably (temp file, fsync,
+//! rename, fsync dir) as DESIGN.md asks of every record. The one exception
+//! is the incomplete marker written at the start of create
+//! ([`Container::update_unsynced`]): it only has to survive a crash of
+//! crius, which the page cache does, and the final create record that
+//! replaces it is durable. Files in the bundle (config.json) are written
+//! the same way without fsync: runc reads them right away and a reboot
+//! ends the container. Status changes go through [`Container::update`],
+//! which writes the file and memory together so the two never disagree.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -278,10 +279,26 @@ impl Container {
     where
         F: FnOnce(&mut Status) -> Result<()>,
     {
+        self.update_with(Durability::Durable, f)
+    }
+
+    /// [`update`](Self::update) without fsync, for the incomplete marker
+    /// written at the start of create (see the module docs).
+    pub fn update_unsynced<F>(&self, f: F) -> Result<Status>
+    where
+        F: FnOnce(&mut Status) -> Result<()>,
+    {
+        self.update_with(Durability::Volatile, f)
+    }
+
+    fn update_with<F>(&self, durability: Durability, f: F) -> Result<Status>
+    where
+        F: FnOnce(&mut Status) -> Result<()>,
+    {
         let mut guard = self.status.write().unwrap_or_else(|e| e.into_inner());
         let mut next = guard.clone();
         f(&mut next)?;
-        write_record(&self.dir, &self.meta, &next)?;
+        write_record(&self.dir, &self.meta, &next, durability)?;
         *guard = next.clone();
         Ok(next)
     }
@@ -313,7 +330,12 @@ impl Container {
     }
 }
 
-fn write_record(dir: &Path, meta: &ContainerMeta, status: &Status) -> Result<()> {
+fn write_record(
+    dir: &Path,
+    meta: &ContainerMeta,
+    status: &Status,
+    durability: Durability,
+) -> Result<()> {
     let rec = Record {
         version: RECORD_VERSION,
         meta: meta.clone(),
@@ -324,11 +346,12 @@ fn write_record(dir: &Path, meta: &ContainerMeta, status: &Status) -> Result<()>
         path: path.clone(),
         source: e,
     })?;
-    write_replace(&path, &data)
+    crius_proto::fs::write_atomic(&path, &data, durability)
+        .map_err(|e| Error::io("failed to write", &path, e))
 }
 
-/// Atomic replace without fsync, for the container's own files (record,
-/// bundle config): see the module docs.
+/// Atomic replace without fsync, for files in the bundle: see the module
+/// docs.
 pub fn write_replace(path: &Path, data: &[u8]) -> Result<()> {
     crius_proto::fs::write_atomic(path, data, Durability::Volatile)
         .map_err(|e| Error::io("failed to write", path, e))

@@ -14,12 +14,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Durability {
     /// A machine crash or power loss too: temp file, fsync, rename, fsync
-    /// of the directory. For what outlives a reboot (images, sandboxes).
+    /// of the directory. For every record (images, sandboxes, containers).
     Durable,
     /// A crash of crius only (the page cache keeps the file): temp file,
-    /// rename. For state that is dead after a reboot anyway, such as
-    /// container records: every container is gone and the kubelet creates
-    /// new ones, so an fsync (~10 ms on a busy disk) buys nothing.
+    /// rename. For files that are dead after a reboot anyway and are
+    /// replaced by a durable write soon after, such as a container's bundle
+    /// config and its incomplete-create marker.
     Volatile,
 }
 
