@@ -556,7 +556,7 @@ async fn images_pulled_by_tag_without_tag_and_by_digest_then_removed() {
         .expect("status after pull by tag");
     assert_eq!(img.id, id);
     assert!(img.size > 0, "{img:?}");
-    assert_eq!(img.repo_tags, [with_tag.clone()]);
+    assert_eq!(img.repo_tags, std::slice::from_ref(&with_tag));
     let digest_ref = img
         .repo_digests
         .first()
@@ -587,7 +587,7 @@ async fn images_pulled_by_tag_without_tag_and_by_digest_then_removed() {
         .await
         .expect("status after pull by digest");
     assert!(img.repo_tags.is_empty(), "{img:?}");
-    assert_eq!(img.repo_digests, [digest_ref.clone()]);
+    assert_eq!(img.repo_digests, std::slice::from_ref(&digest_ref));
     remove_by_id(&mut client, &digest_ref).await;
     assert_eq!(image_status(&mut client, &digest_ref).await, None);
 }
