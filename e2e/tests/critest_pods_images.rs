@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crius_e2e::pods::{
-    Pod, container_config, create, create_and_start, daemon, exec, image, run_pod, run_pod_with,
-    status, teardown,
+    container_config, create, create_and_start, daemon, exec, image, metric_descriptors,
+    metrics_of_pod, run_pod, run_pod_config, run_pod_with, status, teardown,
 };
 use crius_e2e::{Daemon, Dirs};
 use crius_proto::image_service_client::ImageServiceClient;
@@ -77,34 +77,6 @@ async fn list_images(client: &mut ImageServiceClient<Channel>) -> Vec<Image> {
         .expect("list images")
         .into_inner()
         .images
-}
-
-/// Runs a pod from a config the test wrote itself (critest's own fields).
-async fn run_pod_config(daemon: &Daemon, mut config: PodSandboxConfig) -> Pod {
-    let name = config
-        .metadata
-        .as_ref()
-        .map(|m| m.name.clone())
-        .unwrap_or_default();
-    let log_dir = daemon.dirs.base.path().join("pods").join(name);
-    std::fs::create_dir_all(&log_dir).unwrap();
-    config.log_directory = log_dir.to_string_lossy().into_owned();
-    let id = daemon
-        .runtime()
-        .await
-        .run_pod_sandbox(RunPodSandboxRequest {
-            config: Some(config.clone()),
-            runtime_handler: String::new(),
-        })
-        .await
-        .unwrap_or_else(|e| panic!("run pod: {e}\n{}", daemon.log()))
-        .into_inner()
-        .pod_sandbox_id;
-    Pod {
-        id,
-        config,
-        log_dir,
-    }
 }
 
 /// critest's pod metadata for `name`.
@@ -380,12 +352,7 @@ const OPTIONAL_METRIC_VALUES: &[&str] = &[
 async fn metric_descriptors_and_pod_sandbox_metrics_cover_critest_names() {
     let daemon = daemon(&["busybox"]).await;
     let mut client = daemon.runtime().await;
-    let descriptors = client
-        .list_metric_descriptors(ListMetricDescriptorsRequest {})
-        .await
-        .expect("ListMetricDescriptors")
-        .into_inner()
-        .descriptors;
+    let descriptors = metric_descriptors(&mut client).await;
     for d in &descriptors {
         assert!(!d.help.is_empty(), "{} has no help", d.name);
         assert!(!d.label_keys.is_empty(), "{} has no label keys", d.name);
@@ -421,16 +388,7 @@ async fn metric_descriptors_and_pod_sandbox_metrics_cover_critest_names() {
     )
     .await;
 
-    let all = client
-        .list_pod_sandbox_metrics(ListPodSandboxMetricsRequest {})
-        .await
-        .expect("ListPodSandboxMetrics")
-        .into_inner()
-        .pod_metrics;
-    let pod_metrics = all
-        .iter()
-        .find(|m| m.pod_sandbox_id == pod.id)
-        .expect("metrics of the pod");
+    let pod_metrics = metrics_of_pod(&mut client, &pod.id).await;
     // As critest: the label values of the first sample of each name.
     let mut found: HashMap<&str, &[String]> = HashMap::new();
     let samples = pod_metrics.metrics.iter().chain(

@@ -609,9 +609,9 @@ mod tests {
             .unwrap_or_else(|| panic!("no {name} {extra:?} in {metrics:#?}"))
     }
 
-    #[test]
-    fn pod_stats_become_labelled_metrics_matching_their_descriptors() {
-        let stats = PodSandboxStats {
+    /// A pod with one container `c1`, some figures left out.
+    fn sample_stats() -> PodSandboxStats {
+        PodSandboxStats {
             attributes: Some(PodSandboxAttributes {
                 id: "pod1".into(),
                 ..Default::default()
@@ -657,7 +657,12 @@ mod tests {
                 }],
             }),
             windows: None,
-        };
+        }
+    }
+
+    #[test]
+    fn pod_stats_become_labelled_metrics_matching_their_descriptors() {
+        let stats = sample_stats();
         let now = 1_700_000_000 * NANOS_PER_SECOND as i64;
         let extra = Extra {
             containers: [(
@@ -729,59 +734,26 @@ mod tests {
     fn extra_counters_cover_every_descriptor() {
         use container::stats::DeviceIo;
         use crius_proto::{FilesystemIdentifier, FilesystemUsage};
-        let stats = PodSandboxStats {
-            attributes: Some(PodSandboxAttributes {
-                id: "pod1".into(),
-                ..Default::default()
+        let mut stats = sample_stats();
+        let linux = stats.linux.as_mut().unwrap();
+        let memory = linux.memory.as_mut().unwrap();
+        memory.rss_bytes = u(1);
+        memory.major_page_faults = u(1);
+        let eth0 = &mut linux.network.as_mut().unwrap().interfaces[0];
+        eth0.rx_errors = u(1);
+        eth0.tx_errors = u(1);
+        let c1 = &mut linux.containers[0];
+        c1.writable_layer = Some(FilesystemUsage {
+            fs_id: Some(FilesystemIdentifier {
+                mountpoint: "/upper".into(),
             }),
-            linux: Some(LinuxPodSandboxStats {
-                cpu: Some(CpuUsage {
-                    usage_core_nano_seconds: u(1),
-                    ..Default::default()
-                }),
-                memory: Some(MemoryUsage {
-                    working_set_bytes: u(1),
-                    usage_bytes: u(1),
-                    rss_bytes: u(1),
-                    page_faults: u(1),
-                    major_page_faults: u(1),
-                    ..Default::default()
-                }),
-                network: Some(NetworkUsage {
-                    interfaces: vec![NetworkInterfaceUsage {
-                        name: "eth0".into(),
-                        rx_bytes: u(1),
-                        rx_errors: u(1),
-                        tx_bytes: u(1),
-                        tx_errors: u(1),
-                    }],
-                    ..Default::default()
-                }),
-                process: Some(crius_proto::ProcessUsage {
-                    process_count: u(1),
-                    ..Default::default()
-                }),
-                containers: vec![ContainerStats {
-                    attributes: Some(ContainerAttributes {
-                        id: "c1".into(),
-                        ..Default::default()
-                    }),
-                    writable_layer: Some(FilesystemUsage {
-                        fs_id: Some(FilesystemIdentifier {
-                            mountpoint: "/upper".into(),
-                        }),
-                        used_bytes: u(4096),
-                        ..Default::default()
-                    }),
-                    swap: Some(crius_proto::SwapUsage {
-                        swap_usage_bytes: u(0),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                }],
-            }),
-            windows: None,
-        };
+            used_bytes: u(4096),
+            ..Default::default()
+        });
+        c1.swap = Some(crius_proto::SwapUsage {
+            swap_usage_bytes: u(0),
+            ..Default::default()
+        });
         let some = Some(1);
         let detail = CgroupDetail {
             cfs_periods: some,
