@@ -69,6 +69,48 @@ impl MemoryUsage {
     }
 }
 
+/// The cgroup counters and limits cAdvisor-style metrics report beyond
+/// the CRI stats. A figure the kernel does not provide is `None`; a limit
+/// that is not set is `Some(0)`, as cAdvisor reports it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CgroupDetail {
+    pub cfs_periods: Option<u64>,
+    pub cfs_throttled_periods: Option<u64>,
+    pub cfs_throttled_ns: Option<u64>,
+    pub cpu_user_ns: Option<u64>,
+    pub cpu_system_ns: Option<u64>,
+    pub cpu_period_us: Option<u64>,
+    pub cpu_shares: Option<u64>,
+    /// Page cache (`file` in v2).
+    pub memory_cache: Option<u64>,
+    pub memory_mapped_file: Option<u64>,
+    pub memory_kernel: Option<u64>,
+    pub memory_max_usage: Option<u64>,
+    /// Times the limit was hit (`max` events in v2).
+    pub memory_failcnt: Option<u64>,
+    pub oom_kills: Option<u64>,
+    pub memory_limit: Option<u64>,
+    /// Memory plus swap in v1, swap alone in v2, as cAdvisor reports them.
+    pub swap_limit: Option<u64>,
+    pub threads: Option<u64>,
+    pub threads_max: Option<u64>,
+    pub io: Vec<DeviceIo>,
+}
+
+/// Block I/O of a cgroup on one device.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeviceIo {
+    pub major: u64,
+    pub minor: u64,
+    pub read_bytes: u64,
+    pub write_bytes: u64,
+    pub reads: u64,
+    pub writes: u64,
+}
+
+/// v1 `cpuacct.stat` counts in USER_HZ ticks, 100 per second on Linux.
+const NANOS_PER_TICK: u64 = 10_000_000;
+
 impl Cgroups {
     pub fn new(root: impl Into<PathBuf>, v2: bool) -> Self {
         Cgroups {
@@ -110,6 +152,111 @@ impl Cgroups {
                 .and_then(|d| read_u64(&d.join("pids.current"))),
             swap: self.swap(cgroup),
         }
+    }
+
+    /// The counters and limits of [`CgroupDetail`] for `cgroup`.
+    pub fn detail(&self, cgroup: &str) -> CgroupDetail {
+        if self.v2 {
+            self.detail_v2(cgroup).unwrap_or_default()
+        } else {
+            self.detail_v1(cgroup)
+        }
+    }
+
+    fn detail_v2(&self, cgroup: &str) -> Option<CgroupDetail> {
+        let dir = self.dir("", cgroup)?;
+        let file = |f: &str| read(&dir.join(f)).unwrap_or_default();
+        let cpu = file("cpu.stat");
+        let memory = file("memory.stat");
+        let events = file("memory.events");
+        let cpu_max = file("cpu.max");
+        let limit = |f: &str| read(&dir.join(f)).map(|t| unlimited_as_zero(&t));
+        Some(CgroupDetail {
+            cfs_periods: stat_value(&cpu, "nr_periods"),
+            cfs_throttled_periods: stat_value(&cpu, "nr_throttled"),
+            cfs_throttled_ns: stat_value(&cpu, "throttled_usec").map(|u| u * 1000),
+            cpu_user_ns: stat_value(&cpu, "user_usec").map(|u| u * 1000),
+            cpu_system_ns: stat_value(&cpu, "system_usec").map(|u| u * 1000),
+            cpu_period_us: cpu_max
+                .split_whitespace()
+                .nth(1)
+                .and_then(|p| p.parse().ok()),
+            cpu_shares: read_u64(&dir.join("cpu.weight")).map(weight_to_shares),
+            memory_cache: stat_value(&memory, "file"),
+            memory_mapped_file: stat_value(&memory, "file_mapped"),
+            memory_kernel: stat_value(&memory, "kernel").or_else(|| {
+                Some(stat_value(&memory, "kernel_stack")? + stat_value(&memory, "slab")?)
+            }),
+            memory_max_usage: read_u64(&dir.join("memory.peak")),
+            memory_failcnt: stat_value(&events, "max"),
+            oom_kills: stat_value(&events, "oom_kill"),
+            memory_limit: limit("memory.max"),
+            swap_limit: limit("memory.swap.max"),
+            threads: read_u64(&dir.join("pids.current")),
+            threads_max: limit("pids.max"),
+            io: parse_io_stat(&file("io.stat")),
+        })
+    }
+
+    fn detail_v1(&self, cgroup: &str) -> CgroupDetail {
+        let file = |controller: &str, f: &str| {
+            self.dir(controller, cgroup)
+                .and_then(|d| read(&d.join(f)))
+                .unwrap_or_default()
+        };
+        let num = |controller: &str, f: &str| file(controller, f).trim().parse::<u64>().ok();
+        let limit = |controller: &str, f: &str| {
+            let text = file(controller, f);
+            (!text.is_empty()).then(|| unlimited_as_zero(&text))
+        };
+        let cpu = file("cpu", "cpu.stat");
+        let acct = file("cpuacct", "cpuacct.stat");
+        let memory = file("memory", "memory.stat");
+        let blkio = |f: &str| file("blkio", f);
+        CgroupDetail {
+            cfs_periods: stat_value(&cpu, "nr_periods"),
+            cfs_throttled_periods: stat_value(&cpu, "nr_throttled"),
+            cfs_throttled_ns: stat_value(&cpu, "throttled_time"),
+            cpu_user_ns: stat_value(&acct, "user").map(|t| t * NANOS_PER_TICK),
+            cpu_system_ns: stat_value(&acct, "system").map(|t| t * NANOS_PER_TICK),
+            cpu_period_us: num("cpu", "cpu.cfs_period_us"),
+            cpu_shares: num("cpu", "cpu.shares"),
+            memory_cache: stat_value(&memory, "total_cache"),
+            memory_mapped_file: stat_value(&memory, "total_mapped_file"),
+            memory_kernel: num("memory", "memory.kmem.usage_in_bytes"),
+            memory_max_usage: num("memory", "memory.max_usage_in_bytes"),
+            memory_failcnt: num("memory", "memory.failcnt"),
+            oom_kills: stat_value(&file("memory", "memory.oom_control"), "oom_kill"),
+            memory_limit: limit("memory", "memory.limit_in_bytes"),
+            swap_limit: limit("memory", "memory.memsw.limit_in_bytes"),
+            threads: num("pids", "pids.current"),
+            threads_max: limit("pids", "pids.max"),
+            io: parse_blkio(
+                &blkio("blkio.throttle.io_service_bytes"),
+                &blkio("blkio.throttle.io_serviced"),
+            ),
+        }
+    }
+
+    /// Open file descriptors and, of those, sockets of the processes in
+    /// `cgroup`.
+    pub fn open_files(&self, cgroup: &str) -> Option<(u64, u64)> {
+        let procs = read(&self.dir("pids", cgroup)?.join("cgroup.procs"))?;
+        let (mut fds, mut sockets) = (0, 0);
+        for pid in procs.split_whitespace() {
+            let Ok(entries) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                fds += 1;
+                if std::fs::read_link(e.path())
+                    .is_ok_and(|l| l.to_string_lossy().starts_with("socket:"))
+                {
+                    sockets += 1;
+                }
+            }
+        }
+        Some((fds, sockets))
     }
 
     /// v2 counts swap on its own (`memory.swap.*`); v1 only memory plus swap
@@ -256,6 +403,104 @@ fn stat_value(text: &str, key: &str) -> Option<u64> {
     })
 }
 
+/// A limit file's value; "max" and v1's near-2^63 "no limit" are 0.
+fn unlimited_as_zero(text: &str) -> u64 {
+    text.trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|l| *l < UNLIMITED)
+        .unwrap_or(0)
+}
+
+/// cgroup v2 `cpu.weight` back to v1 shares, inverting runc's conversion
+/// (`weight = 1 + (shares - 2) * 9999 / 262142`) as far as its rounding
+/// allows: 1024 shares are weight 39, which reads back as 998.
+fn weight_to_shares(weight: u64) -> u64 {
+    2 + weight.saturating_sub(1) * 262_142 / 9999
+}
+
+/// v2 `io.stat`: `MAJ:MIN rbytes=.. wbytes=.. rios=.. wios=.. ...`.
+fn parse_io_stat(text: &str) -> Vec<DeviceIo> {
+    text.lines()
+        .filter_map(|l| {
+            let mut words = l.split_whitespace();
+            let (major, minor) = words.next()?.split_once(':')?;
+            let mut io = DeviceIo {
+                major: major.parse().ok()?,
+                minor: minor.parse().ok()?,
+                ..Default::default()
+            };
+            for w in words {
+                let Some((k, v)) = w.split_once('=') else {
+                    continue;
+                };
+                let v = v.parse().unwrap_or(0);
+                match k {
+                    "rbytes" => io.read_bytes = v,
+                    "wbytes" => io.write_bytes = v,
+                    "rios" => io.reads = v,
+                    "wios" => io.writes = v,
+                    _ => {}
+                }
+            }
+            Some(io)
+        })
+        .collect()
+}
+
+/// v1 `blkio.throttle.io_service_bytes` and `.io_serviced`: `MAJ:MIN Op N`
+/// lines (Op Read, Write, ...; a final `Total N`).
+fn parse_blkio(bytes: &str, ops: &str) -> Vec<DeviceIo> {
+    let mut out: Vec<DeviceIo> = Vec::new();
+    for (text, is_bytes) in [(bytes, true), (ops, false)] {
+        for l in text.lines() {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let [dev, op, n] = f[..] else { continue };
+            let Some((Ok(major), Ok(minor))) = dev
+                .split_once(':')
+                .map(|(a, b)| (a.parse::<u64>(), b.parse::<u64>()))
+            else {
+                continue;
+            };
+            let n: u64 = n.parse().unwrap_or(0);
+            let pos = match out
+                .iter()
+                .position(|d| (d.major, d.minor) == (major, minor))
+            {
+                Some(pos) => pos,
+                None => {
+                    out.push(DeviceIo {
+                        major,
+                        minor,
+                        ..Default::default()
+                    });
+                    out.len() - 1
+                }
+            };
+            let d = &mut out[pos];
+            match (op, is_bytes) {
+                ("Read", true) => d.read_bytes = n,
+                ("Write", true) => d.write_bytes = n,
+                ("Read", false) => d.reads = n,
+                ("Write", false) => d.writes = n,
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+/// Size and inodes of the filesystem holding `path`:
+/// `(bytes, inodes, free inodes)`.
+pub fn filesystem_capacity(path: &Path) -> Option<(u64, u64, u64)> {
+    let st = nix::sys::statvfs::statvfs(path).ok()?;
+    Some((
+        st.blocks() as u64 * st.fragment_size() as u64,
+        st.files() as u64,
+        st.files_free() as u64,
+    ))
+}
+
 /// Previous CPU samples per container (or pod), for `usage_nano_cores`.
 #[derive(Debug, Default)]
 pub struct CpuSamples {
@@ -379,9 +624,13 @@ impl LayerUsageCache {
 pub struct InterfaceUsage {
     pub name: String,
     pub rx_bytes: u64,
+    pub rx_packets: u64,
     pub rx_errors: u64,
+    pub rx_dropped: u64,
     pub tx_bytes: u64,
+    pub tx_packets: u64,
     pub tx_errors: u64,
+    pub tx_dropped: u64,
 }
 
 /// Parses `/proc/<pid>/net/dev`.
@@ -396,12 +645,16 @@ pub fn parse_net_dev(text: &str) -> Vec<InterfaceUsage> {
                 .collect();
             // rx: bytes packets errs drop fifo frame compressed multicast,
             // tx: bytes packets errs ...
-            (f.len() >= 11).then(|| InterfaceUsage {
+            (f.len() >= 12).then(|| InterfaceUsage {
                 name: name.trim().to_string(),
                 rx_bytes: f[0],
+                rx_packets: f[1],
                 rx_errors: f[2],
+                rx_dropped: f[3],
                 tx_bytes: f[8],
+                tx_packets: f[9],
                 tx_errors: f[10],
+                tx_dropped: f[11],
             })
         })
         .collect()
@@ -620,7 +873,7 @@ mod tests {
         let text = "Inter-|   Receive                                                |  Transmit\n \
  face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n    \
 lo:    1000      10    0    0    0     0          0         0     1000      10    0    0    0     0       0          0\n  \
-eth0: 5000 40 1 0 0 0 0 0 7000 50 2 0 0 0 0 0\n";
+eth0: 5000 40 1 3 0 0 0 0 7000 50 2 4 0 0 0 0\n";
         let v = parse_net_dev(text);
         assert_eq!(v.len(), 2);
         assert_eq!(v[0].name, "lo");
@@ -629,11 +882,184 @@ eth0: 5000 40 1 0 0 0 0 0 7000 50 2 0 0 0 0 0\n";
             InterfaceUsage {
                 name: "eth0".into(),
                 rx_bytes: 5000,
+                rx_packets: 40,
                 rx_errors: 1,
+                rx_dropped: 3,
                 tx_bytes: 7000,
+                tx_packets: 50,
                 tx_errors: 2,
+                tx_dropped: 4,
             }
         );
+    }
+
+    fn write_files(dir: &Path, files: &[(&str, &str)]) {
+        for (name, text) in files {
+            let path = dir.join(name);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        }
+    }
+
+    #[test]
+    fn detail_v2() {
+        let root = tempfile::tempdir().unwrap();
+        write_files(
+            &root.path().join("pod/c"),
+            &[
+                (
+                    "cpu.stat",
+                    "usage_usec 9\nuser_usec 5\nsystem_usec 4\nnr_periods 7\nnr_throttled 2\nthrottled_usec 30\n",
+                ),
+                ("cpu.max", "20000 100000\n"),
+                ("cpu.weight", "39\n"),
+                (
+                    "memory.stat",
+                    "anon 1\nfile 100\nfile_mapped 20\nkernel 300\n",
+                ),
+                ("memory.events", "low 0\nhigh 0\nmax 6\noom 1\noom_kill 1\n"),
+                ("memory.peak", "4096\n"),
+                ("memory.max", "67108864\n"),
+                ("memory.swap.max", "max\n"),
+                ("pids.current", "3\n"),
+                ("pids.max", "max\n"),
+                (
+                    "io.stat",
+                    "8:0 rbytes=10 wbytes=20 rios=1 wios=2 dbytes=0 dios=0\n",
+                ),
+            ],
+        );
+        let d = Cgroups::new(root.path(), true).detail("/pod/c");
+        assert_eq!(
+            d,
+            CgroupDetail {
+                cfs_periods: Some(7),
+                cfs_throttled_periods: Some(2),
+                cfs_throttled_ns: Some(30_000),
+                cpu_user_ns: Some(5000),
+                cpu_system_ns: Some(4000),
+                cpu_period_us: Some(100_000),
+                cpu_shares: Some(998),
+                memory_cache: Some(100),
+                memory_mapped_file: Some(20),
+                memory_kernel: Some(300),
+                memory_max_usage: Some(4096),
+                memory_failcnt: Some(6),
+                oom_kills: Some(1),
+                memory_limit: Some(64 << 20),
+                swap_limit: Some(0),
+                threads: Some(3),
+                threads_max: Some(0),
+                io: vec![DeviceIo {
+                    major: 8,
+                    minor: 0,
+                    read_bytes: 10,
+                    write_bytes: 20,
+                    reads: 1,
+                    writes: 2,
+                }],
+            }
+        );
+    }
+
+    #[test]
+    fn detail_v1() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        write_files(
+            r,
+            &[
+                (
+                    "cpu/pod/c/cpu.stat",
+                    "nr_periods 7\nnr_throttled 2\nthrottled_time 30\n",
+                ),
+                ("cpu/pod/c/cpu.cfs_period_us", "100000\n"),
+                ("cpu/pod/c/cpu.shares", "1024\n"),
+                ("cpuacct/pod/c/cpuacct.stat", "user 5\nsystem 4\n"),
+                (
+                    "memory/pod/c/memory.stat",
+                    "cache 1\ntotal_cache 100\ntotal_mapped_file 20\n",
+                ),
+                ("memory/pod/c/memory.kmem.usage_in_bytes", "300\n"),
+                ("memory/pod/c/memory.max_usage_in_bytes", "4096\n"),
+                ("memory/pod/c/memory.failcnt", "6\n"),
+                (
+                    "memory/pod/c/memory.oom_control",
+                    "oom_kill_disable 0\nunder_oom 0\noom_kill 1\n",
+                ),
+                (
+                    "memory/pod/c/memory.limit_in_bytes",
+                    "9223372036854771712\n",
+                ),
+                ("memory/pod/c/memory.memsw.limit_in_bytes", "67108864\n"),
+                ("pids/pod/c/pids.current", "3\n"),
+                ("pids/pod/c/pids.max", "max\n"),
+                (
+                    "blkio/pod/c/blkio.throttle.io_service_bytes",
+                    "8:0 Read 10\n8:0 Write 20\n8:0 Total 30\nTotal 30\n",
+                ),
+                (
+                    "blkio/pod/c/blkio.throttle.io_serviced",
+                    "8:0 Read 1\n8:0 Write 2\nTotal 3\n",
+                ),
+            ],
+        );
+        let d = Cgroups::new(r, false).detail("/pod/c");
+        assert_eq!(d.cfs_throttled_ns, Some(30));
+        assert_eq!(d.cpu_user_ns, Some(50_000_000));
+        assert_eq!(d.cpu_system_ns, Some(40_000_000));
+        assert_eq!((d.cpu_period_us, d.cpu_shares), (Some(100_000), Some(1024)));
+        assert_eq!(
+            (d.memory_cache, d.memory_mapped_file),
+            (Some(100), Some(20))
+        );
+        assert_eq!(
+            (d.memory_kernel, d.memory_max_usage),
+            (Some(300), Some(4096))
+        );
+        assert_eq!((d.memory_failcnt, d.oom_kills), (Some(6), Some(1)));
+        assert_eq!((d.memory_limit, d.swap_limit), (Some(0), Some(64 << 20)));
+        assert_eq!((d.threads, d.threads_max), (Some(3), Some(0)));
+        assert_eq!(
+            d.io,
+            [DeviceIo {
+                major: 8,
+                minor: 0,
+                read_bytes: 10,
+                write_bytes: 20,
+                reads: 1,
+                writes: 2,
+            }]
+        );
+        // A cgroup that is gone: nothing, no error.
+        assert_eq!(
+            Cgroups::new(r, false).detail("/gone"),
+            CgroupDetail::default()
+        );
+    }
+
+    #[test]
+    fn weight_to_shares_inverts_runc() {
+        assert_eq!(weight_to_shares(1), 2);
+        assert_eq!(weight_to_shares(10_000), 262_144);
+        for shares in [512u64, 1024, 4096] {
+            let weight = 1 + ((shares - 2) * 9999) / 262_142;
+            let back = weight_to_shares(weight);
+            assert!(back <= shares && shares - back < 27, "{shares} {back}");
+        }
+    }
+
+    #[test]
+    fn open_files_of_this_process() {
+        let root = tempfile::tempdir().unwrap();
+        write_files(
+            root.path(),
+            &[("pids/c/cgroup.procs", &format!("{}\n", std::process::id()))],
+        );
+        let _socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let (fds, sockets) = Cgroups::new(root.path(), false).open_files("/c").unwrap();
+        assert!(fds > sockets && sockets >= 1, "{fds} {sockets}");
+        assert!(filesystem_capacity(root.path()).is_some_and(|(b, i, _)| b > 0 && i > 0));
     }
 
     #[test]

@@ -66,8 +66,6 @@ pub async fn run_pod_with(
     name: &str,
     linux: Option<LinuxPodSandboxConfig>,
 ) -> Pod {
-    let log_dir = daemon.dirs.base.path().join("pods").join(name);
-    std::fs::create_dir_all(&log_dir).unwrap();
     let config = PodSandboxConfig {
         metadata: Some(PodSandboxMetadata {
             name: name.into(),
@@ -76,10 +74,22 @@ pub async fn run_pod_with(
             attempt: 0,
         }),
         hostname: name.into(),
-        log_directory: log_dir.to_string_lossy().into_owned(),
         linux,
         ..Default::default()
     };
+    run_pod_config(daemon, config).await
+}
+/// A running pod from a config the test wrote itself; its log directory is
+/// set to one in the test's temp dir, named after the pod.
+pub async fn run_pod_config(daemon: &Daemon, mut config: PodSandboxConfig) -> Pod {
+    let name = config
+        .metadata
+        .as_ref()
+        .map(|m| m.name.clone())
+        .unwrap_or_default();
+    let log_dir = daemon.dirs.base.path().join("pods").join(name);
+    std::fs::create_dir_all(&log_dir).unwrap();
+    config.log_directory = log_dir.to_string_lossy().into_owned();
     let id = daemon
         .runtime()
         .await
@@ -96,6 +106,32 @@ pub async fn run_pod_with(
         config,
         log_dir,
     }
+}
+/// ListMetricDescriptors.
+pub async fn metric_descriptors(
+    client: &mut RuntimeServiceClient<Channel>,
+) -> Vec<MetricDescriptor> {
+    client
+        .list_metric_descriptors(ListMetricDescriptorsRequest {})
+        .await
+        .expect("ListMetricDescriptors")
+        .into_inner()
+        .descriptors
+}
+/// The ListPodSandboxMetrics entry of the pod `id`.
+pub async fn metrics_of_pod(
+    client: &mut RuntimeServiceClient<Channel>,
+    id: &str,
+) -> PodSandboxMetrics {
+    client
+        .list_pod_sandbox_metrics(ListPodSandboxMetricsRequest {})
+        .await
+        .expect("ListPodSandboxMetrics")
+        .into_inner()
+        .pod_metrics
+        .into_iter()
+        .find(|m| m.pod_sandbox_id == id)
+        .unwrap_or_else(|| panic!("no metrics of pod {id}"))
 }
 pub fn container_config(name: &str, image_name: &str, command: &[&str]) -> ContainerConfig {
     ContainerConfig {

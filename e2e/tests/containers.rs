@@ -856,22 +856,8 @@ async fn pod_sandbox_metrics_describe_live_containers() {
     )
     .await;
 
-    let descriptors = client
-        .list_metric_descriptors(ListMetricDescriptorsRequest {})
-        .await
-        .expect("ListMetricDescriptors")
-        .into_inner()
-        .descriptors;
-    let all = client
-        .list_pod_sandbox_metrics(ListPodSandboxMetricsRequest {})
-        .await
-        .expect("ListPodSandboxMetrics")
-        .into_inner()
-        .pod_metrics;
-    let pod_metrics = all
-        .iter()
-        .find(|m| m.pod_sandbox_id == pod.id)
-        .expect("metrics of the pod");
+    let descriptors = metric_descriptors(&mut client).await;
+    let pod_metrics = &metrics_of_pod(&mut client, &pod.id).await;
     let [ctr] = &pod_metrics.container_metrics[..] else {
         panic!("one container expected: {pod_metrics:?}")
     };

@@ -141,6 +141,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         let _ = stopping_tx.send(());
     };
     let server = tonic::transport::Server::builder()
+        .layer(crate::deadline::DeadlineLayer)
         .add_service(
             RuntimeServiceServer::from_arc(cri.clone())
                 .max_decoding_message_size(MAX_MESSAGE_SIZE)

@@ -6,6 +6,7 @@ mod cli;
 mod config;
 mod cri;
 mod daemon;
+mod deadline;
 mod error;
 mod events;
 mod exec_wait;

@@ -40,12 +40,7 @@ pub(crate) fn requested_image(spec: Option<&ImageSpec>) -> Result<&str, Error> {
 /// A record as the CRI shows it. A numeric image user becomes `uid` (the
 /// kubelet checks runAsNonRoot with it), a name becomes `username`.
 fn to_cri(images: &image_service::ImageService, record: &ImageRecord) -> Image {
-    let user = record.config.user.split(':').next().unwrap_or_default();
-    let (uid, username) = match user.parse::<i64>() {
-        Ok(uid) => (Some(Int64Value { value: uid }), String::new()),
-        Err(_) if user.is_empty() => (Some(Int64Value { value: 0 }), String::new()),
-        Err(_) => (None, user.to_owned()),
-    };
+    let (uid, username) = image_user(&record.config.user);
     Image {
         id: record.id.clone(),
         repo_tags: record.repo_tags.clone(),
@@ -59,5 +54,33 @@ fn to_cri(images: &image_service::ImageService, record: &ImageRecord) -> Image {
             ..Default::default()
         }),
         pinned: images.is_pinned(record),
+    }
+}
+
+/// The `uid` and `username` of an image whose config says `USER user`
+/// (`uid`, `name`, either with `:group`); the group is not reported.
+fn image_user(user: &str) -> (Option<Int64Value>, String) {
+    let user = user.split(':').next().unwrap_or_default();
+    match user.parse::<i64>() {
+        Ok(uid) => (Some(Int64Value { value: uid }), String::new()),
+        Err(_) if user.is_empty() => (Some(Int64Value { value: 0 }), String::new()),
+        Err(_) => (None, user.to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// critest "image status get image fields should not have Uid|Username
+    /// empty": UID only, username only, UID:group, username:group.
+    #[test]
+    fn image_user_as_critest_expects() {
+        let uid = |v| Some(Int64Value { value: v });
+        assert_eq!(image_user("1002"), (uid(1002), String::new()));
+        assert_eq!(image_user("www-data"), (None, "www-data".into()));
+        assert_eq!(image_user("1003:group"), (uid(1003), String::new()));
+        assert_eq!(image_user("www-data:group"), (None, "www-data".into()));
+        assert_eq!(image_user(""), (uid(0), String::new()));
     }
 }

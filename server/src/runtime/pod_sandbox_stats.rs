@@ -36,6 +36,14 @@ pub(super) fn sandbox_stats(
     containers: &container::ContainerManager,
     sandbox: &Sandbox,
 ) -> PodSandboxStats {
+    sandbox_stats_and_interfaces(containers, sandbox).0
+}
+
+/// The pod's stats and, in full, the interface counters they summarize.
+pub(super) fn sandbox_stats_and_interfaces(
+    containers: &container::ContainerManager,
+    sandbox: &Sandbox,
+) -> (PodSandboxStats, Vec<InterfaceUsage>) {
     let spec = sandbox.spec();
     let now = container::manager::now_nanos();
     let filter = crius_proto::ContainerStatsFilter {
@@ -54,13 +62,13 @@ pub(super) fn sandbox_stats(
     } else {
         containers.cgroups().usage(&spec.cgroup_parent)
     };
-    let network = spec
+    let interfaces = spec
         .netns
         .as_deref()
         .filter(|p| p.exists())
-        .and_then(container::stats::net_dev_of_netns)
-        .map(|ifaces| network_usage(now, ifaces));
-    PodSandboxStats {
+        .and_then(container::stats::net_dev_of_netns);
+    let network = interfaces.clone().map(|ifaces| network_usage(now, ifaces));
+    let stats = PodSandboxStats {
         attributes: Some(PodSandboxAttributes {
             id: sandbox.id().to_string(),
             metadata: Some(metadata(sandbox)),
@@ -84,7 +92,8 @@ pub(super) fn sandbox_stats(
             containers: ctr_stats,
         }),
         windows: None,
-    }
+    };
+    (stats, interfaces.unwrap_or_default())
 }
 
 fn add(sum: &mut CgroupUsage, u: &CgroupUsage) {
