@@ -721,24 +721,19 @@ pub fn oci_resources(
     }
 }
 
-/// Masked and read-only paths: the defaults unless the request gives its
-/// own lists; privileged containers get none.
+/// Masked and read-only paths. A container without a security context gets
+/// the defaults; one with a security context gets exactly its lists, so an
+/// empty list means none (the kubelet always sends its default lists, and
+/// empty ones for an Unmasked procMount). Privileged containers get none.
 pub fn apply_security_defaults(config: &ContainerConfig, linux: &mut oci_spec::runtime::Linux) {
-    let sec = security(config);
-    if sec.is_some_and(|s| s.privileged) {
-        linux.set_masked_paths(None).set_readonly_paths(None);
-        return;
-    }
-    let masked = match sec {
-        Some(s) if !s.masked_paths.is_empty() => s.masked_paths.clone(),
-        _ => DEFAULT_MASKED_PATHS.iter().map(|s| s.to_string()).collect(),
-    };
-    let readonly = match sec {
-        Some(s) if !s.readonly_paths.is_empty() => s.readonly_paths.clone(),
-        _ => DEFAULT_READONLY_PATHS
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
+    let owned = |paths: &[&str]| paths.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let (masked, readonly) = match security(config) {
+        Some(s) if s.privileged => {
+            linux.set_masked_paths(None).set_readonly_paths(None);
+            return;
+        }
+        Some(s) => (s.masked_paths.clone(), s.readonly_paths.clone()),
+        None => (owned(DEFAULT_MASKED_PATHS), owned(DEFAULT_READONLY_PATHS)),
     };
     linux
         .set_masked_paths(Some(masked))
@@ -1407,6 +1402,38 @@ mod tests {
     }
 
     #[test]
+    fn masked_and_readonly_paths_default_only_without_a_security_context() {
+        let spec = build(&cfg(&[], &[]), &sandbox(), PidNamespace::Private).unwrap();
+        let linux = spec.linux().as_ref().unwrap();
+        assert_eq!(
+            linux.masked_paths().as_ref().unwrap().len(),
+            DEFAULT_MASKED_PATHS.len()
+        );
+        assert_eq!(
+            linux.readonly_paths().as_ref().unwrap().len(),
+            DEFAULT_READONLY_PATHS.len()
+        );
+        let c = with_sec(
+            cfg(&[], &[]),
+            LinuxContainerSecurityContext {
+                masked_paths: vec!["/proc/kcore".into()],
+                readonly_paths: vec!["/proc/sys".into()],
+                ..Default::default()
+            },
+        );
+        let spec = build(&c, &sandbox(), PidNamespace::Private).unwrap();
+        let linux = spec.linux().as_ref().unwrap();
+        assert_eq!(
+            linux.masked_paths().as_deref(),
+            Some(&["/proc/kcore".to_string()][..])
+        );
+        assert_eq!(
+            linux.readonly_paths().as_deref(),
+            Some(&["/proc/sys".to_string()][..])
+        );
+    }
+
+    #[test]
     fn process_user_tty_readonly_and_cgroups() {
         let mut c = with_sec(
             cfg(&[], &[]),
@@ -1429,8 +1456,9 @@ mod tests {
             linux.cgroups_path().as_deref(),
             Some(Path::new("/kubepods/pod1/crius-abc"))
         );
-        assert_eq!(linux.masked_paths().as_ref().unwrap().len(), 11);
-        assert_eq!(linux.readonly_paths().as_ref().unwrap().len(), 5);
+        // A security context without lists: nothing masked (Unmasked).
+        assert_eq!(linux.masked_paths().as_deref(), Some(&[][..]));
+        assert_eq!(linux.readonly_paths().as_deref(), Some(&[][..]));
         let ms = spec.mounts().as_ref().unwrap();
         let hosts = ms
             .iter()

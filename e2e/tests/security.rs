@@ -447,6 +447,20 @@ async fn capabilities_no_new_privs_masked_paths_and_privileged() {
     );
     assert_eq!(proc_status(&mut client, &id, "NoNewPrivs").await, "1");
 
+    // A security context whose lists are empty masks nothing, as the
+    // kubelet's Unmasked procMount asks; without a security context (the
+    // containers above) the defaults apply.
+    let c = with_security(
+        container_config("unmasked", "busybox", sleep),
+        LinuxContainerSecurityContext::default(),
+    );
+    let id = create_and_start(&mut client, &pod, c).await;
+    assert_ne!(
+        output(&mut client, &id, &["cat", "/proc/timer_list"]).await,
+        "",
+        "/proc/timer_list is masked"
+    );
+
     // drop ALL, with one ambient capability.
     let c = with_security(
         container_config("none", "busybox", sleep),
