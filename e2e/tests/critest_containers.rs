@@ -604,7 +604,8 @@ async fn run_as_user_name_group_and_supplemental_groups() {
         ..Default::default()
     };
     let cmd = ["sh", "-c", "echo $(id -u):$(id -g)"];
-    let id = run(
+    // It exits at once: waiting to see it running would race its exit.
+    let id = create_and_start(
         &mut client,
         &pod,
         security(
