@@ -18,6 +18,8 @@ packages=(
     # tests: inspecting namespaces and processes; a TLS certificate for the
     # streaming server's TLS test
     procps openssl
+    # tests: the no_new_privs critest case builds a static setuid program
+    gcc libc6-dev
 )
 
 missing=()
