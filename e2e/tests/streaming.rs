@@ -7,8 +7,9 @@
 
 use std::time::{Duration, Instant};
 
+use crius_e2e::Daemon;
+use crius_e2e::pods::*;
 use crius_e2e::stream_client::*;
-use crius_e2e::{Daemon, Dirs};
 use crius_proto::runtime_service_client::RuntimeServiceClient;
 use crius_proto::*;
 use futures_util::SinkExt;
@@ -20,129 +21,15 @@ use tonic::transport::Channel;
 const V4: &str = "v4.channel.k8s.io";
 const V5: &str = "v5.channel.k8s.io";
 
-fn image(name: &str) -> String {
-    let registry = std::env::var("CRIUS_TEST_REGISTRY").unwrap_or_else(|_| {
-        panic!("CRIUS_TEST_REGISTRY is not set: run `eval \"$(hack/test-registry.sh up)\"` first")
-    });
-    format!("{registry}/{name}")
-}
-
-/// A daemon on a loopback-only CNI network with busybox pulled.
-async fn daemon() -> Daemon {
-    let dirs = Dirs::new();
-    std::fs::write(
-        dirs.cni_config_dir().join("10-lo.conflist"),
-        r#"{"cniVersion":"1.0.0","name":"lo-only","plugins":[{"type":"loopback"}]}"#,
-    )
-    .unwrap();
-    let daemon = Daemon::start_with(dirs, &["--cni-plugin-dir", "/usr/lib/cni"]).await;
-    daemon
-        .images()
-        .await
-        .pull_image(PullImageRequest {
-            image: Some(ImageSpec {
-                image: image("busybox"),
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
-        .await
-        .unwrap_or_else(|e| panic!("pull busybox: {e}\n{}", daemon.log()));
-    daemon
-}
-
-struct Pod {
-    id: String,
-    config: PodSandboxConfig,
-}
-
-async fn run_pod(daemon: &Daemon, name: &str) -> Pod {
-    let log_dir = daemon.dirs.base.path().join("pods").join(name);
-    std::fs::create_dir_all(&log_dir).unwrap();
-    let config = PodSandboxConfig {
-        metadata: Some(PodSandboxMetadata {
-            name: name.into(),
-            uid: format!("uid-{name}"),
-            namespace: "e2e".into(),
-            attempt: 0,
-        }),
-        hostname: name.into(),
-        log_directory: log_dir.to_string_lossy().into_owned(),
-        ..Default::default()
-    };
-    let id = daemon
-        .runtime()
-        .await
-        .run_pod_sandbox(RunPodSandboxRequest {
-            config: Some(config.clone()),
-            runtime_handler: String::new(),
-        })
-        .await
-        .unwrap_or_else(|e| panic!("run pod: {e}\n{}", daemon.log()))
-        .into_inner()
-        .pod_sandbox_id;
-    Pod { id, config }
-}
-
-fn container_config(name: &str, command: &[&str]) -> ContainerConfig {
-    ContainerConfig {
-        metadata: Some(ContainerMetadata {
-            name: name.into(),
-            attempt: 0,
-        }),
-        image: Some(ImageSpec {
-            image: image("busybox"),
-            ..Default::default()
-        }),
-        command: command.iter().map(|s| s.to_string()).collect(),
-        log_path: format!("{name}.log"),
-        ..Default::default()
-    }
-}
-
-async fn start(daemon: &Daemon, pod: &Pod, config: ContainerConfig) -> String {
-    let mut client = daemon.runtime().await;
-    let id = client
-        .create_container(CreateContainerRequest {
-            pod_sandbox_id: pod.id.clone(),
-            config: Some(config),
-            sandbox_config: Some(pod.config.clone()),
-        })
-        .await
-        .unwrap_or_else(|e| panic!("create: {e}\n{}", daemon.log()))
-        .into_inner()
-        .container_id;
-    client
-        .start_container(StartContainerRequest {
-            container_id: id.clone(),
-        })
-        .await
-        .unwrap_or_else(|e| panic!("start: {e}\n{}", daemon.log()));
-    id
-}
-
-/// Stops and removes the pod: its containers and infra process go with it
-/// (containers outlive the daemon by design, so a test must not leave any).
-async fn teardown(daemon: &Daemon, pod: &Pod) {
-    let mut client = daemon.runtime().await;
-    client
-        .stop_pod_sandbox(StopPodSandboxRequest {
-            pod_sandbox_id: pod.id.clone(),
-        })
-        .await
-        .expect("stop pod");
-    client
-        .remove_pod_sandbox(RemovePodSandboxRequest {
-            pod_sandbox_id: pod.id.clone(),
-        })
-        .await
-        .expect("remove pod");
-}
-
 /// A pod with one long-running busybox container.
 async fn sleeper(daemon: &Daemon, name: &str) -> (Pod, String) {
     let pod = run_pod(daemon, name).await;
-    let id = start(daemon, &pod, container_config("main", &["sleep", "1000"])).await;
+    let id = create_and_start(
+        &mut daemon.runtime().await,
+        &pod,
+        container_config("main", "busybox", &["sleep", "1000"]),
+    )
+    .await;
     (pod, id)
 }
 
@@ -181,7 +68,7 @@ async fn exec_sync(client: &mut RuntimeServiceClient<Channel>, id: &str, cmd: &[
 #[tokio::test]
 async fn exec_over_spdy_and_websocket() {
     crius_e2e::require_root();
-    let daemon = daemon().await;
+    let daemon = daemon(&["busybox"]).await;
     let (pod, id) = sleeper(&daemon, "exec").await;
     let mut client = daemon.runtime().await;
 
@@ -296,7 +183,7 @@ async fn exec_over_spdy_and_websocket() {
 #[tokio::test]
 async fn exec_with_tty_applies_resize() {
     crius_e2e::require_root();
-    let daemon = daemon().await;
+    let daemon = daemon(&["busybox"]).await;
     let (pod, id) = sleeper(&daemon, "tty").await;
     let mut client = daemon.runtime().await;
 
@@ -351,16 +238,17 @@ async fn exec_with_tty_applies_resize() {
 #[tokio::test]
 async fn attach_to_printing_and_reading_containers() {
     crius_e2e::require_root();
-    let daemon = daemon().await;
+    let daemon = daemon(&["busybox"]).await;
     let pod = run_pod(&daemon, "attach").await;
     let mut client = daemon.runtime().await;
 
     // A container printing on a loop: attached stdout sees new lines.
-    let printer = start(
-        &daemon,
+    let printer = create_and_start(
+        &mut daemon.runtime().await,
         &pod,
         container_config(
             "printer",
+            "busybox",
             &[
                 "sh",
                 "-c",
@@ -401,10 +289,10 @@ async fn attach_to_printing_and_reading_containers() {
 
     // A container reading stdin (stdin_once): what we send comes back, and
     // closing our stdin ends it.
-    let mut config = container_config("reader", &["cat"]);
+    let mut config = container_config("reader", "busybox", &["cat"]);
     config.stdin = true;
     config.stdin_once = true;
-    let reader = start(&daemon, &pod, config).await;
+    let reader = create_and_start(&mut daemon.runtime().await, &pod, config).await;
     let url = client
         .attach(AttachRequest {
             container_id: reader.clone(),
@@ -469,12 +357,10 @@ async fn attach_to_printing_and_reading_containers() {
 #[tokio::test]
 async fn port_forward_into_the_pod_network_namespace() {
     crius_e2e::require_root();
-    let daemon = daemon().await;
+    let daemon = daemon(&["busybox"]).await;
     let pod = run_pod(&daemon, "web").await;
-    let web = start(
-        &daemon,
-        &pod,
-        container_config("web", &["sh", "-c", "mkdir -p /www && echo hello from the pod > /www/index.html && exec httpd -f -p 8080 -h /www"]),
+    let web = create_and_start(&mut daemon.runtime().await, &pod,
+        container_config("web", "busybox", &["sh", "-c", "mkdir -p /www && echo hello from the pod > /www/index.html && exec httpd -f -p 8080 -h /www"]),
     )
     .await;
     let mut client = daemon.runtime().await;
@@ -570,7 +456,7 @@ async fn port_forward_into_the_pod_network_namespace() {
 #[tokio::test]
 async fn fifty_concurrent_exec_sessions() {
     crius_e2e::require_root();
-    let daemon = daemon().await;
+    let daemon = daemon(&["busybox"]).await;
     let (pod, id) = sleeper(&daemon, "many").await;
     let mut client = daemon.runtime().await;
     let mut urls = Vec::new();
@@ -613,7 +499,7 @@ async fn fifty_concurrent_exec_sessions() {
 #[tokio::test]
 async fn client_disconnect_leaves_no_process_behind() {
     crius_e2e::require_root();
-    let daemon = daemon().await;
+    let daemon = daemon(&["busybox"]).await;
     let (pod, id) = sleeper(&daemon, "gone").await;
     let mut client = daemon.runtime().await;
     for tty in [false, true] {
@@ -699,39 +585,12 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 #[tokio::test]
 async fn attach_with_tty_resizes_through_conmon_and_urls_expire() {
     crius_e2e::require_root();
-    let dirs = Dirs::new();
-    std::fs::write(
-        dirs.cni_config_dir().join("10-lo.conflist"),
-        r#"{"cniVersion":"1.0.0","name":"lo-only","plugins":[{"type":"loopback"}]}"#,
-    )
-    .unwrap();
-    let daemon = Daemon::start_with(
-        dirs,
-        &[
-            "--cni-plugin-dir",
-            "/usr/lib/cni",
-            "--streaming-token-ttl-secs",
-            "1",
-        ],
-    )
-    .await;
-    daemon
-        .images()
-        .await
-        .pull_image(PullImageRequest {
-            image: Some(ImageSpec {
-                image: image("busybox"),
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
-        .await
-        .unwrap_or_else(|e| panic!("pull busybox: {e}\n{}", daemon.log()));
+    let daemon = daemon_with(&["busybox"], &["--streaming-token-ttl-secs", "1"]).await;
     let pod = run_pod(&daemon, "ttyattach").await;
-    let mut config = container_config("shell", &["sh"]);
+    let mut config = container_config("shell", "busybox", &["sh"]);
     config.tty = true;
     config.stdin = true;
-    let id = start(&daemon, &pod, config).await;
+    let id = create_and_start(&mut daemon.runtime().await, &pod, config).await;
     let mut client = daemon.runtime().await;
 
     // An unused URL expires after the configured TTL.
