@@ -14,6 +14,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crius_e2e::pods::image;
 use crius_e2e::{Daemon, Dirs};
 use crius_proto::runtime_service_client::RuntimeServiceClient;
 use crius_proto::*;
@@ -21,13 +22,6 @@ use kube_api::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tonic::transport::Channel;
-
-fn image(name: &str) -> String {
-    let registry = std::env::var("CRIUS_TEST_REGISTRY").unwrap_or_else(|_| {
-        panic!("CRIUS_TEST_REGISTRY is not set: run `eval \"$(hack/test-registry.sh up)\"` first")
-    });
-    format!("{registry}/{name}")
-}
 
 /// The CRI objects kubectl's "mypod" stands for.
 #[derive(Clone)]
@@ -37,111 +31,49 @@ struct Target {
     pod_id: String,
 }
 
-/// Answers pod GETs; turns exec/portforward into CRI calls on crius and
-/// splices the connection to the URL it returned.
-async fn fake_apiserver(target: Target, upgrades: Upgrades) -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = l.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut tcp, _)) = l.accept().await else {
-                return;
-            };
-            let mut target = target.clone();
-            let upgrades = upgrades.clone();
-            tokio::spawn(async move {
-                while let Some(head) = read_head(&mut tcp).await {
-                    let req_target = head.split_whitespace().nth(1).unwrap_or("").to_owned();
-                    let (path, query) = req_target.split_once('?').unwrap_or((&req_target, ""));
-                    let url = if path.ends_with("/exec") {
-                        Some(
-                            target
-                                .client
-                                .exec(ExecRequest {
-                                    container_id: target.container_id.clone(),
-                                    cmd: query_values(query, "command"),
-                                    tty: flag(query, "tty"),
-                                    stdin: flag(query, "stdin"),
-                                    stdout: flag(query, "stdout"),
-                                    stderr: flag(query, "stderr"),
-                                })
-                                .await
-                                .expect("Exec RPC")
-                                .into_inner()
-                                .url,
-                        )
-                    } else if path.ends_with("/portforward") {
-                        Some(
-                            target
-                                .client
-                                .port_forward(PortForwardRequest {
-                                    pod_sandbox_id: target.pod_id.clone(),
-                                    port: vec![],
-                                })
-                                .await
-                                .expect("PortForward RPC")
-                                .into_inner()
-                                .url,
-                        )
-                    } else {
-                        None
-                    };
-                    let target = &req_target;
-                    if let Some(url) = url {
-                        // Splice like the kubelet's upgrade-aware proxy: the
-                        // same request, pointed at the token URL.
-                        let new_target = url.trim_start_matches("http://");
-                        let (host, new_path) = new_target.split_at(new_target.find('/').unwrap());
-                        let new_target = if query.is_empty() {
-                            new_path.to_owned()
-                        } else {
-                            format!("{new_path}?{query}")
-                        };
-                        let head = head.replacen(target, &new_target, 1);
-                        let upgrade = head
-                            .lines()
-                            .find_map(|l| {
-                                let (k, v) = l.split_once(':')?;
-                                k.eq_ignore_ascii_case("upgrade")
-                                    .then(|| v.trim().to_ascii_lowercase())
-                            })
-                            .unwrap_or_default();
-                        upgrades.lock().unwrap().push(upgrade);
-                        let mut up = TcpStream::connect(host).await.unwrap();
-                        up.write_all(head.as_bytes()).await.unwrap();
-                        let _ = tokio::io::copy_bidirectional(&mut tcp, &mut up).await;
-                        return;
-                    }
-                    let found = match path {
-                        "/api/v1/namespaces/default/pods/mypod" => Some(POD),
-                        "/version" => Some(VERSION),
-                        "/api" => Some(API),
-                        "/apis" => Some(APIS),
-                        "/api/v1" => Some(API_V1),
-                        _ => None,
-                    };
-                    let (status, body) = if let Some(body) = found {
-                        ("200 OK", body.to_owned())
-                    } else {
-                        eprintln!("fake apiserver: 404 for {target}");
-                        ("404 Not Found", r#"{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"NotFound","code":404}"#.to_owned())
-                    };
-                    let resp = format!(
-                        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-                        body.len()
-                    );
-                    if tcp.write_all(resp.as_bytes()).await.is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    port
+/// Turns exec/portforward requests into CRI Exec/PortForward calls on
+/// crius, as the kubelet does, and hands out the URL crius returns.
+fn ask_crius(target: Target) -> Resolve {
+    Arc::new(move |path: String, query: String| {
+        let mut target = target.clone();
+        Box::pin(async move {
+            let query = query.as_str();
+            if path.ends_with("/exec") {
+                Some(
+                    target
+                        .client
+                        .exec(ExecRequest {
+                            container_id: target.container_id.clone(),
+                            cmd: query_values(query, "command"),
+                            tty: flag(query, "tty"),
+                            stdin: flag(query, "stdin"),
+                            stdout: flag(query, "stdout"),
+                            stderr: flag(query, "stderr"),
+                        })
+                        .await
+                        .expect("Exec RPC")
+                        .into_inner()
+                        .url,
+                )
+            } else if path.ends_with("/portforward") {
+                Some(
+                    target
+                        .client
+                        .port_forward(PortForwardRequest {
+                            pod_sandbox_id: target.pod_id.clone(),
+                            port: vec![],
+                        })
+                        .await
+                        .expect("PortForward RPC")
+                        .into_inner()
+                        .url,
+                )
+            } else {
+                None
+            }
+        })
+    })
 }
-
-/// The Upgrade header of every request proxied to the streaming server.
-type Upgrades = Arc<std::sync::Mutex<Vec<String>>>;
 
 /// A daemon with a pod running busybox `httpd` on 8080 and a shell-able
 /// container; returns the fake API server's port.
@@ -215,15 +147,12 @@ async fn setup() -> (Daemon, u16, Upgrades, String) {
         .await
         .expect("start");
     let upgrades = Upgrades::default();
-    let api = fake_apiserver(
-        Target {
-            client,
-            container_id,
-            pod_id: pod_id.clone(),
-        },
-        upgrades.clone(),
-    )
-    .await;
+    let target = Target {
+        client,
+        container_id,
+        pod_id: pod_id.clone(),
+    };
+    let api = fake_apiserver(ask_crius(target), upgrades.clone()).await;
     (daemon, api, upgrades, pod_id)
 }
 

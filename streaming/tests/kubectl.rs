@@ -15,116 +15,55 @@ use common::kube_api::*;
 use common::*;
 use streaming::StreamingServer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
-/// Answers pod GETs; parks exec/portforward requests on the streaming
-/// server and splices the connection to the URL it returned.
-async fn fake_apiserver(streaming: Arc<StreamingServer>, upgrades: Upgrades) -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = l.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut tcp, _)) = l.accept().await else {
-                return;
-            };
-            let streaming = streaming.clone();
-            let upgrades = upgrades.clone();
-            tokio::spawn(async move {
-                while let Some(head) = read_head(&mut tcp).await {
-                    let target = head.split_whitespace().nth(1).unwrap_or("").to_owned();
-                    let (path, query) = target.split_once('?').unwrap_or((&target, ""));
-                    let url = if path.ends_with("/exec") {
-                        Some(
-                            streaming
-                                .register_exec(crius_proto::ExecRequest {
-                                    container_id: "c".into(),
-                                    cmd: query_values(query, "command"),
-                                    tty: flag(query, "tty"),
-                                    stdin: flag(query, "stdin"),
-                                    stdout: flag(query, "stdout"),
-                                    stderr: flag(query, "stderr"),
-                                })
-                                .unwrap(),
-                        )
-                    } else if path.ends_with("/attach") {
-                        Some(
-                            streaming
-                                .register_attach(crius_proto::AttachRequest {
-                                    container_id: "c".into(),
-                                    tty: flag(query, "tty"),
-                                    stdin: flag(query, "stdin"),
-                                    stdout: flag(query, "stdout"),
-                                    stderr: flag(query, "stderr"),
-                                })
-                                .unwrap(),
-                        )
-                    } else if path.ends_with("/portforward") {
-                        Some(
-                            streaming
-                                .register_port_forward(crius_proto::PortForwardRequest {
-                                    pod_sandbox_id: "mypod".into(),
-                                    port: vec![],
-                                })
-                                .unwrap(),
-                        )
-                    } else {
-                        None
-                    };
-                    if let Some(url) = url {
-                        // Splice like the kubelet's upgrade-aware proxy: the
-                        // same request, pointed at the token URL.
-                        let new_target = url.trim_start_matches("http://");
-                        let (host, new_path) = new_target.split_at(new_target.find('/').unwrap());
-                        let new_target = if query.is_empty() {
-                            new_path.to_owned()
-                        } else {
-                            format!("{new_path}?{query}")
-                        };
-                        let head = head.replacen(&target, &new_target, 1);
-                        let upgrade = head
-                            .lines()
-                            .find_map(|l| {
-                                let (k, v) = l.split_once(':')?;
-                                k.eq_ignore_ascii_case("upgrade")
-                                    .then(|| v.trim().to_ascii_lowercase())
-                            })
-                            .unwrap_or_default();
-                        upgrades.lock().unwrap().push(upgrade);
-                        let mut up = TcpStream::connect(host).await.unwrap();
-                        up.write_all(head.as_bytes()).await.unwrap();
-                        let _ = tokio::io::copy_bidirectional(&mut tcp, &mut up).await;
-                        return;
-                    }
-                    let found = match path {
-                        "/api/v1/namespaces/default/pods/mypod" => Some(POD),
-                        "/version" => Some(VERSION),
-                        "/api" => Some(API),
-                        "/apis" => Some(APIS),
-                        "/api/v1" => Some(API_V1),
-                        _ => None,
-                    };
-                    let (status, body) = if let Some(body) = found {
-                        ("200 OK", body.to_owned())
-                    } else {
-                        eprintln!("fake apiserver: 404 for {target}");
-                        ("404 Not Found", r#"{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"NotFound","code":404}"#.to_owned())
-                    };
-                    let resp = format!(
-                        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-                        body.len()
-                    );
-                    if tcp.write_all(resp.as_bytes()).await.is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    port
+/// Parks exec/attach/portforward requests on the streaming server, as the
+/// kubelet does, and hands out the URL it returns.
+fn park_on(streaming: Arc<StreamingServer>) -> Resolve {
+    Arc::new(move |path: String, query: String| {
+        let streaming = streaming.clone();
+        Box::pin(async move {
+            let query = query.as_str();
+            if path.ends_with("/exec") {
+                Some(
+                    streaming
+                        .register_exec(crius_proto::ExecRequest {
+                            container_id: "c".into(),
+                            cmd: query_values(query, "command"),
+                            tty: flag(query, "tty"),
+                            stdin: flag(query, "stdin"),
+                            stdout: flag(query, "stdout"),
+                            stderr: flag(query, "stderr"),
+                        })
+                        .unwrap(),
+                )
+            } else if path.ends_with("/attach") {
+                Some(
+                    streaming
+                        .register_attach(crius_proto::AttachRequest {
+                            container_id: "c".into(),
+                            tty: flag(query, "tty"),
+                            stdin: flag(query, "stdin"),
+                            stdout: flag(query, "stdout"),
+                            stderr: flag(query, "stderr"),
+                        })
+                        .unwrap(),
+                )
+            } else if path.ends_with("/portforward") {
+                Some(
+                    streaming
+                        .register_port_forward(crius_proto::PortForwardRequest {
+                            pod_sandbox_id: "mypod".into(),
+                            port: vec![],
+                        })
+                        .unwrap(),
+                )
+            } else {
+                None
+            }
+        })
+    })
 }
-
-/// The Upgrade header of every request proxied to the streaming server.
-type Upgrades = Arc<std::sync::Mutex<Vec<String>>>;
 
 async fn setup() -> (std::path::PathBuf, u16, Upgrades) {
     let kubectl = kubectl();
@@ -135,7 +74,7 @@ async fn setup() -> (std::path::PathBuf, u16, Upgrades) {
     })
     .await;
     let upgrades = Upgrades::default();
-    let api = fake_apiserver(Arc::new(server), upgrades.clone()).await;
+    let api = fake_apiserver(park_on(Arc::new(server)), upgrades.clone()).await;
     (kubectl, api, upgrades)
 }
 

@@ -1,10 +1,16 @@
-//! The fake Kubernetes API server parts that kubectl tests share (in
+//! The fake Kubernetes API server that kubectl tests share (in
 //! streaming/tests and e2e/tests, the latter by `#[path]`): kubectl itself,
-//! the discovery documents and pod it asks for, and HTTP request parsing.
+//! the discovery documents and pod it asks for, HTTP request parsing, and
+//! the server that answers discovery and splices exec/attach/portforward
+//! upgrades to the URL the runtime side hands out.
 #![allow(dead_code)]
 
-use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 
 /// kubectl from PATH; these tests fail, never skip, without it.
 pub fn kubectl() -> std::path::PathBuf {
@@ -68,4 +74,82 @@ pub fn flag(query: &str, key: &str) -> bool {
     query_values(query, key)
         .first()
         .is_some_and(|v| v == "true" || v == "1")
+}
+
+/// The Upgrade header of every request proxied to the streaming server.
+pub type Upgrades = Arc<Mutex<Vec<String>>>;
+
+/// The streaming URL for a request `(path, query)` to a pod subresource
+/// (exec, attach, portforward), or `None` for anything else.
+pub type Resolve = Arc<
+    dyn Fn(String, String) -> Pin<Box<dyn Future<Output = Option<String>> + Send>> + Send + Sync,
+>;
+
+/// Answers kubectl's discovery and pod GETs; for a request `resolve` gives
+/// a URL, splices the connection to it like the kubelet's upgrade-aware
+/// proxy (the same request, pointed at the token URL) and records the
+/// Upgrade header. Returns the port it listens on.
+pub async fn fake_apiserver(resolve: Resolve, upgrades: Upgrades) -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut tcp, _)) = l.accept().await else {
+                return;
+            };
+            let resolve = resolve.clone();
+            let upgrades = upgrades.clone();
+            tokio::spawn(async move {
+                while let Some(head) = read_head(&mut tcp).await {
+                    let target = head.split_whitespace().nth(1).unwrap_or("").to_owned();
+                    let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+                    if let Some(url) = resolve(path.to_owned(), query.to_owned()).await {
+                        let new_target = url.trim_start_matches("http://");
+                        let (host, new_path) = new_target.split_at(new_target.find('/').unwrap());
+                        let new_target = if query.is_empty() {
+                            new_path.to_owned()
+                        } else {
+                            format!("{new_path}?{query}")
+                        };
+                        let head = head.replacen(&target, &new_target, 1);
+                        let upgrade = head
+                            .lines()
+                            .find_map(|l| {
+                                let (k, v) = l.split_once(':')?;
+                                k.eq_ignore_ascii_case("upgrade")
+                                    .then(|| v.trim().to_ascii_lowercase())
+                            })
+                            .unwrap_or_default();
+                        upgrades.lock().unwrap().push(upgrade);
+                        let mut up = TcpStream::connect(host).await.unwrap();
+                        up.write_all(head.as_bytes()).await.unwrap();
+                        let _ = tokio::io::copy_bidirectional(&mut tcp, &mut up).await;
+                        return;
+                    }
+                    let found = match path {
+                        "/api/v1/namespaces/default/pods/mypod" => Some(POD),
+                        "/version" => Some(VERSION),
+                        "/api" => Some(API),
+                        "/apis" => Some(APIS),
+                        "/api/v1" => Some(API_V1),
+                        _ => None,
+                    };
+                    let (status, body) = if let Some(body) = found {
+                        ("200 OK", body.to_owned())
+                    } else {
+                        eprintln!("fake apiserver: 404 for {target}");
+                        ("404 Not Found", r#"{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"NotFound","code":404}"#.to_owned())
+                    };
+                    let resp = format!(
+                        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    if tcp.write_all(resp.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
 }
