@@ -1,13 +1,15 @@
 //! Shared test parts: a fake backend and real SPDY and WebSocket clients.
 #![allow(dead_code)]
 
+pub mod client;
 pub mod kube_api;
+
+pub use client::*;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use streaming::spdy::{self, Connection, Headers, Incoming, Role, Stream};
 use streaming::{Backend, BackendError, DuplexIo, ExitStatus, Streams};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -234,95 +236,9 @@ pub async fn closed_port() -> u16 {
     l.local_addr().unwrap().port()
 }
 
-fn split_url(url: &str) -> (String, String) {
-    let rest = url.strip_prefix("http://").expect("http url");
-    let (host, path) = rest.split_at(rest.find('/').unwrap());
-    (host.to_owned(), path.to_owned())
-}
-
-/// A SPDY client connection set up the way client-go does it.
-pub struct SpdyClient {
-    pub conn: Connection,
-    pub incoming: Incoming,
-    pub protocol: Option<String>,
-}
-
-/// Sends the upgrade request; `Err((status, body))` unless it got 101.
-pub async fn spdy_connect(url: &str, protocols: &[&str]) -> Result<SpdyClient, (u16, String)> {
-    spdy_connect_with(url, protocols, spdy::Options::default()).await
-}
-
-/// [`spdy_connect`] with explicit connection options.
-pub async fn spdy_connect_with(
-    url: &str,
-    protocols: &[&str],
-    opts: spdy::Options,
-) -> Result<SpdyClient, (u16, String)> {
-    let (host, path) = split_url(url);
-    let mut tcp = TcpStream::connect(&host).await.expect("connect");
-    let mut req = format!(
-        "POST {path} HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n"
-    );
-    for p in protocols {
-        req.push_str(&format!("X-Stream-Protocol-Version: {p}\r\n"));
-    }
-    req.push_str("\r\n");
-    tcp.write_all(req.as_bytes()).await.unwrap();
-    // Read the head byte by byte: anything after it is already SPDY.
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        let mut b = [0u8; 1];
-        if tcp.read(&mut b).await.unwrap() == 0 {
-            break;
-        }
-        head.push(b[0]);
-    }
-    let head = String::from_utf8_lossy(&head).to_string();
-    let status: u16 = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    if status != 101 {
-        let mut body = vec![0u8; 4096];
-        let n = tokio::time::timeout(Duration::from_secs(2), tcp.read(&mut body))
-            .await
-            .ok()
-            .and_then(|r| r.ok())
-            .unwrap_or(0);
-        return Err((status, String::from_utf8_lossy(&body[..n]).to_string()));
-    }
-    let protocol = head.lines().find_map(|l| {
-        let (k, v) = l.split_once(':')?;
-        k.trim()
-            .eq_ignore_ascii_case("x-stream-protocol-version")
-            .then(|| v.trim().to_owned())
-    });
-    let (conn, incoming) = Connection::new(tcp, Role::Client, opts);
-    Ok(SpdyClient {
-        conn,
-        incoming,
-        protocol,
-    })
-}
-
-impl SpdyClient {
-    pub async fn stream(&self, pairs: &[(&str, &str)], fin: bool) -> Stream {
-        let mut h = Headers::new();
-        for (k, v) in pairs {
-            h.insert(k, v);
-        }
-        self.conn.open_stream(h, fin).await.expect("open stream")
-    }
-}
-
+/// Reads to EOF within 10 s as UTF-8 text.
 pub async fn read_all<R: tokio::io::AsyncRead + Unpin>(r: &mut R) -> String {
-    let mut v = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), r.read_to_end(&mut v))
-        .await
-        .expect("read finishes in time")
-        .expect("read ok");
-    String::from_utf8(v).unwrap()
+    String::from_utf8(read_all_within(r, Duration::from_secs(10)).await).unwrap()
 }
 
 pub async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
@@ -333,33 +249,4 @@ pub async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     panic!("timed out waiting for {what}");
-}
-
-pub type Ws = tokio_tungstenite::WebSocketStream<TcpStream>;
-
-/// Opens a WebSocket with the given subprotocols.
-pub async fn ws_connect(url: &str, protocols: &[&str]) -> Result<(Ws, Option<String>), u16> {
-    use tokio_tungstenite::tungstenite::Error as WsError;
-    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-    let (host, _) = split_url(url);
-    let ws_url = url.replacen("http://", "ws://", 1);
-    let mut req = ws_url.into_client_request().unwrap();
-    if !protocols.is_empty() {
-        req.headers_mut().insert(
-            "sec-websocket-protocol",
-            protocols.join(", ").parse().unwrap(),
-        );
-    }
-    let tcp = TcpStream::connect(&host).await.unwrap();
-    match tokio_tungstenite::client_async(req, tcp).await {
-        Ok((ws, resp)) => {
-            let p = resp
-                .headers()
-                .get("sec-websocket-protocol")
-                .map(|v| v.to_str().unwrap().to_owned());
-            Ok((ws, p))
-        }
-        Err(WsError::Http(resp)) => Err(resp.status().as_u16()),
-        Err(e) => panic!("websocket connect failed: {e}"),
-    }
 }
