@@ -156,45 +156,6 @@ async fn setup() -> (Daemon, u16, Upgrades, String) {
     (daemon, api, upgrades, pod_id)
 }
 
-async fn kubectl_exec(
-    api: u16,
-    websockets: bool,
-    args: &[&str],
-    stdin: Option<&[u8]>,
-) -> (i32, String, String) {
-    let mut cmd = tokio::process::Command::new(kubectl());
-    cmd.args(["--server", &format!("http://127.0.0.1:{api}"), "exec"])
-        .args(args)
-        .env(
-            "KUBECTL_REMOTE_COMMAND_WEBSOCKETS",
-            if websockets { "true" } else { "false" },
-        )
-        .env("KUBECONFIG", "/dev/null")
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let mut child = cmd.spawn().expect("kubectl runs");
-    if let Some(input) = stdin {
-        let mut si = child.stdin.take().unwrap();
-        si.write_all(input).await.unwrap();
-        drop(si);
-    }
-    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
-        .await
-        .expect("kubectl finishes")
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_exec_and_port_forward_against_crius() {
     crius_e2e::require_root();

@@ -78,59 +78,13 @@ async fn setup() -> (std::path::PathBuf, u16, Upgrades) {
     (kubectl, api, upgrades)
 }
 
-async fn kubectl_exec(
-    kubectl: &std::path::Path,
-    api: u16,
-    websockets: bool,
-    args: &[&str],
-    stdin: Option<&[u8]>,
-) -> (i32, String, String) {
-    let mut cmd = tokio::process::Command::new(kubectl);
-    cmd.args(["--server", &format!("http://127.0.0.1:{api}"), "exec"])
-        .args(args)
-        .env(
-            "KUBECTL_REMOTE_COMMAND_WEBSOCKETS",
-            if websockets { "true" } else { "false" },
-        )
-        .env("KUBECONFIG", "/dev/null")
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let mut child = cmd.spawn().expect("kubectl runs");
-    if let Some(input) = stdin {
-        let mut si = child.stdin.take().unwrap();
-        si.write_all(input).await.unwrap();
-        drop(si);
-    }
-    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
-        .await
-        .expect("kubectl finishes")
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_exec_over_spdy_and_websocket() {
-    let (kubectl, api, upgrades) = setup().await;
+    let (_, api, upgrades) = setup().await;
     for ws in [false, true] {
         upgrades.lock().unwrap().clear();
-        let (code, out, err) = kubectl_exec(
-            &kubectl,
-            api,
-            ws,
-            &["mypod", "--", "echo", "hello", "kubectl"],
-            None,
-        )
-        .await;
+        let (code, out, err) =
+            kubectl_exec(api, ws, &["mypod", "--", "echo", "hello", "kubectl"], None).await;
         assert_eq!(
             (code, out.as_str()),
             (0, "hello kubectl\n"),
@@ -138,7 +92,6 @@ async fn kubectl_exec_over_spdy_and_websocket() {
         );
 
         let (code, out, err) = kubectl_exec(
-            &kubectl,
             api,
             ws,
             &["-i", "mypod", "--", "cat"],
@@ -151,13 +104,11 @@ async fn kubectl_exec_over_spdy_and_websocket() {
             "websockets={ws} stderr: {err}"
         );
 
-        let (code, _, err) =
-            kubectl_exec(&kubectl, api, ws, &["mypod", "--", "exit", "7"], None).await;
+        let (code, _, err) = kubectl_exec(api, ws, &["mypod", "--", "exit", "7"], None).await;
         assert_eq!(code, 7, "websockets={ws} stderr: {err}");
 
         // Silent for several server ping intervals, then output.
-        let (code, out, err) =
-            kubectl_exec(&kubectl, api, ws, &["mypod", "--", "delay", "700"], None).await;
+        let (code, out, err) = kubectl_exec(api, ws, &["mypod", "--", "delay", "700"], None).await;
         assert_eq!(
             (code, out.as_str()),
             (0, "done\n"),

@@ -7,7 +7,9 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::process::Stdio;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -152,4 +154,45 @@ pub async fn fake_apiserver(resolve: Resolve, upgrades: Upgrades) -> u16 {
         }
     });
     port
+}
+
+/// `kubectl exec` against the fake API server on `api`, over WebSocket or
+/// SPDY, with `stdin` piped in when given: (exit code, stdout, stderr).
+pub async fn kubectl_exec(
+    api: u16,
+    websockets: bool,
+    args: &[&str],
+    stdin: Option<&[u8]>,
+) -> (i32, String, String) {
+    let mut cmd = tokio::process::Command::new(kubectl());
+    cmd.args(["--server", &format!("http://127.0.0.1:{api}"), "exec"])
+        .args(args)
+        .env(
+            "KUBECTL_REMOTE_COMMAND_WEBSOCKETS",
+            if websockets { "true" } else { "false" },
+        )
+        .env("KUBECONFIG", "/dev/null")
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().expect("kubectl runs");
+    if let Some(input) = stdin {
+        let mut si = child.stdin.take().unwrap();
+        si.write_all(input).await.unwrap();
+        drop(si);
+    }
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("kubectl finishes")
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
