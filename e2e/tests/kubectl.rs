@@ -14,8 +14,8 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crius_e2e::pods::image;
-use crius_e2e::{Daemon, Dirs};
+use crius_e2e::Daemon;
+use crius_e2e::pods::*;
 use crius_proto::runtime_service_client::RuntimeServiceClient;
 use crius_proto::*;
 use kube_api::*;
@@ -77,89 +77,50 @@ fn ask_crius(target: Target) -> Resolve {
 
 /// A daemon with a pod running busybox `httpd` on 8080 and a shell-able
 /// container; returns the fake API server's port.
-async fn setup() -> (Daemon, u16, Upgrades, String) {
-    let dirs = Dirs::new();
-    std::fs::write(
-        dirs.cni_config_dir().join("10-lo.conflist"),
-        r#"{"cniVersion":"1.0.0","name":"lo-only","plugins":[{"type":"loopback"}]}"#,
-    )
-    .unwrap();
-    let daemon = Daemon::start_with(dirs, &["--cni-plugin-dir", "/usr/lib/cni"]).await;
-    let busybox = Some(ImageSpec {
-        image: image("busybox"),
-        ..Default::default()
-    });
-    daemon
-        .images()
-        .await
-        .pull_image(PullImageRequest {
-            image: busybox.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap_or_else(|e| panic!("pull: {e}\n{}", daemon.log()));
-    let mut client = daemon.runtime().await;
-    let pod_config = PodSandboxConfig {
-        metadata: Some(PodSandboxMetadata {
-            name: "mypod".into(),
-            uid: "uid-mypod".into(),
-            namespace: "default".into(),
-            attempt: 0,
-        }),
-        log_directory: daemon.dirs.base.path().to_string_lossy().into_owned(),
-        ..Default::default()
-    };
-    let pod_id = client
-        .run_pod_sandbox(RunPodSandboxRequest {
-            config: Some(pod_config.clone()),
-            runtime_handler: String::new(),
-        })
-        .await
-        .unwrap_or_else(|e| panic!("run pod: {e}\n{}", daemon.log()))
-        .into_inner()
-        .pod_sandbox_id;
-    let container_id = client
-        .create_container(CreateContainerRequest {
-            pod_sandbox_id: pod_id.clone(),
-            config: Some(ContainerConfig {
-                metadata: Some(ContainerMetadata {
-                    name: "c".into(),
-                    attempt: 0,
-                }),
-                image: busybox,
-                command: ["sh", "-c", "mkdir -p /www && echo served by crius > /www/index.html && exec httpd -f -p 8080 -h /www"]
-                    .iter()
-                    .map(|s| s.to_string())
-                    .collect(),
-                log_path: "c.log".into(),
-                ..Default::default()
+async fn setup() -> (Daemon, u16, Upgrades, Pod) {
+    let daemon = daemon(&["busybox"]).await;
+    let pod = run_pod_config(
+        &daemon,
+        PodSandboxConfig {
+            metadata: Some(PodSandboxMetadata {
+                name: "mypod".into(),
+                uid: "uid-mypod".into(),
+                namespace: "default".into(),
+                attempt: 0,
             }),
-            sandbox_config: Some(pod_config),
-        })
-        .await
-        .unwrap_or_else(|e| panic!("create: {e}\n{}", daemon.log()))
-        .into_inner()
-        .container_id;
-    client
-        .start_container(StartContainerRequest {
-            container_id: container_id.clone(),
-        })
-        .await
-        .expect("start");
+            ..Default::default()
+        },
+    )
+    .await;
+    let mut client = daemon.runtime().await;
+    let container_id = create_and_start(
+        &mut client,
+        &pod,
+        container_config(
+            "c",
+            "busybox",
+            &[
+                "sh",
+                "-c",
+                "mkdir -p /www && echo served by crius > /www/index.html && exec httpd -f -p 8080 -h /www",
+            ],
+        ),
+    )
+    .await;
     let upgrades = Upgrades::default();
     let target = Target {
         client,
         container_id,
-        pod_id: pod_id.clone(),
+        pod_id: pod.id.clone(),
     };
     let api = fake_apiserver(ask_crius(target), upgrades.clone()).await;
-    (daemon, api, upgrades, pod_id)
+    (daemon, api, upgrades, pod)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_exec_and_port_forward_against_crius() {
     crius_e2e::require_root();
-    let (daemon, api, upgrades, pod_id) = setup().await;
+    let (daemon, api, upgrades, pod) = setup().await;
     for ws in [false, true] {
         upgrades.lock().unwrap().clear();
         let (code, out, err) =
@@ -234,17 +195,5 @@ async fn kubectl_exec_and_port_forward_against_crius() {
         child.kill().await.unwrap();
     }
     // Containers outlive the daemon by design: remove what we started.
-    let mut client = daemon.runtime().await;
-    client
-        .stop_pod_sandbox(StopPodSandboxRequest {
-            pod_sandbox_id: pod_id.clone(),
-        })
-        .await
-        .expect("stop pod");
-    client
-        .remove_pod_sandbox(RemovePodSandboxRequest {
-            pod_sandbox_id: pod_id,
-        })
-        .await
-        .expect("remove pod");
+    teardown(&daemon, &pod).await;
 }
