@@ -203,21 +203,30 @@ pub async fn exec(
         .await
         .map(|r| r.into_inner())
 }
-/// Stops and removes the pod and checks nothing of it is left mounted.
-pub async fn teardown(daemon: &Daemon, pod: &Pod) {
-    let mut client = daemon.runtime().await;
+/// StopPodSandbox, which must succeed.
+pub async fn stop_pod(client: &mut RuntimeServiceClient<Channel>, id: &str) {
     client
         .stop_pod_sandbox(StopPodSandboxRequest {
-            pod_sandbox_id: pod.id.clone(),
+            pod_sandbox_id: id.into(),
         })
         .await
-        .expect("stop pod");
+        .unwrap_or_else(|e| panic!("stop pod {id}: {e}"));
+}
+/// RemovePodSandbox, which must succeed.
+pub async fn remove_pod(client: &mut RuntimeServiceClient<Channel>, id: &str) {
     client
         .remove_pod_sandbox(RemovePodSandboxRequest {
-            pod_sandbox_id: pod.id.clone(),
+            pod_sandbox_id: id.into(),
         })
         .await
-        .expect("remove pod");
+        .unwrap_or_else(|e| panic!("remove pod {id}: {e}"));
+}
+/// Stops and removes the pod and checks no container and nothing mounted
+/// is left in the whole daemon.
+pub async fn teardown(daemon: &Daemon, pod: &Pod) {
+    let mut client = daemon.runtime().await;
+    stop_pod(&mut client, &pod.id).await;
+    remove_pod(&mut client, &pod.id).await;
     let left = client
         .list_containers(ListContainersRequest::default())
         .await

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use crius_e2e::pods::{
     container_config, create, create_and_start, daemon, exec, image, metric_descriptors,
-    metrics_of_pod, run_pod, run_pod_config, run_pod_with, status, teardown,
+    metrics_of_pod, remove_pod, run_pod, run_pod_config, run_pod_with, status, stop_pod, teardown,
 };
 use crius_e2e::{Daemon, Dirs};
 use crius_proto::image_service_client::ImageServiceClient;
@@ -114,24 +114,6 @@ async fn list_pods_by_id(client: &mut RuntimeServiceClient<Channel>, id: &str) -
         .expect("list pod sandbox")
         .into_inner()
         .items
-}
-
-async fn stop_pod(client: &mut RuntimeServiceClient<Channel>, id: &str) {
-    client
-        .stop_pod_sandbox(StopPodSandboxRequest {
-            pod_sandbox_id: id.into(),
-        })
-        .await
-        .unwrap_or_else(|e| panic!("stop pod {id}: {e}"));
-}
-
-async fn remove_pod(client: &mut RuntimeServiceClient<Channel>, id: &str) {
-    client
-        .remove_pod_sandbox(RemovePodSandboxRequest {
-            pod_sandbox_id: id.into(),
-        })
-        .await
-        .unwrap_or_else(|e| panic!("remove pod {id}: {e}"));
 }
 
 async fn remove_container(client: &mut RuntimeServiceClient<Channel>, id: &str) {

@@ -541,18 +541,8 @@ async fn capabilities_no_new_privs_masked_paths_and_privileged() {
         .expect("a host device to look for");
     output(&mut client, &id, &["test", "-c", host_dev]).await;
     // teardown checks the whole daemon: remove the first pod before it.
-    client
-        .stop_pod_sandbox(StopPodSandboxRequest {
-            pod_sandbox_id: pod.id.clone(),
-        })
-        .await
-        .expect("stop pod");
-    client
-        .remove_pod_sandbox(RemovePodSandboxRequest {
-            pod_sandbox_id: pod.id.clone(),
-        })
-        .await
-        .expect("remove pod");
+    stop_pod(&mut client, &pod.id).await;
+    remove_pod(&mut client, &pod.id).await;
     teardown(&daemon, &priv_pod).await;
 }
 
@@ -900,18 +890,8 @@ async fn pod_stats_come_from_the_pod_cgroup_and_list_stats_is_cheap() {
 
     // teardown checks the whole daemon: the other pod goes first.
     let mut client2 = daemon.runtime().await;
-    client2
-        .stop_pod_sandbox(StopPodSandboxRequest {
-            pod_sandbox_id: with_parent.id.clone(),
-        })
-        .await
-        .expect("stop pod");
-    client2
-        .remove_pod_sandbox(RemovePodSandboxRequest {
-            pod_sandbox_id: with_parent.id.clone(),
-        })
-        .await
-        .expect("remove pod");
+    stop_pod(&mut client2, &with_parent.id).await;
+    remove_pod(&mut client2, &with_parent.id).await;
     teardown(&daemon, &pod).await;
     remove_cgroup(&parent);
 }
