@@ -969,6 +969,8 @@ async fn start_sleep_in(
 
 /// The processes the container sees in its /proc: pid and command line
 /// (arguments joined by spaces). The listing shell and its `tr` are in it.
+/// Newlines inside a command line (a host's `sh -c` script in NODE mode)
+/// become spaces too, so each process stays on one line.
 async fn processes(client: &mut RuntimeServiceClient<Channel>, id: &str) -> Vec<(u32, String)> {
     let out = output(
         client,
@@ -976,14 +978,17 @@ async fn processes(client: &mut RuntimeServiceClient<Channel>, id: &str) -> Vec<
         &[
             "sh",
             "-c",
-            "for d in /proc/[0-9]*; do echo \"${d#/proc/} $(tr '\\0' ' ' <$d/cmdline 2>/dev/null)\"; done",
+            "for d in /proc/[0-9]*; do echo \"${d#/proc/} $(tr '\\0\\n' '  ' <$d/cmdline 2>/dev/null)\"; done",
         ],
     )
     .await;
     out.lines()
         .map(|l| {
             let (pid, cmd) = l.split_once(' ').unwrap_or((l, ""));
-            (pid.parse().unwrap(), cmd.trim().to_string())
+            let pid = pid
+                .parse()
+                .unwrap_or_else(|e| panic!("line {l:?} of the /proc listing: {e}\n{out}"));
+            (pid, cmd.trim().to_string())
         })
         .collect()
 }
@@ -991,7 +996,7 @@ async fn processes(client: &mut RuntimeServiceClient<Channel>, id: &str) -> Vec<
 fn host_cmdline(pid: u32) -> String {
     let raw = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
     String::from_utf8_lossy(&raw)
-        .replace('\0', " ")
+        .replace(['\0', '\n'], " ")
         .trim()
         .to_string()
 }
