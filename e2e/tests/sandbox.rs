@@ -553,7 +553,10 @@ async fn two_pods_get_distinct_ips_and_configured_namespaces() {
     );
     // The hostPort mapping reached portmap.
     let rules = run("iptables-save", &["-t", "nat"]);
-    assert!(rules.contains("18011"), "no portmap rule:\n{rules}");
+    assert!(
+        rules.contains("18011") && rules.contains(&a),
+        "no portmap rule for {a}:\n{rules}"
+    );
 
     // List with filters, and ids by prefix.
     assert_eq!(
@@ -610,6 +613,14 @@ async fn two_pods_get_distinct_ips_and_configured_namespaces() {
     )
     .await;
     assert_eq!(not_ready.iter().map(|p| &p.id).collect::<Vec<_>>(), [&a]);
+
+    // portmap's DEL took its hostPort rules (they name the sandbox id).
+    let rules = run("iptables-save", &["-t", "nat"]);
+    let left: Vec<&str> = rules.lines().filter(|l| l.contains(&a)).collect();
+    assert!(
+        left.is_empty(),
+        "portmap rules survived StopPodSandbox: {left:#?}"
+    );
 
     for iface in host_ifaces.iter().filter(|i| **i != net.bridge()) {
         let gone = !Command::new("ip")
