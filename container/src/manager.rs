@@ -1325,15 +1325,7 @@ impl ContainerManager {
         if cmd.is_empty() {
             return Err(Error::InvalidArgument("exec command is empty".into()));
         }
-        let ctr = self.store.get(id)?;
-        let st = self.refresh(&ctr)?;
-        if st.state() != State::Running {
-            return Err(Error::FailedPrecondition {
-                id: ctr.meta.id.clone(),
-                state: st.state().as_str(),
-                op: "exec in it",
-            });
-        }
+        let ctr = self.running(id, "exec in it")?;
         let (process_file, pid_file) = self.write_exec_process(&ctr, cmd, false)?;
         let timeout = (!timeout.is_zero()).then_some(timeout);
         let res = self
@@ -1389,6 +1381,12 @@ impl ContainerManager {
     /// The full id of a running container, or why it is not usable for
     /// `op` (NotFound, FailedPrecondition).
     pub fn running_id(&self, id: &str, op: &'static str) -> Result<String> {
+        self.running(id, op).map(|ctr| ctr.meta.id.clone())
+    }
+
+    /// The container `id` if it is running, or why it is not usable for
+    /// `op` (NotFound, FailedPrecondition).
+    fn running(&self, id: &str, op: &'static str) -> Result<Arc<Container>> {
         let ctr = self.store.get(id)?;
         let st = self.refresh(&ctr)?;
         if st.state() != State::Running {
@@ -1398,7 +1396,7 @@ impl ContainerManager {
                 op,
             });
         }
-        Ok(ctr.meta.id.clone())
+        Ok(ctr)
     }
 
     /// Prepares a streaming exec (the Exec RPC): the `runc exec` command,
@@ -1413,8 +1411,8 @@ impl ContainerManager {
         if cmd.is_empty() {
             return Err(Error::InvalidArgument("exec command is empty".into()));
         }
-        let ctr = self.store.get(id)?;
-        let full_id = self.running_id(id, "exec in it")?;
+        let ctr = self.running(id, "exec in it")?;
+        let full_id = ctr.meta.id.clone();
         let (process_file, pid_file) = self.write_exec_process(&ctr, cmd, tty)?;
         let console_socket = tty.then(|| {
             // Short on purpose: unix socket paths are limited to 108 bytes.
@@ -1450,15 +1448,7 @@ impl ContainerManager {
     /// ReopenContainerLog: conmon closes and reopens the log path, so a
     /// file renamed by kubelet's rotation stops growing and a new one starts.
     pub async fn reopen_log(&self, id: &str) -> Result<()> {
-        let ctr = self.store.get(id)?;
-        let st = self.refresh(&ctr)?;
-        if st.state() != State::Running {
-            return Err(Error::FailedPrecondition {
-                id: ctr.meta.id.clone(),
-                state: st.state().as_str(),
-                op: "reopen its log",
-            });
-        }
+        let ctr = self.running(id, "reopen its log")?;
         let bundle = self.cfg.bundle_dir(&ctr.meta.id);
         monitor::reopen_log(&ctr.meta.id, &bundle)?;
         if let Some(log) = &ctr.meta.log_path {
