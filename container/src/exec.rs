@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 
 use crate::error::{Error, Result};
-use crate::runtime::{descendants, read_pid, runc_error_in_log};
+use crate::runtime::{kill_exec, runc_error_in_log};
 
 /// Owns the process spec, pid file and runc log of one streaming exec.
 /// Dropped before [`ExecGuard::finish`], it SIGKILLs the exec'd process
@@ -57,19 +57,7 @@ impl ExecGuard {
 
     /// Kills the exec'd process and everything it started.
     pub fn kill(&self) {
-        let Some(pid) = read_pid(&self.pid_file) else {
-            return;
-        };
-        // Children first found, then all killed: once the exec'd process
-        // dies they are reparented and no longer traceable to it.
-        let mut victims = descendants(pid);
-        victims.push(pid);
-        for p in victims {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(p),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
+        kill_exec(&self.pid_file);
     }
 }
 

@@ -257,18 +257,7 @@ impl Runc {
             None => {
                 // runc forwards catchable signals only: kill the exec'd
                 // process itself, then runc exits with it.
-                if let Some(pid) = read_pid(pid_file) {
-                    // Children first found, then all killed: once the exec'd
-                    // process dies they are reparented and untraceable.
-                    let mut victims = descendants(pid);
-                    victims.push(pid);
-                    for p in victims {
-                        let _ = nix::sys::signal::kill(
-                            nix::unistd::Pid::from_raw(p),
-                            nix::sys::signal::Signal::SIGKILL,
-                        );
-                    }
-                }
+                kill_exec(pid_file);
                 if let Some(pgid) = child.id().and_then(|p| i32::try_from(p).ok()) {
                     let _ = nix::sys::signal::killpg(
                         nix::unistd::Pid::from_raw(pgid),
@@ -373,6 +362,23 @@ pub(crate) fn descendants(root: i32) -> Vec<i32> {
         }
     }
     out
+}
+
+/// SIGKILLs the exec'd process whose pid runc wrote to `pid_file`, and
+/// everything it started. Children are found first, then all killed: once
+/// the exec'd process dies they are reparented and untraceable.
+pub(crate) fn kill_exec(pid_file: &Path) {
+    let Some(pid) = read_pid(pid_file) else {
+        return;
+    };
+    let mut victims = descendants(pid);
+    victims.push(pid);
+    for p in victims {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(p),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
 }
 
 pub(crate) fn read_pid(path: &Path) -> Option<i32> {
