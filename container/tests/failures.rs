@@ -59,11 +59,7 @@ async fn bad_mount_source_leaves_nothing() {
     );
     assert_no_residue(&env).await;
     // the name was released
-    let id = env
-        .mgr
-        .create(&env.sandbox, &env.image, &sh("badmount", "true"))
-        .await
-        .unwrap();
+    let id = env.create(&sh("badmount", "true")).await;
     env.mgr.remove(&id).await.unwrap();
 }
 
@@ -182,10 +178,6 @@ async fn abandoned_create_is_finished_and_removed() {
     }
     assert_no_residue(&env).await;
     // and the name is free for the retry
-    let id = env
-        .mgr
-        .create(&env.sandbox, &env.image, &sh("impatient", "true"))
-        .await
-        .unwrap();
+    let id = env.create(&sh("impatient", "true")).await;
     env.mgr.remove(&id).await.unwrap();
 }

@@ -10,15 +10,7 @@ use crius_proto::ErrorKind;
 #[tokio::test(flavor = "multi_thread")]
 async fn echo_hello_is_in_the_cri_log_and_exit_0_completed() {
     let env = Env::new();
-    let id = env
-        .mgr
-        .create(
-            &env.sandbox,
-            &env.image,
-            &config("hello", &["echo", "hello"]),
-        )
-        .await
-        .unwrap();
+    let id = env.create(&config("hello", &["echo", "hello"])).await;
     let (st, _) = env.mgr.status(&id, false).unwrap();
     assert_eq!(st.state, CREATED);
     assert!(st.created_at > 0);
@@ -70,11 +62,7 @@ async fn exit_code_3_is_error_and_stderr_is_logged() {
 #[tokio::test(flavor = "multi_thread")]
 async fn stop_uses_sigterm_then_sigkill_after_timeout() {
     let env = Env::new();
-    let polite = env
-        .mgr
-        .create(&env.sandbox, &env.image, &sh("polite", SERVE))
-        .await
-        .unwrap();
+    let polite = env.create(&sh("polite", SERVE)).await;
     let stubborn = env
         .mgr
         .create(
@@ -124,16 +112,7 @@ async fn stop_uses_sigterm_then_sigkill_after_timeout() {
 #[tokio::test(flavor = "multi_thread")]
 async fn remove_kills_a_running_container() {
     let env = Env::new();
-    let id = env
-        .mgr
-        .create(
-            &env.sandbox,
-            &env.image,
-            &config("sleeper", &["sleep", "1000"]),
-        )
-        .await
-        .unwrap();
-    env.mgr.start(&id).await.unwrap();
+    let id = env.run(&config("sleeper", &["sleep", "1000"])).await;
     let pid = env.processes_of_test().len();
     assert!(pid > 0, "conmon should be running");
     env.mgr.remove(&id).await.unwrap();
@@ -153,11 +132,7 @@ async fn remove_kills_a_running_container() {
 #[tokio::test(flavor = "multi_thread")]
 async fn exec_sync_output_exit_code_and_timeout() {
     let env = Env::new();
-    let id = env
-        .mgr
-        .create(&env.sandbox, &env.image, &sh("execd", SERVE))
-        .await
-        .unwrap();
+    let id = env.create(&sh("execd", SERVE)).await;
     // not running yet
     let err = env
         .mgr
@@ -249,22 +224,12 @@ async fn readonly_rootfs_refuses_writes() {
             ..Default::default()
         }),
     });
-    let id = env
-        .mgr
-        .create(&env.sandbox, &env.image, &cfg)
-        .await
-        .unwrap();
-    env.mgr.start(&id).await.unwrap();
+    let id = env.run(&cfg).await;
     let st = wait_exited(&env, &id, Duration::from_secs(10)).await;
     assert_eq!(st.exit_code, 7);
 
     // and a writable one can write
-    let id2 = env
-        .mgr
-        .create(&env.sandbox, &env.image, &sh("rw", "touch /newfile"))
-        .await
-        .unwrap();
-    env.mgr.start(&id2).await.unwrap();
+    let id2 = env.run(&sh("rw", "touch /newfile")).await;
     assert_eq!(
         wait_exited(&env, &id2, Duration::from_secs(10))
             .await
@@ -284,12 +249,7 @@ async fn termination_message_is_reported() {
         "io.kubernetes.container.terminationMessagePath".into(),
         "/dev/termination-log".into(),
     );
-    let id = env
-        .mgr
-        .create(&env.sandbox, &env.image, &cfg)
-        .await
-        .unwrap();
-    env.mgr.start(&id).await.unwrap();
+    let id = env.run(&cfg).await;
     let st = wait_exited(&env, &id, Duration::from_secs(10)).await;
     assert_eq!((st.exit_code, st.message.as_str()), (2, "all done"));
 
@@ -306,12 +266,7 @@ async fn termination_message_is_reported() {
         host_path: host.display().to_string(),
         ..Default::default()
     });
-    let id2 = env
-        .mgr
-        .create(&env.sandbox, &env.image, &cfg)
-        .await
-        .unwrap();
-    env.mgr.start(&id2).await.unwrap();
+    let id2 = env.run(&cfg).await;
     let st = wait_exited(&env, &id2, Duration::from_secs(10)).await;
     assert_eq!(st.message, "from kubelet file");
     for id in [id, id2] {
@@ -410,11 +365,7 @@ async fn users_env_workdir_and_bind_mounts() {
     });
     std::fs::create_dir_all(&host_rw).unwrap();
     std::os::unix::fs::chown(&host_rw, Some(1000), Some(1000)).unwrap();
-    let id = env
-        .mgr
-        .create(&env.sandbox, &env.image, &cfg)
-        .await
-        .unwrap();
+    let id = env.create(&cfg).await;
     assert!(missing.is_dir(), "missing host path is created");
     env.mgr.start(&id).await.unwrap();
     let st = wait_exited(&env, &id, Duration::from_secs(10)).await;
@@ -477,12 +428,8 @@ async fn list_filters_prefix_lookup_and_verbose_status() {
     let env = Env::new();
     let mut a = sh("a", SERVE);
     a.labels.insert("app".into(), "web".into());
-    let a = env.mgr.create(&env.sandbox, &env.image, &a).await.unwrap();
-    let b = env
-        .mgr
-        .create(&env.sandbox, &env.image, &sh("b", "true"))
-        .await
-        .unwrap();
+    let a = env.create(&a).await;
+    let b = env.create(&sh("b", "true")).await;
     env.mgr.start(&a).await.unwrap();
     // the same name again is refused
     let err = env
@@ -618,12 +565,7 @@ async fn oom_kill_is_reported_as_oomkilled() {
         }),
         security_context: None,
     });
-    let id = env
-        .mgr
-        .create(&env.sandbox, &env.image, &cfg)
-        .await
-        .unwrap();
-    env.mgr.start(&id).await.unwrap();
+    let id = env.run(&cfg).await;
     let st = wait_exited(&env, &id, Duration::from_secs(30)).await;
     assert_eq!(
         (st.exit_code, st.reason.as_str()),
@@ -683,12 +625,7 @@ async fn tty_output_is_logged() {
     let env = Env::new();
     let mut cfg = sh("tty", "tty; echo on-a-tty");
     cfg.tty = true;
-    let id = env
-        .mgr
-        .create(&env.sandbox, &env.image, &cfg)
-        .await
-        .unwrap();
-    env.mgr.start(&id).await.unwrap();
+    let id = env.run(&cfg).await;
     let st = wait_exited(&env, &id, Duration::from_secs(10)).await;
     assert_eq!(st.exit_code, 0);
     wait_for_log(&env.log_path("tty"), "on-a-tty", Duration::from_secs(5)).await;
@@ -729,12 +666,7 @@ async fn target_pid_namespace_sees_the_target() {
             ..Default::default()
         }),
     });
-    let peer = env
-        .mgr
-        .create(&env.sandbox, &env.image, &cfg)
-        .await
-        .unwrap();
-    env.mgr.start(&peer).await.unwrap();
+    let peer = env.run(&cfg).await;
     wait_exited(&env, &peer, Duration::from_secs(10)).await;
     let out: Vec<String> = log_lines(&env.log_path("peer"))
         .into_iter()
@@ -743,15 +675,8 @@ async fn target_pid_namespace_sees_the_target() {
     assert_eq!(out, ["1"], "the target's shell is visible");
     // a private pid namespace does not see it
     let lonely = env
-        .mgr
-        .create(
-            &env.sandbox,
-            &env.image,
-            &sh("lonely", "ps -o args | grep -c 'marker-[x]yz'"),
-        )
-        .await
-        .unwrap();
-    env.mgr.start(&lonely).await.unwrap();
+        .run(&sh("lonely", "ps -o args | grep -c 'marker-[x]yz'"))
+        .await;
     wait_exited(&env, &lonely, Duration::from_secs(10)).await;
     wait_for_log(&env.log_path("lonely"), "0", Duration::from_secs(5)).await;
     env.mgr.stop(&target, 5).await.unwrap();
@@ -763,16 +688,7 @@ async fn target_pid_namespace_sees_the_target() {
 #[tokio::test(flavor = "multi_thread")]
 async fn stop_never_signals_a_process_that_reused_the_pid() {
     let env = Env::new();
-    let id = env
-        .mgr
-        .create(
-            &env.sandbox,
-            &env.image,
-            &config("reused", &["sleep", "1000"]),
-        )
-        .await
-        .unwrap();
-    env.mgr.start(&id).await.unwrap();
+    let id = env.run(&config("reused", &["sleep", "1000"])).await;
     let ctr = env.mgr.get(&id).unwrap();
     let st = ctr.status();
     assert_eq!(
@@ -802,12 +718,7 @@ async fn stop_never_signals_a_process_that_reused_the_pid() {
     stranger.wait().unwrap();
 
     // A record without a start time (older crius) stops through runc.
-    let old = env
-        .mgr
-        .create(&env.sandbox, &env.image, &config("old", &["sleep", "1000"]))
-        .await
-        .unwrap();
-    env.mgr.start(&old).await.unwrap();
+    let old = env.run(&config("old", &["sleep", "1000"])).await;
     env.mgr
         .get(&old)
         .unwrap()

@@ -9,21 +9,13 @@ use common::*;
 #[tokio::test(flavor = "multi_thread")]
 async fn recover_keeps_running_ones_and_sees_exits_that_happened_meanwhile() {
     let mut env = Env::new();
-    let runner = env
-        .mgr
-        .create(&env.sandbox, &env.image, &sh("runner", SERVE))
-        .await
-        .unwrap();
+    let runner = env.create(&sh("runner", SERVE)).await;
     let quitter = env
         .mgr
         .create(&env.sandbox, &env.image, &sh("quitter", "sleep 1; exit 4"))
         .await
         .unwrap();
-    let idle = env
-        .mgr
-        .create(&env.sandbox, &env.image, &sh("idle", "true"))
-        .await
-        .unwrap();
+    let idle = env.create(&sh("idle", "true")).await;
     env.mgr.start(&runner).await.unwrap();
     env.mgr.start(&quitter).await.unwrap();
 
@@ -80,11 +72,7 @@ async fn recover_keeps_running_ones_and_sees_exits_that_happened_meanwhile() {
 #[tokio::test(flavor = "multi_thread")]
 async fn recover_cleans_half_created_containers() {
     let mut env = Env::new();
-    let id = env
-        .mgr
-        .create(&env.sandbox, &env.image, &sh("half", SERVE))
-        .await
-        .unwrap();
+    let id = env.create(&sh("half", SERVE)).await;
     // Simulate a crius killed in the middle of create: the record says the
     // create never completed, and a stray bundle with no record exists.
     let rec = env.cfg.container_dir(&id).join("container.json");
@@ -115,23 +103,14 @@ async fn recover_cleans_half_created_containers() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // the name is free again
-    let id = env
-        .mgr
-        .create(&env.sandbox, &env.image, &sh("half", "true"))
-        .await
-        .unwrap();
+    let id = env.create(&sh("half", "true")).await;
     env.mgr.remove(&id).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn stop_works_when_conmon_died() {
     let env = Env::new();
-    let id = env
-        .mgr
-        .create(&env.sandbox, &env.image, &sh("orphan", SERVE))
-        .await
-        .unwrap();
-    env.mgr.start(&id).await.unwrap();
+    let id = env.run(&sh("orphan", SERVE)).await;
     let (st, _) = env.mgr.status(&id, false).unwrap();
     let user = st.user.unwrap().linux.unwrap();
     assert_eq!((user.uid, user.gid), (0, 0));
@@ -216,12 +195,7 @@ async fn crius_dying_mid_create_leaves_nothing_after_recover() {
 #[tokio::test(flavor = "multi_thread")]
 async fn unreconcilable_containers_are_unknown_not_dropped() {
     let mut env = Env::new();
-    let id = env
-        .mgr
-        .create(&env.sandbox, &env.image, &sh("shaky", SERVE))
-        .await
-        .unwrap();
-    env.mgr.start(&id).await.unwrap();
+    let id = env.run(&sh("shaky", SERVE)).await;
 
     // Restart with a runtime whose `state` fails for a reason other than
     // "does not exist".

@@ -131,6 +131,24 @@ impl Env {
         }
     }
 
+    /// CreateContainer in the test sandbox, which must succeed.
+    pub async fn create(&self, cfg: &ContainerConfig) -> String {
+        self.mgr
+            .create(&self.sandbox, &self.image, cfg)
+            .await
+            .unwrap_or_else(|e| panic!("create {:?}: {e}", cfg.metadata))
+    }
+
+    /// CreateContainer then StartContainer, which must both succeed.
+    pub async fn run(&self, cfg: &ContainerConfig) -> String {
+        let id = self.create(cfg).await;
+        self.mgr
+            .start(&id)
+            .await
+            .unwrap_or_else(|e| panic!("start {:?}: {e}", cfg.metadata));
+        id
+    }
+
     /// A new manager over the same dirs (a crius restart).
     pub fn restart(&mut self) {
         self.mgr = ContainerManager::new(self.cfg.clone()).unwrap();
