@@ -4,6 +4,7 @@
 //! temp dir, and the CRI calls the tests repeat.
 
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use crius_proto::runtime_service_client::RuntimeServiceClient;
 use crius_proto::*;
@@ -187,6 +188,27 @@ pub async fn status(client: &mut RuntimeServiceClient<Channel>, id: &str) -> Con
         .into_inner()
         .status
         .expect("status present")
+}
+/// Polls ContainerStatus until the container is in state `want`; fails
+/// the test if it is not there within `within`.
+pub async fn wait_state(
+    client: &mut RuntimeServiceClient<Channel>,
+    id: &str,
+    want: ContainerState,
+    within: Duration,
+) -> ContainerStatus {
+    let deadline = Instant::now() + within;
+    loop {
+        let st = status(client, id).await;
+        if st.state == want as i32 {
+            return st;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "container {id} never reached {want:?} within {within:?}: {st:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 pub async fn exec(
     client: &mut RuntimeServiceClient<Channel>,

@@ -20,18 +20,13 @@ use tonic::transport::Channel;
 
 /// Waits until the container has exited and returns its status.
 async fn wait_exited(client: &mut RuntimeServiceClient<Channel>, id: &str) -> ContainerStatus {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let st = status(client, id).await;
-        if st.state == ContainerState::ContainerExited as i32 {
-            return st;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "container {id} did not exit: {st:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_state(
+        client,
+        id,
+        ContainerState::ContainerExited,
+        Duration::from_secs(20),
+    )
+    .await
 }
 
 /// The lines of a CRI log file (`<time> <stream> <P|F> <msg>`) as

@@ -22,25 +22,14 @@ const EXEC_TIMEOUT: i64 = 30;
 /// critest's `defaultLog`.
 const HELLO_WORLD: &str = "hello World";
 
-/// Polls the container state until it is `want` (critest: Eventually,
-/// one minute).
-async fn wait_state(
+/// Waits until the container is in state `want`, as critest does with
+/// Eventually: for at most one minute.
+async fn eventually(
     client: &mut RuntimeServiceClient<Channel>,
     id: &str,
     want: ContainerState,
 ) -> ContainerStatus {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let st = status(client, id).await;
-        if st.state == want as i32 {
-            return st;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "container {id} never reached {want:?}: {st:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_state(client, id, want, Duration::from_secs(60)).await
 }
 
 async fn start(client: &mut RuntimeServiceClient<Channel>, id: &str) {
@@ -136,7 +125,7 @@ async fn run(
     config: ContainerConfig,
 ) -> String {
     let id = create_and_start(client, pod, config).await;
-    wait_state(client, &id, ContainerState::ContainerRunning).await;
+    eventually(client, &id, ContainerState::ContainerRunning).await;
     id
 }
 
@@ -242,7 +231,7 @@ async fn basic_container_operations() {
         .await
         .unwrap();
     start(&mut client, &id).await;
-    wait_state(&mut client, &id, ContainerState::ContainerRunning).await;
+    eventually(&mut client, &id, ContainerState::ContainerRunning).await;
     let began = Instant::now();
     client
         .stop_container(StopContainerRequest {
@@ -252,7 +241,7 @@ async fn basic_container_operations() {
         .await
         .unwrap();
     assert!(began.elapsed() < Duration::from_secs(60));
-    wait_state(&mut client, &id, ContainerState::ContainerExited).await;
+    eventually(&mut client, &id, ContainerState::ContainerExited).await;
     // removing stopped container.
     remove_and_check_gone(&mut client, &id).await;
 
@@ -391,7 +380,7 @@ async fn volumes_including_a_symlinked_host_path() {
         }];
         let id = create(&mut client, &pod, config).await.unwrap();
         start(&mut client, &id).await;
-        wait_state(&mut client, &id, ContainerState::ContainerRunning).await;
+        eventually(&mut client, &id, ContainerState::ContainerRunning).await;
         let out = exec_ok(&mut client, &id, &["ls", "-A", &path]).await;
         assert!(out.contains("testVolume.file"), "{name}: {out:?}");
     }
@@ -499,7 +488,7 @@ async fn mount_propagation_private_rslave_rshared() {
         assert!(!m.readonly && !m.selinux_relabel, "{m:?}");
         assert_eq!(m.propagation, propagation as i32, "{m:?}");
         start(&mut client, &id).await;
-        wait_state(&mut client, &id, ContainerState::ContainerRunning).await;
+        eventually(&mut client, &id, ContainerState::ContainerRunning).await;
 
         // Host to container.
         let point_mount = HostMount::bind(&src_dir, &point);
@@ -614,7 +603,7 @@ async fn run_as_user_name_group_and_supplemental_groups() {
         ),
     )
     .await;
-    wait_state(&mut client, &id, ContainerState::ContainerExited).await;
+    eventually(&mut client, &id, ContainerState::ContainerExited).await;
     wait_log_line(&pod.log_dir.join("rungroup.log"), "stdout", "1001:1002").await;
 
     // RunAsGroup without RunAsUser is an error.
@@ -661,7 +650,7 @@ async fn readonly_rootfs_true_and_false() {
             ),
         )
         .await;
-        wait_state(&mut client, &id, ContainerState::ContainerExited).await;
+        eventually(&mut client, &id, ContainerState::ContainerExited).await;
         let log = pod.log_dir.join(format!("{name}.log"));
         if readonly {
             wait_log_line(&log, "stderr", "touch: test.go: Read-only file system").await;
@@ -913,7 +902,7 @@ async fn host_ipc_network_and_pid_namespaces() {
             ns_container("netstat", &["sh", "-c", "netstat -ln"], &linux),
         )
         .await;
-        wait_state(&mut client, &id, ContainerState::ContainerExited).await;
+        eventually(&mut client, &id, ContainerState::ContainerExited).await;
         let lines = cri_log(&pod.log_dir.join("netstat.log"));
         let listed = lines.iter().any(|(_, l)| l.contains(&format!(":{port}")));
         assert_eq!(listed, visible, "{mode:?}: port {port} in {lines:?}");
@@ -933,7 +922,7 @@ async fn host_ipc_network_and_pid_namespaces() {
         ),
     )
     .await;
-    wait_state(&mut client, &first, ContainerState::ContainerRunning).await;
+    eventually(&mut client, &first, ContainerState::ContainerRunning).await;
     let pid = exec_ok(
         &mut client,
         &first,
@@ -950,7 +939,7 @@ async fn host_ipc_network_and_pid_namespaces() {
         ns_container("second", &["sh", "-c", "sleep 1000"], &linux),
     )
     .await;
-    wait_state(&mut client, &second, ContainerState::ContainerRunning).await;
+    eventually(&mut client, &second, ContainerState::ContainerRunning).await;
     let pids = exec_ok(&mut client, &second, &["pidof", "sleep", "||", "true"]).await;
     assert!(
         pids.split_whitespace().any(|p| p == pid.trim()),
@@ -1275,17 +1264,7 @@ async fn exec_and_attach_as_critest_streams_them() {
     let quiet = tokio::time::timeout(Duration::from_secs(2), stdout.read(&mut buf)).await;
     assert!(quiet.is_err(), "output before any input: {quiet:?}");
     stdin.write_all(b"echo -n hello\n").await.unwrap();
-    let mut got = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while got.len() < 5 {
-        assert!(Instant::now() < deadline, "attach output: {got:?}");
-        let n = tokio::time::timeout(Duration::from_secs(30), stdout.read(&mut buf))
-            .await
-            .expect("attach output in time")
-            .unwrap();
-        assert!(n > 0, "stdout ended early: {got:?}");
-        got.extend_from_slice(&buf[..n]);
-    }
+    let got = read_until(&mut stdout, Duration::from_secs(30), |got| got.len() >= 5).await;
     // critest: Consistently for 3 s, nothing else.
     let more = tokio::time::timeout(Duration::from_secs(3), stdout.read(&mut buf)).await;
     assert!(matches!(more, Err(_) | Ok(Ok(0))), "extra output: {more:?}");
@@ -1351,7 +1330,7 @@ async fn readonly_and_recursive_readonly_mounts() {
         let st_mounts = status_mounts(&mut client, &id).await;
         assert_eq!(st_mounts.len(), 1, "{:?}", st_mounts);
         start(&mut client, &id).await;
-        wait_state(&mut client, &id, ContainerState::ContainerRunning).await;
+        eventually(&mut client, &id, ContainerState::ContainerRunning).await;
         if rro {
             exec_ok(
                 &mut client,
@@ -1437,7 +1416,7 @@ async fn no_new_privs_stops_setuid_escalation() {
             ..Default::default()
         }];
         let id = create_and_start(&mut client, &pod, config).await;
-        wait_state(&mut client, &id, ContainerState::ContainerExited).await;
+        eventually(&mut client, &id, ContainerState::ContainerExited).await;
         wait_log_line(&pod.log_dir.join(format!("{name}.log")), "stdout", expected).await;
     }
     teardown(&daemon, &pod).await;
@@ -1471,7 +1450,7 @@ async fn web_server(
     port: u16,
 ) -> String {
     let id = create_and_start(client, pod, config).await;
-    wait_state(client, &id, ContainerState::ContainerRunning).await;
+    eventually(client, &id, ContainerState::ContainerRunning).await;
     let url = format!("http://127.0.0.1:{port}/");
     let deadline = Instant::now() + Duration::from_secs(30);
     while exec(client, &id, &["wget", "-q", "-O", "-", &url], EXEC_TIMEOUT)
@@ -1578,7 +1557,7 @@ async fn log_and_reopened_log_as_critest_reads_them() {
         container_config("echo", "busybox", &["echo", HELLO_WORLD]),
     )
     .await;
-    wait_state(&mut client, &id, ContainerState::ContainerExited).await;
+    eventually(&mut client, &id, ContainerState::ContainerExited).await;
     wait_log_line(&pod.log_dir.join("echo.log"), "stdout", HELLO_WORLD).await;
 
     let id = create_and_start(

@@ -757,15 +757,13 @@ async fn memory_limit_overrun_is_reported_as_oom_killed() {
         security_context: None,
     });
     let id = create_and_start(&mut client, &pod, c).await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let st = loop {
-        let st = status(&mut client, &id).await;
-        if st.state == ContainerState::ContainerExited as i32 {
-            break st;
-        }
-        assert!(Instant::now() < deadline, "not killed: {st:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let st = wait_state(
+        &mut client,
+        &id,
+        ContainerState::ContainerExited,
+        Duration::from_secs(30),
+    )
+    .await;
     assert_eq!(st.exit_code, 137, "{st:?}");
     assert_eq!(st.reason, "OOMKilled", "{st:?}");
     teardown(&daemon, &pod).await;

@@ -273,18 +273,10 @@ async fn attach_to_printing_and_reading_containers() {
     let _error = c.stream(&[("streamType", "error")], true).await;
     let mut stdout = c.stream(&[("streamType", "stdout")], true).await;
     let _stderr = c.stream(&[("streamType", "stderr")], true).await;
-    let mut seen = String::new();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while seen.matches("tick").count() < 3 {
-        assert!(Instant::now() < deadline, "no ticks: {seen:?}");
-        let mut buf = [0u8; 1024];
-        let n = tokio::time::timeout(Duration::from_secs(5), stdout.read(&mut buf))
-            .await
-            .expect("output in time")
-            .unwrap();
-        assert!(n > 0, "stdout ended: {seen:?}");
-        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
-    }
+    read_until(&mut stdout, Duration::from_secs(5), |seen| {
+        String::from_utf8_lossy(seen).matches("tick").count() >= 3
+    })
+    .await;
     drop(c);
 
     // A container reading stdin (stdin_once): what we send comes back, and
@@ -315,25 +307,14 @@ async fn attach_to_printing_and_reading_containers() {
     let chans = ws_collect(&mut ws).await;
     assert_eq!(chans[usize::from(STDOUT)], b"hello attach\n");
     // stdin_once: cat saw EOF and the container exited 0.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let st = client
-            .container_status(ContainerStatusRequest {
-                container_id: reader.clone(),
-                verbose: false,
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .status
-            .unwrap();
-        if st.state == ContainerState::ContainerExited as i32 {
-            assert_eq!(st.exit_code, 0);
-            break;
-        }
-        assert!(Instant::now() < deadline, "reader did not exit: {st:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let st = wait_state(
+        &mut client,
+        &reader,
+        ContainerState::ContainerExited,
+        Duration::from_secs(20),
+    )
+    .await;
+    assert_eq!(st.exit_code, 0);
     // The output also went to the container log.
     let log =
         std::fs::read_to_string(daemon.dirs.base.path().join("pods/attach/reader.log")).unwrap();
