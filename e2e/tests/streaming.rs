@@ -48,6 +48,55 @@ async fn exec_url(client: &mut RuntimeServiceClient<Channel>, req: ExecRequest) 
     client.exec(req).await.expect("Exec RPC").into_inner().url
 }
 
+/// An Attach of the container's main process, always with stdout.
+fn attach_req(id: &str, stdin: bool, stderr: bool, tty: bool) -> AttachRequest {
+    AttachRequest {
+        container_id: id.into(),
+        stdin,
+        tty,
+        stdout: true,
+        stderr,
+    }
+}
+
+async fn attach_url(client: &mut RuntimeServiceClient<Channel>, req: AttachRequest) -> String {
+    client
+        .attach(req)
+        .await
+        .expect("Attach RPC")
+        .into_inner()
+        .url
+}
+
+/// Over WebSocket v5: sends `data` as stdin, then CLOSE for stdin, and
+/// returns what came back on each channel until the server closed.
+async fn ws_stdin_then_close(url: &str, data: &[u8]) -> Vec<Vec<u8>> {
+    let (mut ws, _) = ws_connect(url, &[V5]).await.unwrap();
+    ws.send(streaming::ws::encode(false, STDIN, data))
+        .await
+        .unwrap();
+    ws.send(streaming::ws::encode(false, CLOSE, &[STDIN]))
+        .await
+        .unwrap();
+    ws_collect(&mut ws).await
+}
+
+/// Over WebSocket v5 to a tty: sets the terminal size, gives it time to
+/// land, then types `script`; returns what came back on each channel until
+/// the server closed.
+async fn ws_tty_script(url: &str, width: u16, height: u16, script: &[u8]) -> Vec<Vec<u8>> {
+    let (mut ws, _) = ws_connect(url, &[V5]).await.unwrap();
+    let size = format!(r#"{{"Width":{width},"Height":{height}}}"#);
+    ws.send(streaming::ws::encode(false, RESIZE, size.as_bytes()))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    ws.send(streaming::ws::encode(false, STDIN, script))
+        .await
+        .unwrap();
+    ws_collect(&mut ws).await
+}
+
 fn json(b: &[u8]) -> serde_json::Value {
     serde_json::from_slice(b).unwrap_or_else(|e| panic!("{e}: {:?}", String::from_utf8_lossy(b)))
 }
@@ -133,14 +182,7 @@ async fn exec_over_spdy_and_websocket() {
 
     // stdin round trip over WebSocket v5 with the CLOSE signal.
     let url = exec_url(&mut client, exec_req(&id, &["cat"], true, false, false)).await;
-    let (mut ws, _) = ws_connect(&url, &[V5]).await.unwrap();
-    ws.send(streaming::ws::encode(false, STDIN, b"ping over ws\n"))
-        .await
-        .unwrap();
-    ws.send(streaming::ws::encode(false, CLOSE, &[STDIN]))
-        .await
-        .unwrap();
-    let chans = ws_collect(&mut ws).await;
+    let chans = ws_stdin_then_close(&url, b"ping over ws\n").await;
     assert_eq!(chans[usize::from(STDOUT)], b"ping over ws\n");
 
     // exit code 7 surfaces as 7 (NonZeroExitCode with the code in details).
@@ -215,19 +257,7 @@ async fn exec_with_tty_applies_resize() {
 
     // WebSocket v5: an interactive shell on the tty.
     let url = exec_url(&mut client, exec_req(&id, &["sh"], true, false, true)).await;
-    let (mut ws, _) = ws_connect(&url, &[V5]).await.unwrap();
-    ws.send(streaming::ws::encode(
-        false,
-        RESIZE,
-        br#"{"Width":77,"Height":21}"#,
-    ))
-    .await
-    .unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    ws.send(streaming::ws::encode(false, STDIN, b"stty size; exit 3\n"))
-        .await
-        .unwrap();
-    let chans = ws_collect(&mut ws).await;
+    let chans = ws_tty_script(&url, 77, 21, b"stty size; exit 3\n").await;
     let out = String::from_utf8_lossy(&chans[usize::from(STDOUT)]).into_owned();
     assert!(out.contains("21 77"), "{out:?}");
     let status = json(&chans[usize::from(ERROR)]);
@@ -257,18 +287,7 @@ async fn attach_to_printing_and_reading_containers() {
         ),
     )
     .await;
-    let url = client
-        .attach(AttachRequest {
-            container_id: printer.clone(),
-            stdin: false,
-            tty: false,
-            stdout: true,
-            stderr: true,
-        })
-        .await
-        .expect("Attach RPC")
-        .into_inner()
-        .url;
+    let url = attach_url(&mut client, attach_req(&printer, false, true, false)).await;
     let c = spdy_connect(&url, &[V4]).await.unwrap();
     let _error = c.stream(&[("streamType", "error")], true).await;
     let mut stdout = c.stream(&[("streamType", "stdout")], true).await;
@@ -285,26 +304,8 @@ async fn attach_to_printing_and_reading_containers() {
     config.stdin = true;
     config.stdin_once = true;
     let reader = create_and_start(&mut daemon.runtime().await, &pod, config).await;
-    let url = client
-        .attach(AttachRequest {
-            container_id: reader.clone(),
-            stdin: true,
-            tty: false,
-            stdout: true,
-            stderr: false,
-        })
-        .await
-        .expect("Attach RPC")
-        .into_inner()
-        .url;
-    let (mut ws, _) = ws_connect(&url, &[V5]).await.unwrap();
-    ws.send(streaming::ws::encode(false, STDIN, b"hello attach\n"))
-        .await
-        .unwrap();
-    ws.send(streaming::ws::encode(false, CLOSE, &[STDIN]))
-        .await
-        .unwrap();
-    let chans = ws_collect(&mut ws).await;
+    let url = attach_url(&mut client, attach_req(&reader, true, false, false)).await;
+    let chans = ws_stdin_then_close(&url, b"hello attach\n").await;
     assert_eq!(chans[usize::from(STDOUT)], b"hello attach\n");
     // stdin_once: cat saw EOF and the container exited 0.
     let st = wait_state(
@@ -322,13 +323,7 @@ async fn attach_to_printing_and_reading_containers() {
 
     // Attach to an exited container is refused at the RPC.
     let err = client
-        .attach(AttachRequest {
-            container_id: reader,
-            stdin: false,
-            tty: false,
-            stdout: true,
-            stderr: false,
-        })
+        .attach(attach_req(&reader, false, false, false))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition, "{err}");
@@ -585,31 +580,8 @@ async fn attach_with_tty_resizes_through_conmon_and_urls_expire() {
 
     // Attach to the tty: the resize goes to conmon's ctl fifo, and the
     // shell sees it.
-    let url = client
-        .attach(AttachRequest {
-            container_id: id.clone(),
-            stdin: true,
-            tty: true,
-            stdout: true,
-            stderr: false,
-        })
-        .await
-        .expect("Attach RPC")
-        .into_inner()
-        .url;
-    let (mut ws, _) = ws_connect(&url, &[V5]).await.unwrap();
-    ws.send(streaming::ws::encode(
-        false,
-        RESIZE,
-        br#"{"Width":88,"Height":22}"#,
-    ))
-    .await
-    .unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    ws.send(streaming::ws::encode(false, STDIN, b"stty size; exit 0\n"))
-        .await
-        .unwrap();
-    let chans = ws_collect(&mut ws).await;
+    let url = attach_url(&mut client, attach_req(&id, true, false, true)).await;
+    let chans = ws_tty_script(&url, 88, 22, b"stty size; exit 0\n").await;
     let out = String::from_utf8_lossy(&chans[usize::from(STDOUT)]).into_owned();
     assert!(out.contains("22 88"), "{out:?}");
     teardown(&daemon, &pod).await;
