@@ -10,7 +10,6 @@
 #[path = "../../streaming/tests/common/kube_api.rs"]
 mod kube_api;
 
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -151,24 +150,7 @@ async fn kubectl_exec_and_port_forward_against_crius() {
             let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
             l.local_addr().unwrap().port()
         };
-        let mut child = tokio::process::Command::new(kubectl())
-            .args([
-                "--server",
-                &format!("http://127.0.0.1:{api}"),
-                "port-forward",
-                "pod/mypod",
-                &format!("{local}:8080"),
-            ])
-            .env(
-                "KUBECTL_PORT_FORWARD_WEBSOCKETS",
-                if ws { "true" } else { "false" },
-            )
-            .env("KUBECONFIG", "/dev/null")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("kubectl runs");
+        let mut child = kubectl_port_forward(api, ws, local, 8080);
         let deadline = Instant::now() + Duration::from_secs(20);
         let resp = loop {
             assert!(

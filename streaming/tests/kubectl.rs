@@ -123,29 +123,12 @@ async fn kubectl_exec_over_spdy_and_websocket() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_port_forward_over_spdy_and_websocket_tunnel() {
-    let (kubectl, api, upgrades) = setup().await;
+    let (_, api, upgrades) = setup().await;
     let remote = page_server().await;
     for ws in [false, true] {
         upgrades.lock().unwrap().clear();
         let local = closed_port().await;
-        let mut child = tokio::process::Command::new(&kubectl)
-            .args([
-                "--server",
-                &format!("http://127.0.0.1:{api}"),
-                "port-forward",
-                "pod/mypod",
-                &format!("{local}:{remote}"),
-            ])
-            .env(
-                "KUBECTL_PORT_FORWARD_WEBSOCKETS",
-                if ws { "true" } else { "false" },
-            )
-            .env("KUBECONFIG", "/dev/null")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("kubectl runs");
+        let mut child = kubectl_port_forward(api, ws, local, remote);
         // Wait until kubectl listens.
         let mut tcp = None;
         for _ in 0..200 {

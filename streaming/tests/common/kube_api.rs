@@ -196,3 +196,31 @@ pub async fn kubectl_exec(
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// `kubectl port-forward pod/mypod local:remote` against the fake API
+/// server on `api`, over the WebSocket tunnel or SPDY; killed on drop.
+pub fn kubectl_port_forward(
+    api: u16,
+    websockets: bool,
+    local: u16,
+    remote: u16,
+) -> tokio::process::Child {
+    tokio::process::Command::new(kubectl())
+        .args([
+            "--server",
+            &format!("http://127.0.0.1:{api}"),
+            "port-forward",
+            "pod/mypod",
+            &format!("{local}:{remote}"),
+        ])
+        .env(
+            "KUBECTL_PORT_FORWARD_WEBSOCKETS",
+            if websockets { "true" } else { "false" },
+        )
+        .env("KUBECONFIG", "/dev/null")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("kubectl runs")
+}
