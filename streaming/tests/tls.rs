@@ -18,12 +18,14 @@ use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
 
-fn make_cert(dir: &Path) -> Option<streaming::TlsFiles> {
+/// A self-signed certificate for 127.0.0.1, made by openssl (installed by
+/// hack/install-deps.sh); the test fails, never skips, without it.
+fn make_cert(dir: &Path) -> streaming::TlsFiles {
     let files = streaming::TlsFiles {
         cert: dir.join("cert.pem"),
         key: dir.join("key.pem"),
     };
-    let status = std::process::Command::new("openssl")
+    let out = std::process::Command::new("openssl")
         .args([
             "req",
             "-x509",
@@ -42,10 +44,15 @@ fn make_cert(dir: &Path) -> Option<streaming::TlsFiles> {
         .arg("-out")
         .arg(&files.cert)
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .ok()?;
-    status.success().then_some(files)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("openssl is required for the TLS test");
+    assert!(
+        out.status.success(),
+        "openssl req failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    files
 }
 
 async fn tls_connect(url: &str, cert: &Path) -> (TlsStream<TcpStream>, String, String) {
@@ -73,10 +80,7 @@ async fn tls_connect(url: &str, cert: &Path) -> (TlsStream<TcpStream>, String, S
 #[tokio::test]
 async fn spdy_and_websocket_exec_over_tls() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(files) = make_cert(dir.path()) else {
-        eprintln!("openssl not usable, skipping");
-        return;
-    };
+    let files = make_cert(dir.path());
     let cfg = streaming::Config {
         tls: Some(files.clone()),
         ..Default::default()
@@ -136,9 +140,7 @@ async fn spdy_and_websocket_exec_over_tls() {
 #[tokio::test]
 async fn missing_key_fails_start() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(mut files) = make_cert(dir.path()) else {
-        return;
-    };
+    let mut files = make_cert(dir.path());
     files.key = dir.path().join("nope.pem");
     let cfg = streaming::Config {
         tls: Some(files),
