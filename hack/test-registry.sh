@@ -12,11 +12,15 @@
 #   eval "$(hack/test-registry.sh up)"
 # Running `up` again while the registries are alive just re-prints the env.
 #
+# The plain registry also holds look-alikes of the images critest pulls, under
+# their upstream repository names (e2e-test-images/*, k8s-staging-cri-tools/*;
+# see hack/images/critest-layouts.py), for hack/critest.sh.
+#
 # Images are built locally from Debian's dynamically linked busybox so that no
 # image is ever fetched from the internet. The dynamic build matters: the
 # static one runs applets inside its own shell, which would hide exec bugs.
 #
-# Needs: docker-registry skopeo apache2-utils curl python3 (and apt access to
+# Needs: docker-registry skopeo apache2-utils curl python3 gcc (and apt access to
 # download the busybox .deb once per STATE_DIR).
 set -euo pipefail
 umask 022
@@ -268,7 +272,7 @@ EOF
 # directory only appears once complete (built aside, then renamed).
 build_layouts() {
     local layouts=$STATE_DIR/layouts build=$STATE_DIR/build
-    if [[ -d $layouts ]]; then
+    if [[ -f $layouts/critest-images.txt ]]; then
         log "reusing image layouts in $layouts"
         return 0
     fi
@@ -277,6 +281,8 @@ build_layouts() {
     mkdir -p "$build"
     stage_rootfs "$build/rootfs"
     "$PYTHON" "$SCRIPT_DIR/images/build-layouts.py" "$build/rootfs" "$build/layouts"
+    "$PYTHON" "$SCRIPT_DIR/images/critest-layouts.py" "$build/rootfs" "$build/layouts"
+    rm -rf "$layouts"
     mv "$build/layouts" "$layouts"
     rm -rf "$build"
 }
@@ -302,6 +308,12 @@ push_images() {
     push busybox-multiarch:latest "$reg/busybox-multiarch:latest" --all
     push busybox-large:latest "$reg/busybox-large:latest"
     push busybox:latest "$auth_reg/busybox:latest" --dest-creds "$AUTH_USER:$AUTH_PASSWORD"
+    # critest's images, under their upstream repository names (see
+    # hack/images/critest-layouts.py and hack/critest.sh).
+    local layout repository tag
+    while read -r layout repository tag; do
+        push "$layout:$tag" "$reg/$repository:$tag" --all
+    done <"$STATE_DIR/layouts/critest-images.txt"
 }
 
 # --- commands ----------------------------------------------------------------
