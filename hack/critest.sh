@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Runs critest, the CRI validation suite of cri-tools, against a crius of
 # this tree, as a new user would meet it: images pulled by their upstream
-# names (registry.k8s.io/e2e-test-images/*, gcr.io/k8s-staging-cri-tools/*)
-# and served by look-alikes in the local test registry, through a
-# registries.conf that rewrites those two hosts to it; pods on a bridge
-# conflist without the `loopback` plugin, as Calico, Flannel or Cilium ship.
+# names (registry.k8s.io/e2e-test-images/*, gcr.io/k8s-staging-cri-tools/*,
+# public.ecr.aws/docker/library/busybox) and served by look-alikes in the
+# local test registry, through a registries.conf that rewrites those hosts
+# to it; pods on a bridge conflist without the `loopback` plugin, as Calico, Flannel or Cilium ship.
 #
 #   hack/critest.sh [critest flags...]     e.g.  hack/critest.sh -ginkgo.focus=Streaming
+#   hack/critest.sh -benchmark -benchmarking-params-file hack/critest-benchmark.yaml
 #
 # Needs root, `critest` and `crictl` on PATH (or CRITEST / CRICTL set): build
 # them from the cri-tools repository (v1.32); they are never part of this
@@ -62,6 +63,11 @@ insecure = true
 
 [[registry]]
 prefix = "gcr.io"
+location = "$CRIUS_TEST_REGISTRY"
+insecure = true
+
+[[registry]]
+prefix = "public.ecr.aws"
 location = "$CRIUS_TEST_REGISTRY"
 insecure = true
 EOF

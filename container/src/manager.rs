@@ -388,6 +388,7 @@ impl ContainerManager {
             }
         }
 
+        let pid_namespace = self.resolve_pid_namespace(config, sandbox)?;
         let meta = ContainerMeta {
             id: id.into(),
             name: name.into(),
@@ -416,6 +417,7 @@ impl ContainerManager {
             stop_signal: image.config.stop_signal.clone(),
             termination_log,
             cgroups_path: spec::cgroups_path(self.cfg.cgroup_manager, &sandbox.cgroup_parent, id),
+            own_pid_namespace: pid_namespace == PidNamespace::Private,
             created_at: now_nanos(),
         };
         // The record goes to disk before any mount or process exists, marked
@@ -492,7 +494,6 @@ impl ContainerManager {
                 reason: e.to_string(),
             })??;
 
-        let pid_namespace = self.resolve_pid_namespace(config, sandbox)?;
         let user_record = crate::store::UserRecord {
             uid: user.uid,
             gid: user.gid,
@@ -954,23 +955,38 @@ impl ContainerManager {
             _ => {}
         }
         let id = ctr.meta.id.clone();
-        // The process is dead: runc's cleanup (a Go process, tens of ms)
+        // PID 1 is dead. With a PID namespace of its own, so is every
+        // other process of the container (the kernel reaps them before PID 1
+        // can be waited for), and runc's cleanup (a Go process, tens of ms)
         // and taking the rootfs apart (unmount, then the upper, work and
-        // mount point dirs) are independent, so they overlap.
+        // mount point dirs) are independent, so they overlap. In a shared
+        // PID namespace, processes PID 1 started live on in their own mount
+        // namespace, writing into the upper dir; the rootfs then waits for
+        // `runc delete`, which kills them and empties the cgroup.
         let merged = self.overlay(&id).merged;
-        let cdir = self.cfg.container_dir(&id);
-        let teardown = tokio::task::spawn_blocking(move || {
-            rootfs::unmount(&merged)?;
-            remove_dir_if_exists(&cdir)
-        });
-        let deleted = self.runc.delete(&id).await;
-        let torn_down = teardown.await.map_err(|e| Error::Mount {
+        let teardown = {
+            let (merged, cdir) = (merged.clone(), self.cfg.container_dir(&id));
+            move || {
+                tokio::task::spawn_blocking(move || {
+                    rootfs::unmount(&merged)?;
+                    remove_rootfs_dir(&cdir)
+                })
+            }
+        };
+        let join_failed = |e: tokio::task::JoinError| Error::Mount {
             id: id.clone(),
-            target: self.overlay(&id).merged,
+            target: merged.clone(),
             reason: e.to_string(),
-        })?;
-        deleted?;
-        torn_down?;
+        };
+        if ctr.meta.own_pid_namespace {
+            let torn_down = teardown();
+            let deleted = self.runc.delete(&id).await;
+            torn_down.await.map_err(join_failed)??;
+            deleted?;
+        } else {
+            self.runc.delete(&id).await?;
+            teardown().await.map_err(join_failed)??;
+        }
         self.kill_conmon(&id);
         remove_dir_if_exists(&self.cfg.bundle_dir(&id))?;
         let _ = std::fs::remove_file(self.exit_file(&id));
@@ -1614,6 +1630,23 @@ impl ContainerManager {
 }
 
 /// `rm -rf`; a missing dir is fine (remove is idempotent).
+/// Removes a container dir after its rootfs was unmounted. The overlay
+/// can outlive the unmount for a moment (the container's own mount
+/// namespace lets go of its copy asynchronously), and while it does, a
+/// dir of its upper or work dir may not be empty yet; so "not empty" is
+/// retried for up to a second before it counts.
+fn remove_rootfs_dir(d: &Path) -> Result<()> {
+    for _ in 0..20 {
+        match std::fs::remove_dir_all(d) {
+            Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            _ => break,
+        }
+    }
+    remove_dir_if_exists(d)
+}
+
 fn remove_dir_if_exists(d: &Path) -> Result<()> {
     match std::fs::remove_dir_all(d) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
@@ -1762,6 +1795,7 @@ mod tests {
             stop_signal: String::new(),
             termination_log: None,
             cgroups_path: String::new(),
+            own_pid_namespace: true,
             created_at: 0,
         }
     }

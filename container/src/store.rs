@@ -116,6 +116,11 @@ pub struct ContainerMeta {
     /// cgroupfs).
     #[serde(default)]
     pub cgroups_path: String,
+    /// Whether the container has a PID namespace of its own, so that every
+    /// process of it is gone once PID 1 is. Records from before this field
+    /// read false, the cautious answer.
+    #[serde(default)]
+    pub own_pid_namespace: bool,
     pub created_at: i64,
 }
 
@@ -469,6 +474,7 @@ mod tests {
             stop_signal: String::new(),
             termination_log: None,
             cgroups_path: String::new(),
+            own_pid_namespace: true,
             created_at: 1,
         }
     }

@@ -890,3 +890,73 @@ async fn pod_sandbox_metrics_describe_live_containers() {
     }
     teardown(&daemon, &pod).await;
 }
+
+/// Whether a process whose command line holds `marker` is alive on the host.
+fn process_with(marker: &str) -> bool {
+    std::fs::read_dir("/proc").unwrap().flatten().any(|d| {
+        std::fs::read(d.path().join("cmdline"))
+            .map(|c| String::from_utf8_lossy(&c).contains(marker))
+            .unwrap_or(false)
+    })
+}
+
+/// RemoveContainer of a container whose PID 1 has exited while another of
+/// its processes, in the pod's shared PID namespace and so not killed with
+/// PID 1, still writes into the rootfs. The rootfs must be taken apart only
+/// once `runc delete` has emptied the container's cgroup: detaching the
+/// overlay under the writer and deleting its upper dir failed with
+/// "Directory not empty" (critest -benchmark hit it with dying processes).
+#[tokio::test]
+async fn remove_waits_for_processes_left_behind_by_pid_1() {
+    let daemon = daemon(&["busybox"]).await;
+    let shared_pid = NamespaceOption {
+        pid: NamespaceMode::Pod as i32,
+        ..Default::default()
+    };
+    let pod = run_pod_with(
+        &daemon,
+        "leftover",
+        Some(LinuxPodSandboxConfig {
+            security_context: Some(LinuxSandboxSecurityContext {
+                namespace_options: Some(shared_pid.clone()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+    )
+    .await;
+    let mut client = daemon.runtime().await;
+    let marker = "leftover-writer-marker";
+    let mut config = container_config(
+        "writer",
+        "busybox",
+        &[
+            "sh",
+            "-c",
+            &format!("(while true; do mkdir -p /spam/$RANDOM/{marker}; done) & sleep 1"),
+        ],
+    );
+    config.linux = Some(LinuxContainerConfig {
+        security_context: Some(LinuxContainerSecurityContext {
+            namespace_options: Some(shared_pid),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let id = create_and_start(&mut client, &pod, config).await;
+    wait_exited(&mut client, &id).await;
+    assert!(process_with(marker), "the writer should outlive PID 1");
+
+    client
+        .remove_container(RemoveContainerRequest {
+            container_id: id.clone(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("remove container: {e}\n{}", daemon.log()));
+    assert!(!process_with(marker), "the writer survived RemoveContainer");
+    assert!(
+        !daemon.dirs.root().join("containers").join(&id).exists(),
+        "container dir left behind"
+    );
+    teardown(&daemon, &pod).await;
+}

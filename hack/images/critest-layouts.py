@@ -4,10 +4,11 @@
 Usage: critest-layouts.py ROOTFS OUTDIR
 
 critest pulls from registry.k8s.io/e2e-test-images and
-gcr.io/k8s-staging-cri-tools. Nothing may be fetched from the internet, so
+gcr.io/k8s-staging-cri-tools (and, with -benchmark, from
+public.ecr.aws/docker/library). Nothing may be fetched from the internet, so
 hack/test-registry.sh pushes these look-alikes to the local registry and
 hack/critest.sh points crius at it through a registries.conf that rewrites
-those two hosts. Each image keeps what critest checks of the original:
+those hosts. Each image keeps what critest checks of the original:
 
 - names and tags, and a multi-arch index where upstream has one;
 - the image user (uid, name, group) of the test-image-user-* images, and the
@@ -281,6 +282,17 @@ def main():
         write(outdir, name, cri + name, tags, busybox + [marker], cfg)
     same = bl.Layer(bl.tar_files([("same-image", b"", 0o644)]), "ADD same-image")
     write(outdir, "test-image-tags", cri + "test-image-tags", ["1", "2", "3"], busybox + [same], cfg)
+
+    # critest -benchmark: the pulling and listing benchmarks name busybox
+    # under five tags of public.ecr.aws/docker/library/busybox.
+    write(
+        outdir,
+        "library-busybox",
+        "docker/library/busybox",
+        ["1.35.0-glibc", "1-uclibc", "1", "1-glibc", "1-musl"],
+        busybox,
+        cfg,
+    )
 
     # What hack/test-registry.sh pushes: "LAYOUT REPOSITORY TAG" lines.
     with open(os.path.join(outdir, "critest-images.txt"), "w") as f:
