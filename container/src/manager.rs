@@ -41,6 +41,9 @@ const FIRST_POLL: Duration = Duration::from_millis(1);
 /// While waiting for an exit, how often to check that conmon, which is to
 /// write the exit file, is still there.
 const MONITOR_CHECK: Duration = Duration::from_millis(400);
+/// How often a stop watches for the handler of a signal its container's
+/// PID 1 dropped.
+const HANDLER_POLL: Duration = Duration::from_millis(20);
 /// How long a writable layer's measured size is reused by stats calls.
 const LAYER_USAGE_TTL: Duration = Duration::from_secs(1);
 
@@ -739,11 +742,20 @@ impl ContainerManager {
         let id = &ctr.meta.id;
         if timeout > 0 && st.state() == State::Running {
             let sig = stop_signal(&ctr.meta.stop_signal);
-            self.kill(ctr, &st, &sig).await?;
-            if self
-                .wait_exit(ctr, Duration::from_secs(timeout as u64))
-                .await?
-            {
+            let delivery = self.kill(ctr, &st, &sig).await?;
+            let exited = self.wait_exit(ctr, Duration::from_secs(timeout as u64));
+            tokio::pin!(exited);
+            let exited = match (delivery, crate::signal::parse(&sig)) {
+                // A PID 1 that had no handler yet (a stop right after
+                // start) dropped the signal: it gets it again once it has
+                // one, and never twice.
+                (crate::signal::Delivery::Uncaught, Some(sig)) => tokio::select! {
+                    exited = &mut exited => exited?,
+                    () = redeliver_once_caught(id, st.pid, st.pid_start_time, sig) => exited.await?,
+                },
+                _ => exited.await?,
+            };
+            if exited {
                 return Ok(());
             }
             tracing::info!(%id, timeout, "stop signal ignored, killing");
@@ -765,15 +777,26 @@ impl ContainerManager {
     /// process at create (see [`crate::signal`]); runc does it otherwise
     /// (records from before the start time was kept, Unknown state,
     /// signals nix cannot name, a process that is not the recorded one).
-    /// A process already gone is not an error.
-    async fn kill(&self, ctr: &Container, st: &Status, signal: &str) -> Result<()> {
+    /// A process already gone is not an error. Says whether the process
+    /// caught the signal ([`Delivery::Uncaught`] only from the direct
+    /// path; runc's is taken as sent).
+    ///
+    /// [`Delivery::Uncaught`]: crate::signal::Delivery::Uncaught
+    async fn kill(
+        &self,
+        ctr: &Container,
+        st: &Status,
+        signal: &str,
+    ) -> Result<crate::signal::Delivery> {
         let id = &ctr.meta.id;
         let direct = matches!(st.state(), State::Created | State::Running)
             && st.pid > 0
             && st.pid_start_time > 0;
         if let (true, Some(sig)) = (direct, crate::signal::parse(signal)) {
             match crate::signal::send(st.pid, st.pid_start_time, sig) {
-                Ok(crate::signal::Delivery::Sent) => return Ok(()),
+                Ok(d @ (crate::signal::Delivery::Sent | crate::signal::Delivery::Uncaught)) => {
+                    return Ok(d);
+                }
                 // Exited but not yet recorded, or (should never be) the
                 // pid names another process now: runc, which has its own
                 // record of the container, decides.
@@ -781,7 +804,8 @@ impl ContainerManager {
                 Err(e) => tracing::warn!(%id, pid = st.pid, %e, "pidfd signal failed, using runc"),
             }
         }
-        self.runc.kill(id, signal, false).await
+        self.runc.kill(id, signal, false).await?;
+        Ok(crate::signal::Delivery::Sent)
     }
 
     /// Waits until the container has exited (true) or `limit` passed:
@@ -1653,6 +1677,26 @@ fn remove_dir_if_exists(d: &Path) -> Result<()> {
             Err(Error::io("failed to remove", d, e))
         }
         _ => Ok(()),
+    }
+}
+
+/// Sends `sig` once more as soon as the process (`pid`, started at
+/// `start_time`) has a handler for it; returns then, or when the process
+/// is gone. For a stop signal the process dropped for want of a handler.
+async fn redeliver_once_caught(id: &str, pid: i32, start_time: u64, sig: nix::sys::signal::Signal) {
+    loop {
+        tokio::time::sleep(HANDLER_POLL).await;
+        match crate::signal::Dispositions::of(pid, start_time) {
+            None => return,
+            Some(d) if d.catches(sig) => {
+                tracing::info!(%id, pid, signal = %sig, "stop signal came before the handler, sending it again");
+                if let Err(e) = crate::signal::send(pid, start_time, sig) {
+                    tracing::warn!(%id, pid, %e, "failed to send the stop signal again");
+                }
+                return;
+            }
+            Some(_) => {}
+        }
     }
 }
 

@@ -255,17 +255,7 @@ impl Runc {
                 source: e,
             })?,
             None => {
-                // runc forwards catchable signals only: kill the exec'd
-                // process itself, then runc exits with it.
-                kill_exec(pid_file);
-                if let Some(pgid) = child.id().and_then(|p| i32::try_from(p).ok()) {
-                    let _ = nix::sys::signal::killpg(
-                        nix::unistd::Pid::from_raw(pgid),
-                        nix::sys::signal::Signal::SIGKILL,
-                    );
-                }
-                let _ = child.start_kill();
-                let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
+                reap_timed_out_exec(id, &mut child, pid_file).await;
                 for h in [stdout, stderr].into_iter().flatten() {
                     h.abort();
                 }
@@ -332,7 +322,148 @@ pub(crate) fn runc_error_in_log(log: &str) -> Option<String> {
 
 /// All descendants of `root`, from /proc (parent pid is field 4 of stat).
 pub(crate) fn descendants(root: i32) -> Vec<i32> {
-    let mut parent_of: Vec<(i32, i32)> = Vec::new();
+    let parent_of = parent_map();
+    let mut out = Vec::new();
+    let mut frontier = vec![root];
+    while let Some(p) = frontier.pop() {
+        for &(child, parent) in &parent_of {
+            if parent == p && !out.contains(&child) {
+                out.push(child);
+                frontier.push(child);
+            }
+        }
+    }
+    out
+}
+
+/// How long runc gets to reap the killed exec'd process and exit before
+/// it is killed itself.
+const RUNC_REAP_WAIT: Duration = Duration::from_secs(5);
+/// How long one level of an exec'd process tree gets to be reaped by its
+/// parents once killed, and the whole tree to be gone at the end.
+const TREE_REAP_WAIT: Duration = Duration::from_millis(500);
+
+/// Ends a timed-out ExecSync so that nothing of it is left, zombies
+/// included, when the RPC reports the timeout. runc forwards catchable
+/// signals only, so the exec'd process tree is SIGKILLed itself, deepest
+/// processes first so that the parents still alive reap them (a shell
+/// waiting for its command does); then the exec'd process, which runc,
+/// its parent, reaps before it exits. Killing runc together with it (as
+/// killing runc's process group does) would hand the exec'd process to
+/// the container's PID 1, which may never reap it; runc is killed only if
+/// it does not exit in [`RUNC_REAP_WAIT`].
+async fn reap_timed_out_exec(id: &str, runc: &mut tokio::process::Child, pid_file: &Path) {
+    let runc_pid = runc.id().and_then(|p| i32::try_from(p).ok());
+    let mut killed: Vec<(i32, u64)> = Vec::new();
+    if let Some(root) = read_pid(pid_file) {
+        for level in tree_levels(root).into_iter().rev() {
+            kill_all(&level, &mut killed);
+            wait_gone(&killed, TREE_REAP_WAIT).await;
+        }
+    }
+    // What the killed shells started meanwhile, and what left the tree by
+    // a double fork, is still in runc's process group (the exec'd process
+    // inherits it; only a setsid takes it out).
+    if let Some(pgid) = runc_pid {
+        let strays: Vec<i32> = process_group(pgid)
+            .into_iter()
+            .filter(|p| *p != pgid)
+            .collect();
+        kill_all(&strays, &mut killed);
+    }
+    if tokio::time::timeout(RUNC_REAP_WAIT, runc.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(%id, pid = ?runc_pid, "runc exec did not exit after its process was killed, killing it");
+        if let Some(pgid) = runc_pid {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pgid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        let _ = runc.start_kill();
+        let _ = tokio::time::timeout(RUNC_REAP_WAIT, runc.wait()).await;
+    }
+    let left = wait_gone(&killed, TREE_REAP_WAIT).await;
+    if !left.is_empty() {
+        // Orphans the container's PID 1 adopted and has not reaped.
+        tracing::warn!(%id, pids = ?left, "processes of a timed-out exec are not reaped yet");
+    }
+}
+
+/// `root` and its descendants by depth: `[[root], children, grandchildren, ...]`.
+fn tree_levels(root: i32) -> Vec<Vec<i32>> {
+    let parents = parent_map();
+    let mut levels = vec![vec![root]];
+    loop {
+        let last = levels.last().map(Vec::as_slice).unwrap_or_default();
+        let next: Vec<i32> = parents
+            .iter()
+            .filter(|(child, parent)| {
+                last.contains(parent) && !levels.iter().flatten().any(|p| p == child)
+            })
+            .map(|(child, _)| *child)
+            .collect();
+        if next.is_empty() {
+            return levels;
+        }
+        levels.push(next);
+    }
+}
+
+/// SIGKILLs `pids`, noting each with its start time (so that waiting for
+/// it never mistakes a reused pid for it).
+fn kill_all(pids: &[i32], killed: &mut Vec<(i32, u64)>) {
+    for &pid in pids {
+        let Some(started) = crate::signal::start_time(pid) else {
+            continue;
+        };
+        if nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .is_ok()
+        {
+            killed.push((pid, started));
+        }
+    }
+}
+
+/// Waits until every process of `procs` is gone (reaped: a zombie is not
+/// gone) or `limit` passed; returns the pids still there.
+async fn wait_gone(procs: &[(i32, u64)], limit: Duration) -> Vec<i32> {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let left: Vec<i32> = procs
+            .iter()
+            .filter(|(pid, started)| crate::signal::start_time(*pid) == Some(*started))
+            .map(|(pid, _)| *pid)
+            .collect();
+        if left.is_empty() || tokio::time::Instant::now() >= deadline {
+            return left;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// `(pid, parent pid)` of every process, from /proc (field 4 of stat).
+fn parent_map() -> Vec<(i32, i32)> {
+    proc_stat_field(1)
+}
+
+/// The members of process group `pgid`, from /proc (field 5 of stat).
+fn process_group(pgid: i32) -> Vec<i32> {
+    proc_stat_field(2)
+        .into_iter()
+        .filter(|(_, group)| *group == pgid)
+        .map(|(pid, _)| pid)
+        .collect()
+}
+
+/// `(pid, n-th field after the state)` of every process in /proc.
+fn proc_stat_field(nth_after_state: usize) -> Vec<(i32, i32)> {
+    let mut out = Vec::new();
     if let Ok(entries) = std::fs::read_dir("/proc") {
         for e in entries.flatten() {
             let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
@@ -342,22 +473,12 @@ pub(crate) fn descendants(root: i32) -> Vec<i32> {
                 continue;
             };
             // comm may contain spaces and parens: fields start after the last ')'
-            if let Some(ppid) = stat
+            if let Some(value) = stat
                 .rsplit_once(')')
-                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|(_, rest)| rest.split_whitespace().nth(nth_after_state))
                 .and_then(|p| p.parse::<i32>().ok())
             {
-                parent_of.push((pid, ppid));
-            }
-        }
-    }
-    let mut out = Vec::new();
-    let mut frontier = vec![root];
-    while let Some(p) = frontier.pop() {
-        for &(child, parent) in &parent_of {
-            if parent == p && !out.contains(&child) {
-                out.push(child);
-                frontier.push(child);
+                out.push((pid, value));
             }
         }
     }

@@ -15,11 +15,14 @@ use serde_json::json;
 
 use crate::error::{Error, Result};
 
-/// What the node does for containers that do not name a profile.
+/// What the node does for containers that do not name a profile. The CRI
+/// says an unset profile is Unconfined (the kubelet sends RuntimeDefault
+/// explicitly when its SeccompDefault feature is on), as containerd does;
+/// RuntimeDefault is the operator's opt-in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum NodeDefault {
-    #[default]
     RuntimeDefault,
+    #[default]
     Unconfined,
 }
 
@@ -753,6 +756,8 @@ mod tests {
 
     #[test]
     fn field_wins_over_deprecated_path_and_node_default_applies() {
+        // Unset is Unconfined unless the node opts in to RuntimeDefault.
+        assert_eq!(NodeDefault::default(), NodeDefault::Unconfined);
         let node = NodeDefault::RuntimeDefault;
         assert_eq!(
             requested(&ContainerConfig::default(), node).unwrap(),

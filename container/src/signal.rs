@@ -7,6 +7,13 @@
 //! recorded at create: the pidfd is opened first, then `/proc/<pid>/stat`
 //! must still show that start time, so the pidfd is known to name the
 //! container's own process when the signal goes out.
+//!
+//! A signal can also be lost: the kernel drops a signal sent from outside
+//! to a PID namespace's init (a container's PID 1) that has no handler for
+//! it, and a stop that comes right after start finds a PID 1 that has not
+//! installed its handler yet. [`send`] tells from `/proc/<pid>/status`
+//! whether the process caught the signal when it went out, so that the
+//! caller can send it again once a handler is there ([`Dispositions`]).
 
 // pidfd_open and pidfd_send_signal have no safe wrapper in nix 0.30.
 #![allow(unsafe_code)]
@@ -18,7 +25,14 @@ use nix::sys::signal::Signal;
 /// What became of a signal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Delivery {
+    /// Sent while the process caught or blocked the signal (or began to
+    /// between the two looks at its status around the send).
     Sent,
+    /// Sent while the process neither caught nor blocked it: unless the
+    /// default action ended the process, the signal was dropped (a PID
+    /// namespace init drops what it has no handler for; a process may
+    /// ignore a signal).
+    Uncaught,
     /// The process is gone (exited, reaped, or its pid now names another
     /// process): nothing was signalled.
     Gone,
@@ -55,8 +69,61 @@ pub fn parse(name: &str) -> Option<Signal> {
     full.parse().ok()
 }
 
+/// The signal masks of a process, from `/proc/<pid>/status`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Dispositions {
+    /// Signals with a handler (SigCgt).
+    pub caught: u64,
+    /// Signals set to be ignored (SigIgn).
+    pub ignored: u64,
+    /// Signals blocked by the main thread (SigBlk): they stay pending.
+    pub blocked: u64,
+}
+
+impl Dispositions {
+    /// From the text of `/proc/<pid>/status`; `None` without the masks.
+    pub fn parse(status: &str) -> Option<Dispositions> {
+        let mask = |key: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        };
+        Some(Dispositions {
+            caught: mask("SigCgt")?,
+            ignored: mask("SigIgn")?,
+            blocked: mask("SigBlk")?,
+        })
+    }
+
+    /// Those of `pid` if it is still the process that started at
+    /// `start_time_ticks`; `None` once it is gone.
+    pub fn of(pid: i32, start_time_ticks: u64) -> Option<Dispositions> {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        // Read after the status: a reused pid shows another start time.
+        if start_time(pid) != Some(start_time_ticks) {
+            return None;
+        }
+        Dispositions::parse(&status)
+    }
+
+    fn bit(sig: Signal) -> u64 {
+        1u64 << ((sig as i32 - 1) & 63)
+    }
+
+    pub fn catches(&self, sig: Signal) -> bool {
+        self.caught & Self::bit(sig) != 0
+    }
+
+    pub fn blocks(&self, sig: Signal) -> bool {
+        self.blocked & Self::bit(sig) != 0
+    }
+}
+
 /// Sends `sig` to `pid` if it is still the process that started at
-/// `start_time` (as [`start_time`] read it).
+/// `start_time` (as [`start_time`] read it). The process's dispositions
+/// are read just before and just after: if neither look shows a handler
+/// for `sig` (or `sig` blocked), the result is [`Delivery::Uncaught`].
 pub fn send(pid: i32, start_time_ticks: u64, sig: Signal) -> std::io::Result<Delivery> {
     if pid <= 0 {
         return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
@@ -76,6 +143,7 @@ pub fn send(pid: i32, start_time_ticks: u64, sig: Signal) -> std::io::Result<Del
     if start_time(pid) != Some(start_time_ticks) {
         return Ok(Delivery::Gone);
     }
+    let before = Dispositions::of(pid, start_time_ticks);
     // SAFETY: a valid pidfd, a signal number, no siginfo (NULL) and no
     // flags, as pidfd_send_signal(2) allows.
     let r = unsafe {
@@ -94,7 +162,13 @@ pub fn send(pid: i32, start_time_ticks: u64, sig: Signal) -> std::io::Result<Del
             _ => Err(e),
         };
     }
-    Ok(Delivery::Sent)
+    let after = Dispositions::of(pid, start_time_ticks);
+    let heeded = |d: Option<Dispositions>| d.is_none_or(|d| d.catches(sig) || d.blocks(sig));
+    if heeded(before) || heeded(after) {
+        Ok(Delivery::Sent)
+    } else {
+        Ok(Delivery::Uncaught)
+    }
 }
 
 #[cfg(test)]
@@ -112,6 +186,66 @@ mod tests {
     }
 
     #[test]
+    fn dispositions_from_proc_status() {
+        let status = "Name:\tsh\nSigQ:\t0/63229\nSigPnd:\t0000000000000000\n\
+            ShdPnd:\t0000000000000000\nSigBlk:\t0000000000010000\n\
+            SigIgn:\t0000000000000004\nSigCgt:\t0000000000004002\n";
+        let d = Dispositions::parse(status).unwrap();
+        assert!(d.catches(Signal::SIGTERM));
+        assert!(d.catches(Signal::SIGINT));
+        assert!(!d.catches(Signal::SIGQUIT));
+        assert_eq!(d.ignored, 1 << 2);
+        assert!(d.blocks(Signal::SIGCHLD));
+        assert!(!d.blocks(Signal::SIGTERM));
+        assert_eq!(Dispositions::parse("Name:\tx\n"), None);
+    }
+
+    #[test]
+    fn a_signal_without_a_handler_is_reported_uncaught() {
+        // A shell that ignores TERM: the signal does nothing, and says so.
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "trap '' TERM; sleep 30"])
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        let started = start_time(pid).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        // Settled once the shell waits for its sleep: trap set, nothing
+        // blocked (it blocks signals around the fork).
+        let children = format!("/proc/{pid}/task/{pid}/children");
+        while Dispositions::of(pid, started).is_none_or(|d| d.ignored & (1 << 14) == 0)
+            || std::fs::read_to_string(&children)
+                .unwrap_or_default()
+                .trim()
+                .is_empty()
+        {
+            assert!(std::time::Instant::now() < deadline, "trap never set");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert_eq!(
+            send(pid, started, Signal::SIGTERM).unwrap(),
+            Delivery::Uncaught
+        );
+        assert!(child.try_wait().unwrap().is_none());
+        child.kill().unwrap();
+        child.wait().unwrap();
+
+        // A shell with a handler: caught.
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "trap 'exit 3' TERM; while :; do sleep 0.05; done"])
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        let started = start_time(pid).unwrap();
+        while Dispositions::of(pid, started).is_none_or(|d| !d.catches(Signal::SIGTERM)) {
+            assert!(std::time::Instant::now() < deadline, "trap never set");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert_eq!(send(pid, started, Signal::SIGTERM).unwrap(), Delivery::Sent);
+        assert_eq!(child.wait().unwrap().code(), Some(3));
+    }
+
+    #[test]
     fn signals_only_the_process_that_was_recorded() {
         let mut child = std::process::Command::new("sleep")
             .arg("30")
@@ -125,7 +259,11 @@ mod tests {
             Delivery::Gone
         );
         assert!(child.try_wait().unwrap().is_none());
-        assert_eq!(send(pid, started, Signal::SIGKILL).unwrap(), Delivery::Sent);
+        // No handler for SIGKILL, ever: uncaught (and deadly).
+        assert_eq!(
+            send(pid, started, Signal::SIGKILL).unwrap(),
+            Delivery::Uncaught
+        );
         let status = child.wait().unwrap();
         use std::os::unix::process::ExitStatusExt;
         assert_eq!(status.signal(), Some(libc::SIGKILL));

@@ -21,7 +21,8 @@ pub struct RuntimeConfig {
     /// Capabilities given to containers that do not ask for others
     /// (`CAP_`-prefixed names).
     pub default_capabilities: Vec<String>,
-    /// The seccomp profile of containers that name none.
+    /// The seccomp profile of containers that name none (Unconfined, as
+    /// the CRI says; RuntimeDefault if the operator opts in).
     pub seccomp_default: crate::seccomp::NodeDefault,
     /// Maximum tasks in each container's cgroup; 0 = no limit.
     pub pids_limit: i64,
@@ -45,7 +46,7 @@ impl RuntimeConfig {
                 .iter()
                 .map(|c| c.to_string())
                 .collect(),
-            seccomp_default: crate::seccomp::NodeDefault::RuntimeDefault,
+            seccomp_default: crate::seccomp::NodeDefault::Unconfined,
             pids_limit: 0,
         }
     }

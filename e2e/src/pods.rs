@@ -1,9 +1,12 @@
 //! Pods and containers for e2e tests that drive the whole daemon: a daemon
-//! with a loopback-only CNI network and images pulled from the local
-//! registry (hack/test-registry.sh), pods with a log directory in the test's
-//! temp dir, and the CRI calls the tests repeat.
+//! with a loopback-only CNI network (or a test's own bridge network) and
+//! images pulled from the local registry (hack/test-registry.sh), pods with
+//! a log directory in the test's temp dir, and the CRI calls the tests
+//! repeat.
 
 use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crius_proto::runtime_service_client::RuntimeServiceClient;
@@ -33,6 +36,13 @@ pub async fn daemon_with(images: &[&str], flags: &[&str]) -> Daemon {
         r#"{"cniVersion":"1.0.0","name":"lo-only","plugins":[{"type":"loopback"}]}"#,
     )
     .unwrap();
+    daemon_in(dirs, images, flags).await
+}
+
+/// A daemon on `dirs`, whose CNI config dir the test has filled (e.g. with
+/// a [`BridgeNet`]), with Debian's CNI plugins, extra `flags` and `images`
+/// pulled.
+pub async fn daemon_in(dirs: Arc<Dirs>, images: &[&str], flags: &[&str]) -> Daemon {
     let mut args = vec!["--cni-plugin-dir", "/usr/lib/cni"];
     args.extend_from_slice(flags);
     let daemon = Daemon::start_with(dirs, &args).await;
@@ -51,6 +61,135 @@ pub async fn daemon_with(images: &[&str], flags: &[&str]) -> Daemon {
     }
     daemon
 }
+/// A bridge + host-local + portmap network on 10.88.<n>.0/24 on the bridge
+/// `crius-crit<n>`, written into a test's CNI config dir; the bridge goes
+/// when this is dropped. Each test picks an `n` no other test uses.
+pub struct BridgeNet {
+    pub n: u8,
+}
+
+impl BridgeNet {
+    /// With the `loopback` plugin last in the chain.
+    pub fn new(dirs: &Arc<Dirs>, n: u8) -> BridgeNet {
+        BridgeNet::write(dirs, n, true)
+    }
+
+    /// Without the `loopback` plugin, as the conflists of Calico, Flannel
+    /// and Cilium are: `lo` is up only if crius brings it up.
+    pub fn without_loopback(dirs: &Arc<Dirs>, n: u8) -> BridgeNet {
+        BridgeNet::write(dirs, n, false)
+    }
+
+    fn write(dirs: &Arc<Dirs>, n: u8, loopback: bool) -> BridgeNet {
+        let net = BridgeNet { n };
+        let mut plugins = vec![
+            serde_json::json!({
+                "type": "bridge",
+                "bridge": net.bridge(),
+                "isGateway": true,
+                "ipMasq": true,
+                "ipam": {
+                    "type": "host-local",
+                    "dataDir": dirs.base.path().join("ipam"),
+                    "routes": [{"dst": "0.0.0.0/0"}],
+                    "ranges": [[{"subnet": format!("10.88.{n}.0/24")}]],
+                },
+            }),
+            serde_json::json!({"type": "portmap", "capabilities": {"portMappings": true}}),
+        ];
+        if loopback {
+            plugins.push(serde_json::json!({"type": "loopback"}));
+        }
+        let conflist = serde_json::json!({
+            "cniVersion": "1.0.0",
+            "name": net.bridge(),
+            "plugins": plugins,
+        });
+        std::fs::write(
+            dirs.cni_config_dir().join("10-critest.conflist"),
+            conflist.to_string(),
+        )
+        .unwrap();
+        net
+    }
+
+    pub fn bridge(&self) -> String {
+        format!("crius-crit{}", self.n)
+    }
+
+    pub fn prefix(&self) -> String {
+        format!("10.88.{}.", self.n)
+    }
+
+    /// No veth on the bridge and no iptables rule for the subnet is left.
+    pub fn assert_clean(&self) {
+        let out = |program: &str, args: &[&str]| {
+            let o = Command::new(program).args(args).output().unwrap();
+            String::from_utf8_lossy(&o.stdout).into_owned()
+        };
+        let veths = out("ip", &["-o", "link", "show", "master", &self.bridge()]);
+        assert!(veths.trim().is_empty(), "veths left: {veths}");
+        let rules = out("iptables-save", &[]);
+        let left: Vec<&str> = rules
+            .lines()
+            .filter(|l| l.contains(&self.prefix()))
+            .collect();
+        assert!(left.is_empty(), "iptables rules left: {left:#?}");
+    }
+}
+
+impl Drop for BridgeNet {
+    /// Deletes the bridge; after a panic also the NAT rules the bridge
+    /// plugin tagged with this network's name, which a pod the test did
+    /// not get to tear down leaves behind.
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let rules = Command::new("iptables-save")
+                .args(["-t", "nat"])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default();
+            let tag = format!("name: \\\"{}\\\"", self.bridge());
+            let mut chains = Vec::new();
+            for rule in rules.lines().filter(|l| l.contains(&tag)) {
+                // `-A CHAIN <match> -m comment --comment "<quoted>" -j T`:
+                // the comment is the one quoted part.
+                let Some((head, rest)) = rule.split_once(" -m comment --comment \"") else {
+                    continue;
+                };
+                let Some((comment, target)) = rest.rsplit_once("\" ") else {
+                    continue;
+                };
+                let Some(spec) = head.strip_prefix("-A ") else {
+                    continue;
+                };
+                let target: Vec<&str> = target.split_whitespace().collect();
+                if let [.., "-j", chain] = target[..]
+                    && chain.starts_with("CNI-")
+                {
+                    chains.push(chain.to_string());
+                }
+                let _ = Command::new("iptables")
+                    .args(["-t", "nat", "-D"])
+                    .args(spec.split_whitespace())
+                    .args(["-m", "comment", "--comment", &comment.replace("\\\"", "\"")])
+                    .args(&target)
+                    .output();
+            }
+            for chain in chains {
+                for op in ["-F", "-X"] {
+                    let _ = Command::new("iptables")
+                        .args(["-t", "nat", op, &chain])
+                        .output();
+                }
+            }
+        }
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.bridge()])
+            .output();
+    }
+}
+
 /// A running pod with a log directory in the test's temp dir.
 pub struct Pod {
     pub id: String,

@@ -449,6 +449,46 @@ async fn exec_sync_output_exit_code_and_timeout() {
     teardown(&daemon, &pod).await;
 }
 
+/// critest calls StopContainer within a millisecond of StartContainer,
+/// before the container's PID 1 has installed its TERM handler, and the
+/// kernel drops a signal sent to a PID namespace's init that has none:
+/// crius sends it again once the handler is there. The stop ends well
+/// within its 60 s grace period, by the handler (exit 0), not SIGKILL.
+#[tokio::test]
+async fn stop_right_after_start_reaches_a_handler_installed_later() {
+    let daemon = daemon(&["busybox"]).await;
+    let pod = run_pod(&daemon, "late-trap").await;
+    let mut client = daemon.runtime().await;
+    let id = create_and_start(
+        &mut client,
+        &pod,
+        container_config(
+            "late-trap",
+            "busybox",
+            &[
+                "sh",
+                "-c",
+                "sleep 2; trap 'exit 0' TERM; while true; do sleep 0.1; done",
+            ],
+        ),
+    )
+    .await;
+    let began = Instant::now();
+    client
+        .stop_container(StopContainerRequest {
+            container_id: id.clone(),
+            timeout: 60,
+        })
+        .await
+        .unwrap();
+    let took = began.elapsed();
+    assert!(took < Duration::from_secs(20), "stop took {took:?}");
+    let st = status(&mut client, &id).await;
+    assert_eq!(st.state, ContainerState::ContainerExited as i32, "{st:?}");
+    assert_eq!(st.exit_code, 0, "not stopped by its handler: {st:?}");
+    teardown(&daemon, &pod).await;
+}
+
 #[tokio::test]
 async fn stop_escalates_to_sigkill_and_is_idempotent() {
     let daemon = daemon(&["busybox"]).await;

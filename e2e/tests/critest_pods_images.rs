@@ -8,12 +8,10 @@
 //! Needs `eval "$(hack/test-registry.sh up)"` first.
 
 use std::collections::HashMap;
-use std::process::Command;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crius_e2e::pods::{
-    container_config, create, create_and_start, daemon, exec, image, metric_descriptors,
+    BridgeNet, container_config, create, create_and_start, daemon, exec, image, metric_descriptors,
     metrics_of_pod, remove_pod, run_pod, run_pod_config, run_pod_with, status, stop_pod, teardown,
 };
 use crius_e2e::{Daemon, Dirs};
@@ -910,75 +908,5 @@ async fn http_get(addr: &str) -> String {
             other => assert!(Instant::now() < deadline, "GET {addr}: {other:?}"),
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
-/// A bridge + host-local + portmap + loopback network on 10.88.<n>.0/24
-/// for one test; the bridge goes when this is dropped.
-struct BridgeNet {
-    n: u8,
-}
-
-impl BridgeNet {
-    fn new(dirs: &Arc<Dirs>, n: u8) -> BridgeNet {
-        let net = BridgeNet { n };
-        let conflist = serde_json::json!({
-            "cniVersion": "1.0.0",
-            "name": net.bridge(),
-            "plugins": [
-                {
-                    "type": "bridge",
-                    "bridge": net.bridge(),
-                    "isGateway": true,
-                    "ipMasq": true,
-                    "ipam": {
-                        "type": "host-local",
-                        "dataDir": dirs.base.path().join("ipam"),
-                        "routes": [{"dst": "0.0.0.0/0"}],
-                        "ranges": [[{"subnet": format!("10.88.{n}.0/24")}]],
-                    },
-                },
-                {"type": "portmap", "capabilities": {"portMappings": true}},
-                {"type": "loopback"},
-            ],
-        });
-        std::fs::write(
-            dirs.cni_config_dir().join("10-critest.conflist"),
-            conflist.to_string(),
-        )
-        .unwrap();
-        net
-    }
-
-    fn bridge(&self) -> String {
-        format!("crius-crit{}", self.n)
-    }
-
-    fn prefix(&self) -> String {
-        format!("10.88.{}.", self.n)
-    }
-
-    /// No veth on the bridge and no iptables rule for the subnet is left.
-    fn assert_clean(&self) {
-        let out = |program: &str, args: &[&str]| {
-            let o = Command::new(program).args(args).output().unwrap();
-            String::from_utf8_lossy(&o.stdout).into_owned()
-        };
-        let veths = out("ip", &["-o", "link", "show", "master", &self.bridge()]);
-        assert!(veths.trim().is_empty(), "veths left: {veths}");
-        let rules = out("iptables-save", &[]);
-        let left: Vec<&str> = rules
-            .lines()
-            .filter(|l| l.contains(&self.prefix()))
-            .collect();
-        assert!(left.is_empty(), "iptables rules left: {left:#?}");
-    }
-}
-
-impl Drop for BridgeNet {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["link", "del", &self.bridge()])
-            .output();
     }
 }

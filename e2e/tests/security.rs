@@ -593,14 +593,17 @@ fn seccomp(
 #[allow(deprecated)] // seccomp_profile_path is still honoured
 async fn seccomp_runtime_default_localhost_unconfined_and_apparmor() {
     use security_profile::ProfileType;
-    let daemon = daemon(&["busybox"]).await;
+    // The operator's opt-in: containers naming no profile get
+    // runtime/default (the built-in default, unconfined, is checked in
+    // critest_containers.rs).
+    let daemon = daemon_with(&["busybox"], &["--seccomp-default", "runtime/default"]).await;
     let pod = run_pod(&daemon, "seccomp").await;
     let mut client = daemon.runtime().await;
     let sleep = &["sleep", "3600"];
     // unshare(CLONE_NEWUSER) needs no capability: only seccomp stops it.
     let unshare = &["unshare", "-U", "true"];
 
-    // No profile named: the node default (runtime/default).
+    // No profile named: the node default, runtime/default here.
     let id = create_and_start(
         &mut client,
         &pod,

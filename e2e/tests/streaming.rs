@@ -330,6 +330,130 @@ async fn attach_to_printing_and_reading_containers() {
     teardown(&daemon, &pod).await;
 }
 
+/// A pod whose conflist does not chain the `loopback` plugin (bridge +
+/// host-local + portmap, as Calico's, Flannel's and Cilium's conflists
+/// have none either) has `lo` up in its network namespace, set by crius
+/// before CNI ADD: a server on 127.0.0.1 answers another container of the
+/// pod and port-forward (which connects to localhost in the pod). Bridge
+/// `crius-crit61`, 10.88.61.0/24.
+#[tokio::test]
+async fn localhost_and_port_forward_without_the_loopback_plugin() {
+    crius_e2e::require_root();
+    let dirs = crius_e2e::Dirs::new();
+    let net = BridgeNet::without_loopback(&dirs, 61);
+    let mut daemon = daemon_in(dirs.clone(), &["busybox"], &[]).await;
+    let pod = run_pod(&daemon, "no-lo-plugin").await;
+    let mut client = daemon.runtime().await;
+
+    // lo is UP in the pinned netns, as `ip` on the host sees it.
+    let netns = dirs.runroot().join("ns/net").join(&pod.id);
+    assert!(lo_is_up(&netns), "lo is down in {netns:?}");
+    create_and_start(
+        &mut client,
+        &pod,
+        container_config(
+            "web",
+            "busybox",
+            &[
+                "sh",
+                "-c",
+                "mkdir -p /www && echo hello over lo > /www/index.html && exec httpd -f -p 127.0.0.1:8080 -h /www",
+            ],
+        ),
+    )
+    .await;
+    let other = create_and_start(
+        &mut client,
+        &pod,
+        container_config("client", "busybox", &["sleep", "1000"]),
+    )
+    .await;
+    // Another container of the pod reaches the server on localhost.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let get = ["wget", "-q", "-O", "-", "http://127.0.0.1:8080/index.html"];
+        let out = exec(&mut client, &other, &get, 10)
+            .await
+            .expect("exec wget");
+        if out.exit_code == 0 {
+            assert_eq!(String::from_utf8_lossy(&out.stdout), "hello over lo\n");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "localhost:8080 unreachable in the pod: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Port-forward connects to localhost:8080 in the pod's namespace.
+    let url = client
+        .port_forward(PortForwardRequest {
+            pod_sandbox_id: pod.id.clone(),
+            port: vec![8080],
+        })
+        .await
+        .expect("PortForward RPC")
+        .into_inner()
+        .url;
+    let c = spdy_connect(&url, &["portforward.k8s.io"]).await.unwrap();
+    let mut error = c
+        .stream(
+            &[
+                ("streamType", "error"),
+                ("port", "8080"),
+                ("requestID", "0"),
+            ],
+            true,
+        )
+        .await;
+    let mut data = c
+        .stream(
+            &[("streamType", "data"), ("port", "8080"), ("requestID", "0")],
+            false,
+        )
+        .await;
+    data.write_all(b"GET /index.html HTTP/1.0\r\n\r\n")
+        .await
+        .unwrap();
+    let resp = read_all(&mut data).await;
+    assert!(resp.ends_with("hello over lo\n"), "{resp}");
+    assert_eq!(read_all(&mut error).await, "");
+    drop(c);
+
+    // A crius restarted under the pod brings lo back up (a pod made by an
+    // older crius, or whose lo was set down since).
+    nsenter_net(&netns, &["ip", "link", "set", "lo", "down"]);
+    assert!(!lo_is_up(&netns));
+    daemon.restart().await;
+    assert!(lo_is_up(&netns), "lo still down after a restart");
+
+    teardown(&daemon, &pod).await;
+    drop(daemon);
+    net.assert_clean();
+}
+
+/// Runs a host tool in the network namespace pinned at `netns`.
+fn nsenter_net(netns: &std::path::Path, cmd: &[&str]) -> String {
+    let out = std::process::Command::new("nsenter")
+        .arg(format!("--net={}", netns.display()))
+        .args(cmd)
+        .output()
+        .expect("nsenter and ip are required for this test");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{cmd:?}: {text} {out:?}");
+    text
+}
+
+/// Whether `ip link` shows the UP flag on `lo` in `netns`.
+fn lo_is_up(netns: &std::path::Path) -> bool {
+    let link = nsenter_net(netns, &["ip", "-o", "link", "show", "lo"]);
+    link.split_once('<')
+        .and_then(|(_, rest)| rest.split_once('>'))
+        .is_some_and(|(flags, _)| flags.split(',').any(|f| f == "UP"))
+}
+
 #[tokio::test]
 async fn port_forward_into_the_pod_network_namespace() {
     crius_e2e::require_root();

@@ -11,6 +11,7 @@
 pub mod cni;
 pub mod files;
 pub mod infra;
+pub mod loopback;
 mod manager;
 pub mod ns;
 pub mod persist;

@@ -511,6 +511,12 @@ impl Sandboxes {
                 if let Err(err) = sandbox.update(|s| s.state = State::NotReady).await {
                     tracing::warn!(%id, error = %err, "failed to persist sandbox state");
                 }
+            } else if record.status.state == State::Ready
+                && let Some(netns) = &record.spec.netns
+            {
+                // A pod made by a crius that did not bring lo up itself (or
+                // whose lo was set down since) gets it back.
+                ensure_loopback(&id, netns).await;
             }
             known.insert(id);
             self.store.insert(sandbox);
@@ -746,6 +752,20 @@ impl Sandboxes {
             files: PodFiles::new(self.run_dir(id), !host_ipc),
             namespaces,
         })
+    }
+}
+
+/// Brings `lo` up in a pinned network namespace found at recovery; a
+/// failure is logged, the pod kept as it is.
+async fn ensure_loopback(id: &str, netns: &Path) {
+    let path = netns.to_owned();
+    match tokio::task::spawn_blocking(move || crate::loopback::up_in(&path)).await {
+        Ok(Ok(true)) => tracing::info!(%id, ?netns, "brought up lo of a recovered pod"),
+        Ok(Ok(false)) => {}
+        Ok(Err(err)) => {
+            tracing::warn!(%id, ?netns, error = %crate_message(&err), "failed to bring up lo of a recovered pod");
+        }
+        Err(err) => tracing::warn!(%id, %err, "lo task failed"),
     }
 }
 

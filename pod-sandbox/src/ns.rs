@@ -1,8 +1,9 @@
 //! Pinned namespaces, made by a re-exec of the crius binary (`crius pinns`)
 //! rather than by forking inside the async runtime: the helper unshares the
-//! pod's namespaces, sets the hostname and sysctls inside them, bind-mounts
-//! `/proc/self/ns/<kind>` onto `<dir>/<kind>/<id>` and, for a pod PID
-//! namespace, starts the infra process (`crius pause`) as its PID 1.
+//! pod's namespaces, brings up `lo` in a new network namespace, sets the
+//! hostname and sysctls inside them, bind-mounts `/proc/self/ns/<kind>`
+//! onto `<dir>/<kind>/<id>` and, for a pod PID namespace, starts the infra
+//! process (`crius pause`) as its PID 1.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -282,6 +283,15 @@ pub fn pinns_main(args: &PinnsArgs) -> Result<PinnsOutput, String> {
         }
     }
     nix::sched::unshare(flags).map_err(|e| format!("unshare: {e}"))?;
+    if args.net {
+        // Before any CNI plugin runs: the conflist may not chain `loopback`.
+        crate::loopback::up_here().map_err(|e| {
+            let cause = std::error::Error::source(&e)
+                .map(|c| format!(": {c}"))
+                .unwrap_or_default();
+            format!("{e}{cause}")
+        })?;
+    }
     if let Some(hostname) = &args.hostname {
         if !args.uts {
             return Err("--hostname needs --uts".into());

@@ -97,7 +97,9 @@ impl CgroupManager {
     }
 }
 
-/// The seccomp profile of containers that name none.
+/// The seccomp profile of containers that name none. Unconfined by
+/// default: the CRI says an unset profile is unconfined, and the kubelet
+/// asks for RuntimeDefault explicitly when its SeccompDefault is on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 pub enum SeccompDefault {
     #[serde(rename = "runtime/default")]
@@ -212,7 +214,7 @@ impl Default for RuntimeConfig {
             runtime_path: "runc".into(),
             conmon_path: "conmon".into(),
             cgroup_manager: CgroupManager::Cgroupfs,
-            seccomp_default: SeccompDefault::RuntimeDefault,
+            seccomp_default: SeccompDefault::Unconfined,
             pids_limit: 0,
             handlers: vec!["runc".into()],
         }
@@ -339,7 +341,7 @@ const KEY_DOCS: &[KeyDoc] = &[
     KeyDoc {
         key: "runtime.seccomp_default",
         flag: "--seccomp-default",
-        doc: "Seccomp profile of containers that name none: runtime/default (the built-in Docker-equivalent profile) or unconfined.",
+        doc: "Seccomp profile of containers whose request names none: unconfined (as the CRI says; the kubelet sends RuntimeDefault itself when its SeccompDefault is on) or runtime/default (the built-in Docker-equivalent profile, an opt-in).",
     },
     KeyDoc {
         key: "runtime.pids_limit",
@@ -685,15 +687,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         assert_eq!(
             Config::default().runtime.seccomp_default,
-            SeccompDefault::RuntimeDefault
+            SeccompDefault::Unconfined
         );
         let main = write(
             dir.path(),
             "crius.toml",
-            "[runtime]\nseccomp_default = \"unconfined\"\n",
+            "[runtime]\nseccomp_default = \"runtime/default\"\n",
         );
         let config = Config::load(&main, true).unwrap();
-        assert_eq!(config.runtime.seccomp_default, SeccompDefault::Unconfined);
+        assert_eq!(
+            config.runtime.seccomp_default,
+            SeccompDefault::RuntimeDefault
+        );
         let bad = write(
             dir.path(),
             "bad.toml",
