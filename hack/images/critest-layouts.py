@@ -16,7 +16,8 @@ those hosts. Each image keeps what critest checks of the original:
 - the groups of test-image-predefined-group (default-user 1000 in group
   group-defined-in-image 50000);
 - distinct images for test-image-1..3, one image under test-image-tags:1..3;
-- `ipcs` (util-linux's: Debian's busybox lacks the applet);
+- `ipcs` and `pgrep` (util-linux's and procps's: Debian's busybox lacks
+  those applets);
 - applets as hard links to busybox, as in the busybox image (masking
   /bin/ls must not mask the shell);
 - an nginx that answers 200 on / (port 80; hostnet-nginx on 12003), writes
@@ -147,22 +148,24 @@ def compile_static(name):
             return f.read()
 
 
-def host_program_layer(path):
-    """A layer with a host program and the shared objects it loads, at the
+def host_programs_layer(*programs):
+    """A layer with host programs and the shared objects they load, at the
     same paths (as hack/test-registry.sh stages busybox)."""
-    out = subprocess.run(["ldd", path], check=True, capture_output=True, text=True).stdout
-    paths = [path]
-    for line in out.splitlines():
-        words = line.split()
-        if len(words) >= 3 and words[1] == "=>" and words[2].startswith("/"):
-            paths.append(words[2])
-        elif words and words[0].startswith("/"):
-            paths.append(words[0])
+    paths = []
+    for program in programs:
+        out = subprocess.run(["ldd", program], check=True, capture_output=True, text=True).stdout
+        paths.append(program)
+        for line in out.splitlines():
+            words = line.split()
+            if len(words) >= 3 and words[1] == "=>" and words[2].startswith("/"):
+                paths.append(words[2])
+            elif words and words[0].startswith("/"):
+                paths.append(words[0])
     files = []
-    for p in paths:
+    for p in dict.fromkeys(paths):
         with open(os.path.realpath(p), "rb") as f:
             files.append((p.lstrip("/"), f.read(), 0o755))
-    return bl.Layer(bl.tar_files(files), path + " from the host")
+    return bl.Layer(bl.tar_files(files), " ".join(programs) + " from the host")
 
 
 def web_layer(root, index_html, script=None):
@@ -179,8 +182,9 @@ def main():
 
     base = bl.Layer(hardlink_applets(bl.tar_rootfs(rootfs)), "busybox rootfs, hard-linked applets")
     etc = etc_layer(PASSWD, GROUP, "busybox /etc/passwd and /etc/group")
-    # Debian's busybox has no ipcs applet; the HostIpc specs run `ipcs -m`.
-    busybox = [base, etc, host_program_layer("/usr/bin/ipcs")]
+    # Debian's busybox has neither the ipcs nor the pgrep applet; the HostIpc
+    # specs run `ipcs -m`, the execSync timeout spec `pgrep sleep`.
+    busybox = [base, etc, host_programs_layer("/usr/bin/ipcs", "/usr/bin/pgrep")]
     cfg = {"Env": [bl.PATH_ENV], "Cmd": ["sh"]}
     e2e = "e2e-test-images/"
     cri = "k8s-staging-cri-tools/"
