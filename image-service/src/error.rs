@@ -76,6 +76,12 @@ pub enum Error {
         entry: PathBuf,
         reason: &'static str,
     },
+    #[error("layer {digest} exceeds a limit: {reason} (raise {key} to allow it)")]
+    LayerLimit {
+        digest: String,
+        key: &'static str,
+        reason: String,
+    },
     #[error("failed to unpack layer {digest} at entry {entry:?}")]
     Unpack {
         digest: String,
@@ -122,9 +128,9 @@ pub enum Error {
 impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::InvalidReference { .. } | Error::Credentials { .. } => {
-                ErrorKind::InvalidArgument
-            }
+            Error::InvalidReference { .. }
+            | Error::Credentials { .. }
+            | Error::LayerLimit { .. } => ErrorKind::InvalidArgument,
             Error::Blocked { .. }
             | Error::Unauthorized { .. }
             | Error::InUse { .. }

@@ -528,6 +528,7 @@ async fn fetch_layer(
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(64);
     let unpack_dir = staging.clone();
     let digest = layer.digest.clone();
+    let limits = inner.layer_limits;
     let unpacker = tokio::task::spawn_blocking(move || {
         crate::unpack::unpack_layer(
             ChannelReader {
@@ -536,10 +537,12 @@ async fn fetch_layer(
             },
             &unpack_dir,
             &digest,
+            &limits,
         )
     });
     let mut verifier = Verifier::new(&layer.digest, layer.size);
     let mut download_error = None;
+    let mut unpacker_stopped = false;
     while let Some(chunk) = stream.next().await {
         let chunk = match chunk {
             Ok(chunk) => chunk,
@@ -558,10 +561,11 @@ async fn fetch_layer(
             .fetch_add(chunk.len() as u64, Ordering::Relaxed);
         if tx.send(Ok(chunk)).await.is_err() {
             // The unpacker stopped early; its error says why.
+            unpacker_stopped = true;
             break;
         }
     }
-    if download_error.is_none() {
+    if download_error.is_none() && !unpacker_stopped {
         let v = std::mem::replace(&mut verifier, Verifier::new(&layer.digest, layer.size));
         if let Err(e) = v.finish() {
             download_error = Some(e);

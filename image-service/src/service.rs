@@ -35,6 +35,8 @@ pub struct Options {
     pub max_concurrent_downloads: usize,
     /// Images (by tag, digest or id) reported as pinned.
     pub pinned_images: Vec<String>,
+    /// Bounds on each layer's headers, size and entry count.
+    pub layer_limits: crate::unpack::LayerLimits,
 }
 
 /// An image ready to become a container's root filesystem.
@@ -74,6 +76,7 @@ pub(crate) struct Inner {
     pub(crate) registries: Registries,
     pub(crate) auth_file: AuthFile,
     pub(crate) downloads: tokio::sync::Semaphore,
+    pub(crate) layer_limits: crate::unpack::LayerLimits,
     pinned: Vec<String>,
     /// (store generation, when, usage): the kubelet asks every few seconds
     /// and a walk of a large store is not free.
@@ -100,6 +103,7 @@ impl ImageService {
             registries,
             auth_file,
             downloads: tokio::sync::Semaphore::new(options.max_concurrent_downloads.max(1)),
+            layer_limits: options.layer_limits,
             pinned: options.pinned_images.clone(),
             usage_cache: std::sync::Mutex::new(None),
         };
@@ -427,6 +431,7 @@ mod tests {
             auth_file: None,
             max_concurrent_downloads: 1,
             pinned_images: vec!["example.com/pause:3.9".into()],
+            layer_limits: Default::default(),
         })
         .unwrap()
     }

@@ -1,0 +1,209 @@
+//! Hostile images, registries and records: every input crius reads from an
+//! image or a registry is bounded, fails the pull with a clear error and
+//! leaves nothing behind, and the daemon stays small and responsive.
+//!
+//! The layer bombs (`hostile-*`) are built by hack/images/hostile-layouts.py
+//! and pushed by `eval "$(hack/test-registry.sh up)"`, which these tests
+//! need: they fail, never skip, without `CRIUS_TEST_REGISTRY`.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crius_e2e::{Daemon, Dirs};
+use crius_proto::image_service_client::ImageServiceClient;
+use crius_proto::*;
+use tonic::Code;
+use tonic::transport::Channel;
+
+fn registry() -> String {
+    std::env::var("CRIUS_TEST_REGISTRY").unwrap_or_else(|_| {
+        panic!("CRIUS_TEST_REGISTRY is not set: run `eval \"$(hack/test-registry.sh up)\"` first")
+    })
+}
+
+fn spec(image: &str) -> Option<ImageSpec> {
+    Some(ImageSpec {
+        image: image.to_owned(),
+        ..Default::default()
+    })
+}
+
+async fn daemon_with(extra: &[&str]) -> Daemon {
+    let dirs = Dirs::new();
+    let conf = dirs.base.path().join("registries.conf");
+    std::fs::write(&conf, "").unwrap();
+    let mut args = vec!["--registries-conf", conf.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    Daemon::start_with(dirs, &refs).await
+}
+
+async fn pull(
+    client: &mut ImageServiceClient<Channel>,
+    image: &str,
+) -> Result<String, tonic::Status> {
+    client
+        .pull_image(PullImageRequest {
+            image: spec(image),
+            auth: None,
+            sandbox_config: None,
+        })
+        .await
+        .map(|r| r.into_inner().image_ref)
+}
+
+async fn list(client: &mut ImageServiceClient<Channel>) -> Vec<Image> {
+    client
+        .list_images(ListImagesRequest { filter: None })
+        .await
+        .unwrap()
+        .into_inner()
+        .images
+}
+
+fn entries(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("read {dir:?}: {e}"))
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+fn store_dir(daemon: &Daemon) -> PathBuf {
+    daemon.dirs.root().join("images")
+}
+
+/// The daemon's peak resident set so far, in bytes (`VmHWM`).
+fn peak_rss(daemon: &Daemon) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", daemon.pid())).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("VmHWM in /proc/<pid>/status");
+    kib * 1024
+}
+
+/// GET `path` from `host:port` over plain HTTP/1.0; the body.
+fn http_get(addr: &str, path: &str, accept: &str) -> Vec<u8> {
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: {accept}\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).unwrap();
+    let at = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("http response head");
+    let head = String::from_utf8_lossy(&response[..at]);
+    assert!(
+        head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200"),
+        "{head}"
+    );
+    response[at + 4..].to_vec()
+}
+
+/// The digest of the one layer of `name:latest` in the test registry.
+fn layer_digest(name: &str) -> String {
+    let manifest = http_get(
+        &registry(),
+        &format!("/v2/{name}/manifests/latest"),
+        "application/vnd.oci.image.manifest.v1+json",
+    );
+    let manifest: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
+    manifest["layers"][0]["digest"]
+        .as_str()
+        .expect("layer digest")
+        .to_owned()
+}
+
+/// Pulls `name` and checks the failure: InvalidArgument naming the layer
+/// and the config key of the limit, quickly, with nothing stored.
+async fn assert_bounded_failure(daemon: &Daemon, name: &str, key: &str) {
+    let mut c = daemon.images().await;
+    let image = format!("{}/{name}", registry());
+    let started = Instant::now();
+    let err = pull(&mut c, &image).await.unwrap_err();
+    let elapsed = started.elapsed();
+    let digest = layer_digest(name);
+    assert_eq!(
+        err.code(),
+        Code::InvalidArgument,
+        "{name}: {}",
+        err.message()
+    );
+    assert!(
+        err.message().contains(&digest),
+        "{name}: the error does not name layer {digest}: {}",
+        err.message()
+    );
+    assert!(
+        err.message().contains(key),
+        "{name}: the error does not name {key}: {}",
+        err.message()
+    );
+    // Well under the minute the unbounded pull did not finish in.
+    assert!(
+        elapsed < Duration::from_secs(30),
+        "{name}: took {elapsed:?}"
+    );
+    assert!(list(&mut c).await.is_empty(), "{name}: an image was stored");
+    let store = store_dir(daemon);
+    assert!(
+        entries(&store.join("tmp")).is_empty(),
+        "{name}: staging left behind: {:?}",
+        entries(&store.join("tmp"))
+    );
+    assert!(
+        entries(&store.join("l")).is_empty(),
+        "{name}: a layer was stored"
+    );
+}
+
+#[tokio::test]
+async fn tar_header_and_sparse_bombs_fail_fast_in_bounded_memory() {
+    let daemon = daemon_with(&[]).await;
+    for name in ["hostile-longname", "hostile-longlink", "hostile-pax"] {
+        assert_bounded_failure(&daemon, name, "image.max_layer_header_bytes").await;
+    }
+    assert_bounded_failure(&daemon, "hostile-sparse", "image.max_layer_unpacked_bytes").await;
+    let peak = peak_rss(&daemon);
+    assert!(
+        peak < 256 * 1024 * 1024,
+        "crius peaked at {} MiB unpacking 1 MB layers",
+        peak / 1024 / 1024
+    );
+    // Still serving: a good image pulls afterwards.
+    let mut c = daemon.images().await;
+    pull(&mut c, &format!("{}/busybox:latest", registry()))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn layer_size_and_entry_limits_come_from_the_config() {
+    let dirs = Dirs::new();
+    std::fs::write(
+        dirs.base.path().join("crius.toml"),
+        "[image]\nmax_layer_unpacked_bytes = 16777216\nmax_layer_entries = 1000\n",
+    )
+    .unwrap();
+    let conf = dirs.base.path().join("registries.conf");
+    std::fs::write(&conf, "").unwrap();
+    let daemon = Daemon::start_with(dirs, &["--registries-conf", conf.to_str().unwrap()]).await;
+    assert_bounded_failure(&daemon, "hostile-zeros", "image.max_layer_unpacked_bytes").await;
+    assert_bounded_failure(&daemon, "hostile-entries", "image.max_layer_entries").await;
+    let peak = peak_rss(&daemon);
+    assert!(
+        peak < 256 * 1024 * 1024,
+        "crius peaked at {} MiB",
+        peak / 1024 / 1024
+    );
+}
