@@ -207,3 +207,73 @@ async fn layer_size_and_entry_limits_come_from_the_config() {
         peak / 1024 / 1024
     );
 }
+
+/// The daemon log without terminal colours.
+fn plain_log(daemon: &Daemon) -> String {
+    let log = daemon.log();
+    let mut out = String::with_capacity(log.len());
+    let mut chars = log.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_corrupt_image_record_is_set_aside_and_the_daemon_starts() {
+    let reg = registry();
+    let mut daemon = daemon_with(&[]).await;
+    let mut c = daemon.images().await;
+    let good = pull(&mut c, &format!("{reg}/busybox:latest"))
+        .await
+        .unwrap();
+    let bad = pull(&mut c, &format!("{reg}/busybox-user:latest"))
+        .await
+        .unwrap();
+    assert_ne!(good, bad);
+    let status = daemon.stop();
+    assert!(status.success(), "{status}");
+    let records = store_dir(&daemon).join("records");
+    let hex = bad.strip_prefix("sha256:").unwrap_or(&bad);
+    let record = records.join(format!("{hex}.json"));
+    assert!(
+        record.exists(),
+        "no record at {record:?}: {:?}",
+        entries(&records)
+    );
+    std::fs::write(&record, b"{").unwrap();
+
+    daemon.respawn().await;
+    let mut c = daemon.images().await;
+    let ids: Vec<String> = list(&mut c).await.into_iter().map(|i| i.id).collect();
+    assert_eq!(
+        ids,
+        [good.clone()],
+        "the good image is listed, the corrupt one is not"
+    );
+    assert!(!record.exists(), "the corrupt record stayed in place");
+    let aside = records.join(format!("{hex}.json.corrupt"));
+    assert_eq!(
+        std::fs::read(&aside).unwrap(),
+        b"{",
+        "not set aside at {aside:?}"
+    );
+    let log = plain_log(&daemon);
+    assert!(
+        log.contains("unreadable image store record set aside") && log.contains(hex),
+        "the corrupt record is not reported:\n{log}"
+    );
+    // The image can be pulled again.
+    let again = pull(&mut c, &format!("{reg}/busybox-user:latest"))
+        .await
+        .unwrap();
+    assert_eq!(again, bad);
+}

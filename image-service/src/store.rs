@@ -6,6 +6,7 @@
 //! blobs/sha256/<hex>    manifests, indexes and configs
 //! l/<16 hex>/           unpacked layers, ready as overlay lower dirs
 //! tmp/                  staging; anything here after a crash is garbage
+//! records/*.corrupt     records that could not be read, set aside on start
 //! ```
 //!
 //! Every record is written atomically (temp file, fsync, rename, fsync
@@ -567,18 +568,70 @@ fn remove_any(path: &Path) -> Result<()> {
 }
 
 /// `None` (after removing it) for a temp file left by a crashed write.
+/// Suffix of a record that could not be read: set aside for the operator,
+/// never loaded and never removed by crius.
+pub const CORRUPT_SUFFIX: &str = "corrupt";
+
+/// The record at `path`, or `None` for what is not a record. A record that
+/// cannot be read or parsed is renamed to `<name>.corrupt` and reported: one
+/// bad file must not keep the daemon (and every other image) from starting.
 fn load_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>> {
-    if path.extension().and_then(|e| e.to_str()) != Some("json") {
-        remove_any(path)?;
-        return Ok(None);
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("json") => {}
+        Some(CORRUPT_SUFFIX) => return Ok(None),
+        _ => {
+            remove_any(path)?;
+            return Ok(None);
+        }
     }
-    let data = std::fs::read(path).map_err(|e| Error::io("read", path, e))?;
-    serde_json::from_slice(&data)
-        .map(Some)
-        .map_err(|source| Error::Record {
-            path: path.to_owned(),
-            source,
+    let loaded = std::fs::read(path)
+        .map_err(|e| Error::io("read", path, e))
+        .and_then(|data| {
+            serde_json::from_slice::<serde_json::Value>(&data).map_err(|source| Error::Record {
+                path: path.to_owned(),
+                source,
+            })
         })
+        .and_then(|value| {
+            let version = value.get("version").and_then(serde_json::Value::as_u64);
+            if version != Some(u64::from(RECORD_VERSION)) {
+                return Err(Error::io(
+                    "load",
+                    path,
+                    std::io::Error::other(format!(
+                        "unsupported record version {version:?} (this crius writes {RECORD_VERSION})"
+                    )),
+                ));
+            }
+            serde_json::from_value(value).map_err(|source| Error::Record {
+                path: path.to_owned(),
+                source,
+            })
+        });
+    match loaded {
+        Ok(record) => Ok(Some(record)),
+        Err(err) => {
+            let mut aside = path.as_os_str().to_owned();
+            aside.push(".");
+            aside.push(CORRUPT_SUFFIX);
+            let aside = PathBuf::from(aside);
+            match std::fs::rename(path, &aside) {
+                Ok(()) => tracing::error!(
+                    ?path,
+                    ?aside,
+                    error = %crate::error_chain(&err),
+                    "unreadable image store record set aside; starting without it"
+                ),
+                Err(rename_err) => tracing::error!(
+                    ?path,
+                    error = %crate::error_chain(&err),
+                    %rename_err,
+                    "unreadable image store record could not be set aside; starting without it"
+                ),
+            }
+            Ok(None)
+        }
+    }
 }
 
 fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
@@ -679,6 +732,35 @@ mod tests {
         );
         // L2 is recorded but unused until a GC runs
         assert!(store.layer(L2).is_some());
+    }
+
+    #[test]
+    fn a_corrupt_record_is_set_aside_and_the_rest_loads() {
+        let root = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(root.path()).unwrap();
+            add_layer(&store, L1);
+            for id in ["sha256:aa", "sha256:bb"] {
+                store
+                    .commit_image(image(id, &[L1]), None, format!("r/a@{id}"))
+                    .unwrap();
+            }
+        }
+        let records = root.path().join("records");
+        std::fs::write(records.join("bb.json"), b"{").unwrap();
+        std::fs::write(records.join("cc.json"), br#"{"version": 99}"#).unwrap();
+        for _ in 0..2 {
+            let store = Store::open(root.path()).unwrap();
+            assert_eq!(store.images().len(), 1);
+            assert!(store.by_id("aa").is_some());
+            assert!(!records.join("bb.json").exists());
+            // kept for the operator across restarts
+            assert_eq!(
+                std::fs::read(records.join("bb.json.corrupt")).unwrap(),
+                b"{"
+            );
+            assert!(records.join("cc.json.corrupt").exists());
+        }
     }
 
     #[test]
