@@ -256,7 +256,7 @@ async fn a_corrupt_image_record_is_set_aside_and_the_daemon_starts() {
     let ids: Vec<String> = list(&mut c).await.into_iter().map(|i| i.id).collect();
     assert_eq!(
         ids,
-        [good.clone()],
+        std::slice::from_ref(&good),
         "the good image is listed, the corrupt one is not"
     );
     assert!(!record.exists(), "the corrupt record stayed in place");
