@@ -6,13 +6,16 @@
 //! and pushed by `eval "$(hack/test-registry.sh up)"`, which these tests
 //! need: they fail, never skip, without `CRIUS_TEST_REGISTRY`.
 
+use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crius_e2e::{Daemon, Dirs};
 use crius_proto::image_service_client::ImageServiceClient;
 use crius_proto::*;
+use sha2::{Digest as _, Sha256};
 use tonic::Code;
 use tonic::transport::Channel;
 
@@ -276,4 +279,142 @@ async fn a_corrupt_image_record_is_set_aside_and_the_daemon_starts() {
         .await
         .unwrap();
     assert_eq!(again, bad);
+}
+
+// ---------------------------------------------------------------------------
+// A fake registry for what a real one does not do: endless bodies, stalls.
+
+#[derive(Clone)]
+enum Route {
+    /// 200 with this content type and body.
+    Data(&'static str, Arc<Vec<u8>>),
+    /// 200, then spaces until the client hangs up; with a Content-Length
+    /// header of this many bytes if given.
+    Endless(Option<u64>),
+    /// 200 with a Content-Length, then nothing, forever.
+    Stall(u64),
+}
+
+struct FakeRegistry {
+    addr: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FakeRegistry {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn fake_registry(routes: HashMap<String, Route>) -> FakeRegistry {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let routes = Arc::new(routes);
+    let task = tokio::spawn(async move {
+        let mut conns = tokio::task::JoinSet::new();
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            let routes = routes.clone();
+            conns.spawn(async move {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let head = String::from_utf8_lossy(&request).into_owned();
+                let path = head.split_whitespace().nth(1).unwrap_or("/");
+                let path = path.split('?').next().unwrap_or("/").to_owned();
+                let head_only = head.starts_with("HEAD ");
+                let route = routes.get(&path).cloned();
+                let response = match &route {
+                    None if path == "/v2/" => {
+                        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}".to_owned()
+                    }
+                    None => "HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}".to_owned(),
+                    Some(Route::Data(content_type, data)) => format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        data.len()
+                    ),
+                    Some(Route::Endless(length)) => format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\n{}Connection: close\r\n\r\n",
+                        length.map(|n| format!("Content-Length: {n}\r\n")).unwrap_or_default()
+                    ),
+                    Some(Route::Stall(length)) => format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n"
+                    ),
+                };
+                if stream.write_all(response.as_bytes()).await.is_err() || head_only {
+                    return;
+                }
+                match route {
+                    Some(Route::Data(_, data)) => {
+                        let _ = stream.write_all(&data).await;
+                    }
+                    Some(Route::Endless(_)) => {
+                        let spaces = vec![b' '; 64 * 1024];
+                        while stream.write_all(&spaces).await.is_ok() {}
+                    }
+                    Some(Route::Stall(_)) => {
+                        // Hold the connection open without a byte until the
+                        // client goes away.
+                        let _ = stream.read(&mut buf).await;
+                    }
+                    None => {}
+                }
+            });
+        }
+    });
+    FakeRegistry { addr, task }
+}
+
+fn sha(data: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(data)))
+}
+
+#[tokio::test]
+async fn an_endless_or_huge_manifest_fails_in_bounded_memory() {
+    let mut routes = HashMap::new();
+    routes.insert(
+        "/v2/endless/manifests/latest".to_owned(),
+        Route::Endless(None),
+    );
+    routes.insert(
+        "/v2/huge/manifests/latest".to_owned(),
+        Route::Endless(Some(1 << 40)),
+    );
+    let fake = fake_registry(routes).await;
+    let daemon = daemon_with(&[]).await;
+    let mut c = daemon.images().await;
+    for name in ["endless", "huge"] {
+        let started = Instant::now();
+        let err = pull(&mut c, &format!("{}/{name}", fake.addr))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.code(),
+            Code::InvalidArgument,
+            "{name}: {}",
+            err.message()
+        );
+        assert!(
+            err.message().contains("is larger than 8388608 bytes")
+                && err.message().contains(&fake.addr),
+            "{name}: {}",
+            err.message()
+        );
+        assert!(started.elapsed() < Duration::from_secs(30), "{name}");
+    }
+    let peak = peak_rss(&daemon);
+    assert!(
+        peak < 256 * 1024 * 1024,
+        "crius peaked at {} MiB",
+        peak / 1024 / 1024
+    );
+    assert!(list(&mut c).await.is_empty());
 }

@@ -76,6 +76,12 @@ pub enum Error {
         entry: PathBuf,
         reason: &'static str,
     },
+    #[error("{what} from registry {registry} is larger than {limit} bytes")]
+    TooLarge {
+        registry: String,
+        what: String,
+        limit: u64,
+    },
     #[error("layer {digest} exceeds a limit: {reason} (raise {key} to allow it)")]
     LayerLimit {
         digest: String,
@@ -130,7 +136,8 @@ impl Error {
         match self {
             Error::InvalidReference { .. }
             | Error::Credentials { .. }
-            | Error::LayerLimit { .. } => ErrorKind::InvalidArgument,
+            | Error::LayerLimit { .. }
+            | Error::TooLarge { .. } => ErrorKind::InvalidArgument,
             Error::Blocked { .. }
             | Error::Unauthorized { .. }
             | Error::InUse { .. }

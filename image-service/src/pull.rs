@@ -38,7 +38,19 @@ struct Session {
     client: Client,
     endpoint: Endpoint,
     auth: RegistryAuth,
+    /// For documents crius reads whole (manifests, indexes): oci-client
+    /// reads a body before any size check, so these requests are crius's.
+    http: reqwest::Client,
+    scheme: &'static str,
+    /// The bearer token `auth` obtained, if the registry wants one.
+    token: Option<String>,
 }
+
+/// Bytes of an error response body kept for the message.
+const MAX_ERROR_BODY: usize = 64 * 1024;
+/// One manifest or index request, whole: a registry that trickles bytes
+/// must not hold a pull forever.
+const DOCUMENT_TIMEOUT: Duration = Duration::from_secs(120);
 
 impl Session {
     fn reference(&self, tag: Option<&str>, digest: Option<&str>) -> oci_client::Reference {
@@ -58,6 +70,101 @@ impl Session {
 
     fn err(&self, what: &str, e: OciDistributionError) -> Error {
         classify(&self.endpoint.registry, what, e)
+    }
+
+    /// GETs the manifest or index `reference` names, reading at most
+    /// [`manifest::MAX_DOCUMENT_SIZE`] bytes; its bytes and digest.
+    async fn fetch_manifest(
+        &self,
+        reference: &oci_client::Reference,
+        what: &str,
+    ) -> Result<(Bytes, String)> {
+        let registry = &self.endpoint.registry;
+        let target = reference
+            .digest()
+            .or(reference.tag())
+            .unwrap_or(crate::reference::DEFAULT_TAG);
+        let url = format!(
+            "{}://{}/v2/{}/manifests/{target}",
+            self.scheme,
+            reference.resolve_registry(),
+            reference.repository()
+        );
+        let unavailable = |e: reqwest::Error| Error::RegistryUnavailable {
+            registry: registry.clone(),
+            what: what.to_owned(),
+            source: e.into(),
+        };
+        let mut request = self
+            .http
+            .get(&url)
+            .timeout(DOCUMENT_TIMEOUT)
+            .header(reqwest::header::ACCEPT, manifest::ACCEPTED.join(", "));
+        request = match (&self.token, &self.auth) {
+            (Some(token), _) => request.bearer_auth(token),
+            (None, RegistryAuth::Basic(user, password)) => request.basic_auth(user, Some(password)),
+            (None, _) => request,
+        };
+        let mut response = request.send().await.map_err(unavailable)?;
+        let status = response.status();
+        if !status.is_success() {
+            let mut body = Vec::new();
+            while body.len() < MAX_ERROR_BODY {
+                match response.chunk().await {
+                    Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+                    Ok(None) | Err(_) => break,
+                }
+            }
+            body.truncate(MAX_ERROR_BODY);
+            let error = match serde_json::from_slice::<oci_client::errors::OciEnvelope>(&body) {
+                Ok(envelope) if !envelope.errors.is_empty() => {
+                    OciDistributionError::RegistryError { envelope, url }
+                }
+                _ => OciDistributionError::ServerError {
+                    code: status.as_u16(),
+                    url,
+                    message: String::from_utf8_lossy(&body).into_owned(),
+                },
+            };
+            return Err(self.err(what, error));
+        }
+        let too_large = || Error::TooLarge {
+            registry: registry.clone(),
+            what: what.to_owned(),
+            limit: manifest::MAX_DOCUMENT_SIZE,
+        };
+        if response
+            .content_length()
+            .is_some_and(|n| n > manifest::MAX_DOCUMENT_SIZE)
+        {
+            return Err(too_large());
+        }
+        let header_digest = response
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(unavailable)? {
+            if (body.len() + chunk.len()) as u64 > manifest::MAX_DOCUMENT_SIZE {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let digest = format!("sha256:{}", hex::encode(Sha256::digest(&body)));
+        let claimed = reference
+            .digest()
+            .map(str::to_owned)
+            .or(header_digest.filter(|d| d.starts_with("sha256:")));
+        if let Some(claimed) = claimed
+            && claimed != digest
+        {
+            return Err(Error::DigestMismatch {
+                expected: claimed,
+                actual: digest,
+            });
+        }
+        Ok((Bytes::from(body), digest))
     }
 }
 
@@ -155,24 +262,34 @@ pub(crate) async fn pull_from(
             RegistryAuth::Bearer(exchange_identity_token(endpoint, scheme, token).await?)
         }
     };
-    let session = Session {
+    let http = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .read_timeout(Duration::from_secs(60))
+        .danger_accept_invalid_certs(endpoint.insecure)
+        .user_agent(concat!("crius/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| Error::RegistryUnavailable {
+            registry: endpoint.registry.clone(),
+            what: "an http client".into(),
+            source: e.into(),
+        })?;
+    let mut session = Session {
         client,
         endpoint: endpoint.clone(),
         auth,
+        http,
+        scheme,
+        token: None,
     };
     let top_ref = session.reference(reference.tag.as_deref(), reference.digest.as_deref());
     let what = reference.to_string();
-    session
+    session.token = session
         .client
         .auth(&top_ref, &session.auth, RegistryOperation::Pull)
         .await
         .map_err(|e| session.err(&what, e))?;
 
-    let (top_bytes, top_digest) = session
-        .client
-        .pull_manifest_raw(&top_ref, &session.auth, manifest::ACCEPTED)
-        .await
-        .map_err(|e| session.err(&what, e))?;
+    let (top_bytes, top_digest) = session.fetch_manifest(&top_ref, &what).await?;
     let top = parse_document(reference, &top_digest, &top_bytes)?;
     let (manifest_bytes, manifest_digest, manifest) = if top.is_index() {
         let platform = manifest::host_platform();
@@ -195,10 +312,8 @@ pub(crate) async fn pull_from(
             .map_err(|reason| invalid(reference, "index", &top_digest, reason))?;
         let child_ref = session.reference(None, Some(&chosen.digest));
         let (bytes, digest) = session
-            .client
-            .pull_manifest_raw(&child_ref, &session.auth, manifest::ACCEPTED)
-            .await
-            .map_err(|e| session.err(&format!("{what} manifest {}", chosen.digest), e))?;
+            .fetch_manifest(&child_ref, &format!("{what} manifest {}", chosen.digest))
+            .await?;
         let doc = parse_document(reference, &digest, &bytes)?;
         if doc.is_index() {
             return Err(invalid(
