@@ -418,3 +418,196 @@ async fn an_endless_or_huge_manifest_fails_in_bounded_memory() {
     );
     assert!(list(&mut c).await.is_empty());
 }
+
+/// An image `name:latest` of uncompressed tar layers. Each layer's blob is
+/// served as `serve` says, or as itself.
+fn fake_image(
+    routes: &mut HashMap<String, Route>,
+    name: &str,
+    layers: Vec<(Vec<u8>, Option<Route>)>,
+) -> Vec<String> {
+    let digests: Vec<String> = layers.iter().map(|(tar, _)| sha(tar)).collect();
+    let config = serde_json::json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {"Cmd": ["/bin/sh"]},
+        "rootfs": {"type": "layers", "diff_ids": digests},
+    })
+    .to_string()
+    .into_bytes();
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": sha(&config),
+            "size": config.len(),
+        },
+        "layers": layers.iter().map(|(tar, _)| serde_json::json!({
+            "mediaType": "application/vnd.oci.image.layer.v1.tar",
+            "digest": sha(tar),
+            "size": tar.len(),
+        })).collect::<Vec<_>>(),
+    })
+    .to_string()
+    .into_bytes();
+    routes.insert(
+        format!("/v2/{name}/manifests/latest"),
+        Route::Data(
+            "application/vnd.oci.image.manifest.v1+json",
+            Arc::new(manifest),
+        ),
+    );
+    routes.insert(
+        format!("/v2/{name}/blobs/{}", sha(&config)),
+        Route::Data("application/octet-stream", Arc::new(config)),
+    );
+    for (tar, serve) in layers {
+        let digest = sha(&tar);
+        let route = serve.unwrap_or(Route::Data("application/octet-stream", Arc::new(tar)));
+        routes.insert(format!("/v2/{name}/blobs/{digest}"), route);
+    }
+    digests
+}
+
+/// A one-file tar of `size` bytes of noise (so it is not a quick download).
+fn tar_of(name: &str, size: usize) -> Vec<u8> {
+    let data: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_ustar();
+    h.set_size(data.len() as u64);
+    h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(1);
+    builder.append_data(&mut h, name, &data[..]).unwrap();
+    builder.into_inner().unwrap()
+}
+
+#[tokio::test]
+async fn a_failed_layer_of_a_parallel_pull_leaves_no_staging_dir() {
+    let stalled = tar_of("stalled", 1024);
+    let good = tar_of("good", 4 * 1024 * 1024);
+    let mut tampered = good.clone();
+    tampered[1024] ^= 0xff;
+    let mut routes = HashMap::new();
+    let len = stalled.len() as u64;
+    fake_image(
+        &mut routes,
+        "mixed",
+        vec![
+            (stalled, Some(Route::Stall(len))),
+            (
+                good,
+                Some(Route::Data("application/octet-stream", Arc::new(tampered))),
+            ),
+        ],
+    );
+    let fake = fake_registry(routes).await;
+    let daemon = daemon_with(&[]).await;
+    let mut c = daemon.images().await;
+    let err = pull(&mut c, &format!("{}/mixed", fake.addr))
+        .await
+        .unwrap_err();
+    assert!(
+        err.message().contains("failed verification"),
+        "{}",
+        err.message()
+    );
+    // When the RPC answers, every layer task has cleaned up after itself.
+    let store = store_dir(&daemon);
+    assert!(
+        entries(&store.join("tmp")).is_empty(),
+        "staging left behind: {:?}",
+        entries(&store.join("tmp"))
+    );
+    assert!(entries(&store.join("l")).is_empty());
+    assert!(list(&mut c).await.is_empty());
+}
+
+#[tokio::test]
+async fn stalled_downloads_fail_on_the_progress_deadline_and_free_their_slots() {
+    let mut routes = HashMap::new();
+    let layer = tar_of("never", 1024);
+    let len = layer.len() as u64;
+    let digests = fake_image(&mut routes, "stall", vec![(layer, Some(Route::Stall(len)))]);
+    let fake = fake_registry(routes).await;
+    let daemon = daemon_with(&[
+        "--download-progress-timeout-secs",
+        "2",
+        "--max-concurrent-downloads",
+        "2",
+    ])
+    .await;
+    let stalls: Vec<_> = (0..3)
+        .map(|_| {
+            let image = format!("{}/stall", fake.addr);
+            let socket = daemon.dirs.socket();
+            tokio::spawn(async move {
+                let mut c = ImageServiceClient::new(crius_e2e::connect(&socket).await.unwrap());
+                let started = Instant::now();
+                let result =
+                    tokio::time::timeout(Duration::from_secs(60), pull(&mut c, &image)).await;
+                (result, started.elapsed())
+            })
+        })
+        .collect();
+    // Meanwhile a pull from a good registry gets a slot.
+    let mut c = daemon.images().await;
+    let good = tokio::time::timeout(
+        Duration::from_secs(30),
+        pull(&mut c, &format!("{}/busybox:latest", registry())),
+    )
+    .await
+    .expect("the good pull waited behind stalled ones");
+    good.unwrap();
+    for stall in stalls {
+        let (result, elapsed) = stall.await.unwrap();
+        let err = result.expect("a stalled pull never failed").unwrap_err();
+        assert_eq!(err.code(), Code::DeadlineExceeded, "{}", err.message());
+        assert!(
+            err.message().contains(&digests[0]) && err.message().contains("no progress for 2 s"),
+            "{}",
+            err.message()
+        );
+        assert!(elapsed < Duration::from_secs(30), "{elapsed:?}");
+    }
+    assert!(entries(&store_dir(&daemon).join("tmp")).is_empty());
+}
+
+#[tokio::test]
+async fn a_client_that_goes_away_frees_its_download_slot() {
+    let mut routes = HashMap::new();
+    let layer = tar_of("never", 1024);
+    let len = layer.len() as u64;
+    fake_image(&mut routes, "stall", vec![(layer, Some(Route::Stall(len)))]);
+    let fake = fake_registry(routes).await;
+    // One slot; the default progress deadline (60 s) is far beyond this
+    // test's bounds.
+    let daemon = daemon_with(&["--max-concurrent-downloads", "1"]).await;
+    let mut c = daemon.images().await;
+    let tmp = store_dir(&daemon).join("tmp");
+    let image = format!("{}/stall", fake.addr);
+    let abandoned = tokio::time::timeout(Duration::from_secs(3), pull(&mut c, &image)).await;
+    assert!(
+        abandoned.is_err(),
+        "the stalled pull answered: {abandoned:?}"
+    );
+    let mut c = daemon.images().await;
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        pull(&mut c, &format!("{}/busybox:latest", registry())),
+    )
+    .await
+    .expect("the abandoned pull still holds the only download slot")
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !entries(&tmp).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "staging left behind: {:?}",
+            entries(&tmp)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -102,6 +102,14 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    #[error("download of blob {digest} from registry {registry} made no progress for {secs} s")]
+    DownloadStalled {
+        registry: String,
+        digest: String,
+        secs: u64,
+    },
+    #[error("pull of {reference} was cancelled")]
+    Cancelled { reference: String },
     #[error("image {image} is in use by {users:?}")]
     InUse { image: String, users: Vec<String> },
     #[error("failed to {action} {path:?}")]
@@ -142,9 +150,11 @@ impl Error {
             | Error::Unauthorized { .. }
             | Error::InUse { .. }
             | Error::UnsupportedMediaType { .. } => ErrorKind::FailedPrecondition,
-            Error::RegistryUnavailable { .. } | Error::Registry { .. } | Error::Download { .. } => {
-                ErrorKind::Unavailable
-            }
+            Error::RegistryUnavailable { .. }
+            | Error::Registry { .. }
+            | Error::Download { .. }
+            | Error::Cancelled { .. } => ErrorKind::Unavailable,
+            Error::DownloadStalled { .. } => ErrorKind::DeadlineExceeded,
             Error::NotFoundInRegistry { .. } | Error::NoMatchingPlatform { .. } => {
                 ErrorKind::NotFound
             }

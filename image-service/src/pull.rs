@@ -14,6 +14,7 @@ use oci_client::errors::{OciDistributionError, OciErrorCode};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, RegistryOperation};
 use sha2::{Digest as _, Sha256};
+use tokio_util::sync::CancellationToken;
 
 use crate::auth::Credentials;
 use crate::error::{Error, Result};
@@ -44,6 +45,8 @@ struct Session {
     scheme: &'static str,
     /// The bearer token `auth` obtained, if the registry wants one.
     token: Option<String>,
+    /// A blob download that receives nothing for this long fails.
+    progress_timeout: Duration,
 }
 
 /// Bytes of an error response body kept for the message.
@@ -236,7 +239,10 @@ pub(crate) async fn pull_from(
     endpoint: &Endpoint,
     credentials: &Credentials,
     progress: &Arc<Progress>,
+    cancel: &CancellationToken,
 ) -> Result<Arc<ImageRecord>> {
+    let what = reference.to_string();
+    let progress_timeout = inner.download_progress_timeout;
     let scheme = scheme_for(endpoint).await;
     let client = Client::new(ClientConfig {
         protocol: if scheme == "http" {
@@ -248,7 +254,8 @@ pub(crate) async fn pull_from(
         accept_invalid_certificates: endpoint.insecure,
         platform_resolver: None,
         connect_timeout: Some(Duration::from_secs(10)),
-        read_timeout: Some(Duration::from_secs(60)),
+        // A backstop: the progress deadline below fires first and says so.
+        read_timeout: Some(progress_timeout + Duration::from_secs(10)),
         user_agent: concat!("crius/", env!("CARGO_PKG_VERSION")),
         ..ClientConfig::default()
     });
@@ -258,13 +265,18 @@ pub(crate) async fn pull_from(
             RegistryAuth::Basic(username.clone(), password.clone())
         }
         Credentials::RegistryToken(token) => RegistryAuth::Bearer(token.clone()),
-        Credentials::IdentityToken(token) => {
-            RegistryAuth::Bearer(exchange_identity_token(endpoint, scheme, token).await?)
-        }
+        Credentials::IdentityToken(token) => RegistryAuth::Bearer(
+            or_cancel(
+                cancel,
+                &what,
+                exchange_identity_token(endpoint, scheme, token),
+            )
+            .await?,
+        ),
     };
     let http = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
-        .read_timeout(Duration::from_secs(60))
+        .read_timeout(progress_timeout)
         .danger_accept_invalid_certs(endpoint.insecure)
         .user_agent(concat!("crius/", env!("CARGO_PKG_VERSION")))
         .build()
@@ -280,16 +292,20 @@ pub(crate) async fn pull_from(
         http,
         scheme,
         token: None,
+        progress_timeout,
     };
     let top_ref = session.reference(reference.tag.as_deref(), reference.digest.as_deref());
-    let what = reference.to_string();
-    session.token = session
-        .client
-        .auth(&top_ref, &session.auth, RegistryOperation::Pull)
-        .await
-        .map_err(|e| session.err(&what, e))?;
+    session.token = or_cancel(cancel, &what, async {
+        session
+            .client
+            .auth(&top_ref, &session.auth, RegistryOperation::Pull)
+            .await
+            .map_err(|e| session.err(&what, e))
+    })
+    .await?;
 
-    let (top_bytes, top_digest) = session.fetch_manifest(&top_ref, &what).await?;
+    let (top_bytes, top_digest) =
+        or_cancel(cancel, &what, session.fetch_manifest(&top_ref, &what)).await?;
     let top = parse_document(reference, &top_digest, &top_bytes)?;
     let (manifest_bytes, manifest_digest, manifest) = if top.is_index() {
         let platform = manifest::host_platform();
@@ -311,9 +327,12 @@ pub(crate) async fn pull_from(
         validate_digest(&chosen.digest)
             .map_err(|reason| invalid(reference, "index", &top_digest, reason))?;
         let child_ref = session.reference(None, Some(&chosen.digest));
-        let (bytes, digest) = session
-            .fetch_manifest(&child_ref, &format!("{what} manifest {}", chosen.digest))
-            .await?;
+        let (bytes, digest) = or_cancel(
+            cancel,
+            &what,
+            session.fetch_manifest(&child_ref, &format!("{what} manifest {}", chosen.digest)),
+        )
+        .await?;
         let doc = parse_document(reference, &digest, &bytes)?;
         if doc.is_index() {
             return Err(invalid(
@@ -341,7 +360,7 @@ pub(crate) async fn pull_from(
             "too large".into(),
         ));
     }
-    let config_bytes = fetch_small_blob(&session, &config_desc).await?;
+    let config_bytes = or_cancel(cancel, &what, fetch_small_blob(&session, &config_desc)).await?;
     let config: ImageConfig = serde_json::from_slice(&config_bytes)
         .map_err(|e| invalid(reference, "config", &config_desc.digest, e.to_string()))?;
     if manifest.layers.len() > manifest::MAX_LAYERS {
@@ -387,23 +406,46 @@ pub(crate) async fn pull_from(
     );
     let session = Arc::new(session);
     let layer_ref = Arc::new(session.reference(None, Some(&manifest_digest)));
-    let tasks =
-        manifest
-            .layers
-            .iter()
-            .zip(&diff_ids)
-            .map(|(layer, diff_id)| {
-                let inner = inner.clone();
-                let session = session.clone();
-                let layer_ref = layer_ref.clone();
-                let progress = progress.clone();
-                let layer = layer.clone();
-                let diff_id = diff_id.clone();
-                async move {
-                    fetch_layer(&inner, &session, &layer_ref, &layer, &diff_id, &progress).await
+    // One failed layer cancels the others, and every layer task cleans up
+    // its own staging dir before the pull returns: nothing is left in tmp/.
+    let layers_cancel = cancel.child_token();
+    let tasks = manifest
+        .layers
+        .iter()
+        .zip(&diff_ids)
+        .map(|(layer, diff_id)| {
+            let inner = inner.clone();
+            let session = session.clone();
+            let layer_ref = layer_ref.clone();
+            let progress = progress.clone();
+            let layer = layer.clone();
+            let diff_id = diff_id.clone();
+            let cancel = layers_cancel.clone();
+            let what = what.clone();
+            async move {
+                let result = fetch_layer(
+                    &inner, &session, &layer_ref, &layer, &diff_id, &progress, &cancel, &what,
+                )
+                .await;
+                if result.is_err() {
+                    cancel.cancel();
                 }
-            });
-    futures_util::future::try_join_all(tasks).await?;
+                result
+            }
+        });
+    let mut failure: Option<Error> = None;
+    for result in futures_util::future::join_all(tasks).await {
+        if let Err(e) = result
+            && failure
+                .as_ref()
+                .is_none_or(|f| matches!(f, Error::Cancelled { .. }))
+        {
+            failure = Some(e);
+        }
+    }
+    if let Some(e) = failure {
+        return Err(e);
+    }
 
     let container = config.config.clone().unwrap_or_default();
     let record = ImageRecord {
@@ -500,14 +542,26 @@ pub(crate) fn now_nanos() -> i64 {
 /// A blob small enough to hold in memory (the config), digest-verified.
 async fn fetch_small_blob(session: &Session, desc: &Descriptor) -> Result<Vec<u8>> {
     let blob_ref = session.reference(None, Some(&desc.digest));
-    let mut stream = session
-        .client
-        .pull_blob_stream(&blob_ref, desc.digest.as_str())
-        .await
-        .map_err(|e| session.err(&format!("blob {}", desc.digest), e))?;
+    let stalled = || Error::DownloadStalled {
+        registry: session.endpoint.registry.clone(),
+        digest: desc.digest.clone(),
+        secs: session.progress_timeout.as_secs(),
+    };
+    let mut stream = tokio::time::timeout(
+        session.progress_timeout,
+        session
+            .client
+            .pull_blob_stream(&blob_ref, desc.digest.as_str()),
+    )
+    .await
+    .map_err(|_| stalled())?
+    .map_err(|e| session.err(&format!("blob {}", desc.digest), e))?;
     let mut verifier = Verifier::new(&desc.digest, desc.size);
     let mut data = Vec::with_capacity(usize::try_from(desc.size).unwrap_or(0));
-    while let Some(chunk) = stream.next().await {
+    while let Some(chunk) = tokio::time::timeout(session.progress_timeout, stream.next())
+        .await
+        .map_err(|_| stalled())?
+    {
         match chunk {
             Ok(chunk) => {
                 verifier.update(&chunk)?;
@@ -608,6 +662,20 @@ impl Read for ChannelReader {
     }
 }
 
+/// `future`, unless `cancel` fires first. Only for steps that leave nothing
+/// behind when dropped half-way.
+async fn or_cancel<T>(
+    cancel: &CancellationToken,
+    what: &str,
+    future: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    tokio::select! {
+        result = future => result,
+        () = cancel.cancelled() => Err(Error::Cancelled { reference: what.to_owned() }),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn fetch_layer(
     inner: &Arc<Inner>,
     session: &Session,
@@ -615,30 +683,47 @@ async fn fetch_layer(
     layer: &Descriptor,
     diff_id: &str,
     progress: &Progress,
+    cancel: &CancellationToken,
+    what: &str,
 ) -> Result<()> {
     let store = &inner.store;
     // One download per layer, however many pulls want it.
     let lock = store.layer_lock(diff_id);
-    let _guard = lock.lock().await;
+    let _guard = or_cancel(cancel, what, async { Ok(lock.lock().await) }).await?;
     if store.layer(diff_id).is_some() {
         // Already here (another image, or a concurrent pull of this one):
         // nothing is downloaded, so throughput does not count it.
         progress.layers_done.fetch_add(1, Ordering::Relaxed);
         return Ok(());
     }
-    let _permit = inner.downloads.acquire().await.map_err(|e| {
-        Error::io(
-            "wait for a download slot",
-            store.dir(),
-            std::io::Error::other(e),
-        )
-    })?;
+    let _permit = or_cancel(cancel, what, async {
+        inner.downloads.acquire().await.map_err(|e| {
+            Error::io(
+                "wait for a download slot",
+                store.dir(),
+                std::io::Error::other(e),
+            )
+        })
+    })
+    .await?;
     let started = Instant::now();
-    let mut stream = session
-        .client
-        .pull_blob_stream(image_ref, layer.digest.as_str())
+    let stalled = || Error::DownloadStalled {
+        registry: session.endpoint.registry.clone(),
+        digest: layer.digest.clone(),
+        secs: session.progress_timeout.as_secs(),
+    };
+    let mut stream = or_cancel(cancel, what, async {
+        tokio::time::timeout(
+            session.progress_timeout,
+            session
+                .client
+                .pull_blob_stream(image_ref, layer.digest.as_str()),
+        )
         .await
-        .map_err(|e| session.err(&format!("layer {}", layer.digest), e))?;
+        .map_err(|_| stalled())?
+        .map_err(|e| session.err(&format!("layer {}", layer.digest), e))
+    })
+    .await?;
     let staging = store.staging_dir()?;
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(64);
     let unpack_dir = staging.clone();
@@ -658,10 +743,22 @@ async fn fetch_layer(
     let mut verifier = Verifier::new(&layer.digest, layer.size);
     let mut download_error = None;
     let mut unpacker_stopped = false;
-    while let Some(chunk) = stream.next().await {
-        let chunk = match chunk {
-            Ok(chunk) => chunk,
-            Err(source) => {
+    loop {
+        let next = tokio::select! {
+            next = tokio::time::timeout(session.progress_timeout, stream.next()) => next,
+            () = cancel.cancelled() => {
+                download_error = Some(Error::Cancelled { reference: what.to_owned() });
+                break;
+            }
+        };
+        let chunk = match next {
+            Err(_) => {
+                download_error = Some(stalled());
+                break;
+            }
+            Ok(None) => break,
+            Ok(Some(Ok(chunk))) => chunk,
+            Ok(Some(Err(source))) => {
                 let v = std::mem::replace(&mut verifier, Verifier::new(&layer.digest, layer.size));
                 download_error = Some(v.error_or(&session.endpoint.registry, source));
                 break;

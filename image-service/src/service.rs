@@ -1,6 +1,7 @@
 //! `ImageService`: the library API the CRI server and the container code
-//! use. Pulls run as their own tasks (a client that goes away does not
-//! waste the download) and never hold the store lock across network I/O.
+//! use. Pulls run as their own tasks and never hold the store lock across
+//! network I/O. A client that goes away cancels its pull: stalled or
+//! abandoned pulls must not keep the node's download slots.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -37,6 +38,9 @@ pub struct Options {
     pub pinned_images: Vec<String>,
     /// Bounds on each layer's headers, size and entry count.
     pub layer_limits: crate::unpack::LayerLimits,
+    /// A blob download that receives nothing for this long fails, and
+    /// frees its download slot.
+    pub download_progress_timeout: Duration,
 }
 
 /// An image ready to become a container's root filesystem.
@@ -77,6 +81,7 @@ pub(crate) struct Inner {
     pub(crate) auth_file: AuthFile,
     pub(crate) downloads: tokio::sync::Semaphore,
     pub(crate) layer_limits: crate::unpack::LayerLimits,
+    pub(crate) download_progress_timeout: Duration,
     pinned: Vec<String>,
     /// (store generation, when, usage): the kubelet asks every few seconds
     /// and a walk of a large store is not free.
@@ -104,6 +109,7 @@ impl ImageService {
             auth_file,
             downloads: tokio::sync::Semaphore::new(options.max_concurrent_downloads.max(1)),
             layer_limits: options.layer_limits,
+            download_progress_timeout: options.download_progress_timeout,
             pinned: options.pinned_images.clone(),
             usage_cache: std::sync::Mutex::new(None),
         };
@@ -129,7 +135,11 @@ impl ImageService {
         let auth = auth.map(AuthEntry::from_cri);
         let inner = self.inner.clone();
         let image = image.to_owned();
-        tokio::spawn(async move { pull(&inner, &reference, auth.as_ref()).await })
+        // A client that goes away (its RPC dropped) cancels the pull, which
+        // frees its download slots and cleans up its staging dirs.
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let _cancel_on_drop = cancel.clone().drop_guard();
+        tokio::spawn(async move { pull(&inner, &reference, auth.as_ref(), &cancel).await })
             .await
             .map_err(|source| Error::Task {
                 reference: image,
@@ -320,13 +330,14 @@ async fn pull(
     inner: &Arc<Inner>,
     reference: &Reference,
     auth: Option<&AuthEntry>,
+    cancel: &tokio_util::sync::CancellationToken,
 ) -> Result<Arc<ImageRecord>> {
     let candidates = inner.registries.candidates(reference);
     let mut last = None;
     for (i, candidate) in candidates.iter().enumerate() {
-        match pull_candidate(inner, candidate, auth).await {
+        match pull_candidate(inner, candidate, auth, cancel).await {
             Ok(image) => return Ok(image),
-            Err(e) if i + 1 < candidates.len() => {
+            Err(e) if i + 1 < candidates.len() && !cancel.is_cancelled() => {
                 tracing::info!(reference = %candidate, error = %crate::error_chain(&e), "trying the next search registry");
                 last = Some(e);
             }
@@ -343,6 +354,7 @@ async fn pull_candidate(
     inner: &Arc<Inner>,
     reference: &Reference,
     auth: Option<&AuthEntry>,
+    cancel: &tokio_util::sync::CancellationToken,
 ) -> Result<Arc<ImageRecord>> {
     let endpoints = inner.registries.endpoints(reference)?;
     let started = Instant::now();
@@ -380,7 +392,7 @@ async fn pull_candidate(
                 }),
         };
         tracing::debug!(%reference, registry = %endpoint.registry, repository = %endpoint.repository, insecure = endpoint.insecure, "pulling from endpoint");
-        match pull_from(inner, reference, endpoint, &credentials, &progress).await {
+        match pull_from(inner, reference, endpoint, &credentials, &progress, cancel).await {
             Ok(image) => {
                 let elapsed = started.elapsed();
                 let bytes = progress.bytes.load(Ordering::Relaxed);
@@ -398,7 +410,7 @@ async fn pull_candidate(
                 result = Some(Ok(image));
                 break;
             }
-            Err(e) if i + 1 < endpoints.len() => {
+            Err(e) if i + 1 < endpoints.len() && !cancel.is_cancelled() => {
                 tracing::warn!(%reference, mirror = %endpoint.registry, error = %crate::error_chain(&e), "mirror failed; trying the next endpoint");
             }
             Err(e) => result = Some(Err(e)),
@@ -432,6 +444,7 @@ mod tests {
             max_concurrent_downloads: 1,
             pinned_images: vec!["example.com/pause:3.9".into()],
             layer_limits: Default::default(),
+            download_progress_timeout: Duration::from_secs(60),
         })
         .unwrap()
     }

@@ -94,6 +94,8 @@ pub struct Overrides {
     pub max_layer_unpacked_bytes: Option<u64>,
     #[arg(long, global = true, value_name = "N")]
     pub max_layer_entries: Option<u64>,
+    #[arg(long, global = true, value_name = "SECONDS")]
+    pub download_progress_timeout_secs: Option<u64>,
     #[arg(long, global = true, value_name = "IP")]
     pub streaming_address: Option<String>,
     #[arg(long, global = true, value_name = "PORT")]
@@ -191,6 +193,10 @@ impl Overrides {
             self.max_layer_unpacked_bytes,
         );
         set(&mut config.image.max_layer_entries, self.max_layer_entries);
+        set(
+            &mut config.image.download_progress_timeout_secs,
+            self.download_progress_timeout_secs,
+        );
     }
 }
 

@@ -169,6 +169,7 @@ pub struct ImageConfig {
     pub max_layer_header_bytes: u64,
     pub max_layer_unpacked_bytes: u64,
     pub max_layer_entries: u64,
+    pub download_progress_timeout_secs: u64,
 }
 
 impl Default for Config {
@@ -244,6 +245,7 @@ impl Default for ImageConfig {
             max_layer_header_bytes: image_service::unpack::DEFAULT_MAX_HEADER_BYTES,
             max_layer_unpacked_bytes: image_service::unpack::DEFAULT_MAX_UNPACKED_BYTES,
             max_layer_entries: image_service::unpack::DEFAULT_MAX_ENTRIES,
+            download_progress_timeout_secs: 60,
         }
     }
 }
@@ -427,6 +429,11 @@ const KEY_DOCS: &[KeyDoc] = &[
         flag: "--max-layer-entries",
         doc: "Tar entries one layer may hold.",
     },
+    KeyDoc {
+        key: "image.download_progress_timeout_secs",
+        flag: "--download-progress-timeout-secs",
+        doc: "A blob download (or the wait for its response) that receives no byte for this long fails with DeadlineExceeded and frees its download slot.",
+    },
 ];
 
 impl Config {
@@ -498,6 +505,12 @@ impl Config {
                     "{} bytes is less than a path may need (4096)",
                     self.image.max_layer_header_bytes
                 ),
+            });
+        }
+        if self.image.download_progress_timeout_secs == 0 {
+            return Err(ConfigError::Invalid {
+                key: "image.download_progress_timeout_secs",
+                message: "must be at least 1".into(),
             });
         }
         if self.image.max_layer_unpacked_bytes == 0 || self.image.max_layer_entries == 0 {

@@ -195,6 +195,9 @@ fn open_images(config: &Config) -> anyhow::Result<image_service::ImageService> {
             max_unpacked_bytes: image.max_layer_unpacked_bytes,
             max_entries: image.max_layer_entries,
         },
+        download_progress_timeout: std::time::Duration::from_secs(
+            image.download_progress_timeout_secs,
+        ),
     };
     image_service::ImageService::open(options).context("failed to open the image store")
 }
