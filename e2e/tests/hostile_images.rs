@@ -611,3 +611,138 @@ async fn a_client_that_goes_away_frees_its_download_slot() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// `lowerdir=` dirs of every overlay mounted under the daemon's dirs, made
+/// absolute (crius may mount with paths relative to the layer store).
+fn overlay_lowerdirs(daemon: &Daemon) -> Vec<Vec<PathBuf>> {
+    let base = daemon.dirs.base.path();
+    let layers = store_dir(daemon).join("l");
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    text.lines()
+        .filter(|line| {
+            line.split(' ')
+                .nth(4)
+                .is_some_and(|m| Path::new(m).starts_with(base))
+        })
+        .filter(|line| line.contains(" - overlay "))
+        .map(|line| {
+            let options = line.rsplit(' ').next().unwrap_or("");
+            options
+                .split(',')
+                .find_map(|o| o.strip_prefix("lowerdir="))
+                .unwrap_or("")
+                .split(':')
+                .filter(|d| !d.is_empty())
+                .map(|d| {
+                    let d = Path::new(d);
+                    if d.is_absolute() {
+                        d.to_owned()
+                    } else {
+                        layers.join(d)
+                    }
+                })
+                .collect()
+        })
+        .collect()
+}
+
+async fn remove_image(
+    client: &mut ImageServiceClient<Channel>,
+    image: &str,
+) -> Result<(), tonic::Status> {
+    client
+        .remove_image(RemoveImageRequest { image: spec(image) })
+        .await
+        .map(|_| ())
+}
+
+#[tokio::test]
+async fn remove_image_never_deletes_the_layers_of_a_container() {
+    use crius_e2e::pods;
+    let daemon = pods::daemon(&["busybox:latest"]).await;
+    let mut images = daemon.images().await;
+    let mut runtime = daemon.runtime().await;
+    let pod = pods::run_pod(&daemon, "hold-image").await;
+    let busybox = pods::image("busybox:latest");
+
+    // A created container holds its image.
+    let id = pods::create(
+        &mut runtime,
+        &pod,
+        pods::container_config("holder", "busybox:latest", &["sleep", "3600"]),
+    )
+    .await
+    .unwrap();
+    let err = remove_image(&mut images, &busybox).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{}", err.message());
+    assert!(
+        err.message().contains(&id),
+        "the container is not named: {}",
+        err.message()
+    );
+    assert_eq!(list(&mut images).await.len(), 1);
+
+    // Creates racing removals: whichever wins, no container is left on
+    // missing lower dirs.
+    let user_image = pods::image("busybox-user:latest");
+    let mut created = Vec::new();
+    for i in 0..12u64 {
+        pull(&mut images, &user_image).await.unwrap();
+        let config = pods::container_config(
+            &format!("race-{i}"),
+            "busybox-user:latest",
+            &["sleep", "3600"],
+        );
+        let mut r = daemon.runtime().await;
+        let mut im = daemon.images().await;
+        let pod_ref = &pod;
+        let image = user_image.clone();
+        let (create, remove) = tokio::join!(
+            async move { pods::create(&mut r, pod_ref, config).await },
+            async move {
+                tokio::time::sleep(Duration::from_millis(i * 25)).await;
+                remove_image(&mut im, &image).await
+            }
+        );
+        match (&create, &remove) {
+            (Ok(_), Ok(())) => panic!("race {i}: both the create and the removal succeeded"),
+            (Ok(_), Err(e)) => assert_eq!(
+                e.code(),
+                Code::FailedPrecondition,
+                "race {i}: {}",
+                e.message()
+            ),
+            (Err(e), Ok(())) => assert_eq!(e.code(), Code::NotFound, "race {i}: {}", e.message()),
+            (Err(c), Err(r)) => panic!("race {i}: both failed: {} / {}", c.message(), r.message()),
+        }
+        if let Ok(id) = create {
+            created.push(id);
+        }
+        for dirs in overlay_lowerdirs(&daemon) {
+            for dir in dirs {
+                assert!(
+                    dir.is_dir(),
+                    "race {i}: a container's lower dir {dir:?} is gone"
+                );
+            }
+        }
+    }
+    assert!(
+        !overlay_lowerdirs(&daemon).is_empty(),
+        "no overlay mount was checked"
+    );
+
+    // Once its containers are gone, an image can be removed.
+    for id in created.iter().chain([&id]) {
+        runtime
+            .remove_container(RemoveContainerRequest {
+                container_id: id.clone(),
+            })
+            .await
+            .unwrap();
+    }
+    remove_image(&mut images, &busybox).await.unwrap();
+    let _ = remove_image(&mut images, &user_image).await;
+    pods::teardown(&daemon, &pod).await;
+    assert!(list(&mut images).await.is_empty());
+}

@@ -185,16 +185,18 @@ impl ImageService {
     }
 
     /// Removes a tag (the image stays while it has other tags) or, by id or
-    /// digest, the whole image. A missing image is not an error.
-    pub async fn remove(&self, name: &str) -> Result<()> {
+    /// digest, the whole image. A missing image is not an error. An image
+    /// held by [`ImageService::hold`] or named by `used_by` (existing
+    /// containers) is refused with `FailedPrecondition`.
+    pub async fn remove(&self, name: &str, used_by: Arc<crate::store::UsedBy>) -> Result<()> {
         let Some((image, tag)) = self.resolve_with_tag(name) else {
             return Ok(());
         };
         let inner = self.inner.clone();
         let id = image.id.clone();
         tokio::task::spawn_blocking(move || match tag {
-            Some(tag) => inner.store.untag(&id, &tag).map(|_| ()),
-            None => inner.store.remove_image(&id),
+            Some(tag) => inner.store.untag(&id, &tag, &*used_by).map(|_| ()),
+            None => inner.store.remove_image(&id, &*used_by),
         })
         .await
         .map_err(|source| Error::Task {
@@ -208,6 +210,28 @@ impl ImageService {
             .pinned
             .iter()
             .any(|p| self.resolve(p).is_some_and(|i| i.id == image.id))
+    }
+
+    /// Like [`ImageService::rootfs`], and registers `user` as holding the
+    /// image so that `RemoveImage` refuses it until
+    /// [`ImageService::release`]: the layers cannot go while a container
+    /// is being created on them.
+    pub fn hold(&self, name: &str, user: &str) -> Option<(Arc<ImageRecord>, ImageRootfs)> {
+        let image = self.resolve(name)?;
+        if !self.inner.store.add_user(&image.id, user) {
+            return None;
+        }
+        match self.rootfs(&image.id) {
+            Some(rootfs) => Some((image, rootfs)),
+            None => {
+                self.release(&image.id, user);
+                None
+            }
+        }
+    }
+
+    pub fn release(&self, id: &str, user: &str) {
+        self.inner.store.remove_user(id, user);
     }
 
     /// What the container code needs: layer dirs (lowest first) and config.
@@ -503,11 +527,22 @@ mod tests {
         assert!(dirs[0].file_name().unwrap().len() == 16);
 
         // in use: refused; by tag it is the last tag, so it would go
-        store.add_user(ID, "ctr-1");
-        let err = svc.remove("example.com/pause:3.9").await.unwrap_err();
+        let (held, _) = svc.hold("example.com/pause:3.9", "ctr-1").unwrap();
+        assert_eq!(held.id, ID);
+        let err = svc
+            .remove("example.com/pause:3.9", Arc::new(|_| None))
+            .await
+            .unwrap_err();
         assert_eq!(err.kind(), crius_proto::ErrorKind::FailedPrecondition);
-        store.remove_user(ID, "ctr-1");
-        svc.remove("example.com/pause:3.9").await.unwrap();
+        svc.release(ID, "ctr-1");
+        let err = svc
+            .remove(ID, Arc::new(|_| Some("ctr-2".into())))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("ctr-2"), "{err}");
+        svc.remove("example.com/pause:3.9", Arc::new(|_| None))
+            .await
+            .unwrap();
         assert!(svc.list().is_empty());
         assert!(!dirs[0].exists());
         let usage = svc.fs_usage().await.unwrap();

@@ -103,6 +103,9 @@ pub struct Store {
     generation: AtomicU64,
 }
 
+/// Names what outside the store uses image `id` (a container), if anything.
+pub type UsedBy = dyn Fn(&str) -> Option<String> + Send + Sync;
+
 /// Keeps layers referenced by a running pull out of GC until dropped.
 pub struct InflightGuard<'a> {
     store: &'a Store,
@@ -410,9 +413,10 @@ impl Store {
         Ok(image)
     }
 
-    /// Removes one tag; the image goes too when it was its last tag.
-    /// Returns whether the whole image was removed.
-    pub fn untag(&self, id: &str, tag: &str) -> Result<bool> {
+    /// Removes one tag; the image goes too when it was its last tag (see
+    /// [`Store::remove_image`] for `used_by`). Returns whether the whole
+    /// image was removed.
+    pub fn untag(&self, id: &str, tag: &str, used_by: &UsedBy) -> Result<bool> {
         let mut state = self.write();
         let Some(image) = state.images.get(id).cloned() else {
             return Ok(false);
@@ -425,16 +429,27 @@ impl Store {
             return Ok(false);
         }
         drop(state);
-        self.remove_image(id)?;
+        self.remove_image(id, used_by)?;
         Ok(true)
     }
 
-    /// Removes an image record and then every layer no image uses.
-    pub fn remove_image(&self, id: &str) -> Result<()> {
+    /// Removes an image record and then every layer no image uses, unless
+    /// a user holds the image ([`Store::add_user`], for a container being
+    /// created) or `used_by` names one (an existing container). Both are
+    /// checked under the store lock that `add_user` takes, so a create
+    /// either registers before the removal, or finds the image gone.
+    pub fn remove_image(&self, id: &str, used_by: &UsedBy) -> Result<()> {
         let doomed = {
             let mut state = self.write();
-            if let Some(users) = state.users.get(id).filter(|u| !u.is_empty()) {
-                let mut users: Vec<String> = users.iter().cloned().collect();
+            let mut users: Vec<String> = state
+                .users
+                .get(id)
+                .map(|u| u.iter().cloned().collect())
+                .unwrap_or_default();
+            if state.images.contains_key(id) {
+                users.extend(used_by(id));
+            }
+            if !users.is_empty() {
                 users.sort();
                 return Err(Error::InUse {
                     image: id.to_owned(),
@@ -520,19 +535,28 @@ impl Store {
         Ok(doomed)
     }
 
-    /// Registers `user` (a container id) as using image `id`.
-    pub fn add_user(&self, id: &str, user: &str) {
-        self.write()
+    /// Registers `user` as holding image `id`, if the image is there:
+    /// `RemoveImage` refuses it until [`Store::remove_user`].
+    pub fn add_user(&self, id: &str, user: &str) -> bool {
+        let mut state = self.write();
+        if !state.images.contains_key(id) {
+            return false;
+        }
+        state
             .users
             .entry(id.to_owned())
             .or_default()
             .insert(user.to_owned());
+        true
     }
 
     pub fn remove_user(&self, id: &str, user: &str) {
         let mut state = self.write();
         if let Some(users) = state.users.get_mut(id) {
             users.remove(user);
+            if users.is_empty() {
+                state.users.remove(id);
+            }
         }
     }
 
@@ -784,9 +808,9 @@ mod tests {
         store
             .commit_image(image("sha256:bb", &[L1]), Some("r/b:1".into()), "d2".into())
             .unwrap();
-        assert!(!store.untag("sha256:bb", "r/a:1").unwrap());
+        assert!(!store.untag("sha256:bb", "r/a:1", &|_| None).unwrap());
         assert_eq!(store.by_id("bb").unwrap().repo_tags, ["r/b:1"]);
-        assert!(store.untag("sha256:bb", "r/b:1").unwrap());
+        assert!(store.untag("sha256:bb", "r/b:1", &|_| None).unwrap());
         assert!(store.by_id("bb").is_none());
         // still used by aa
         assert!(store.layer(L1).is_some());
@@ -805,14 +829,23 @@ mod tests {
             .commit_image(image("sha256:bb", &[L2]), None, "e".into())
             .unwrap();
         let guard = store.pin_layers(&[L1.to_string()]);
-        store.remove_image("sha256:aa").unwrap();
+        store.remove_image("sha256:aa", &|_| None).unwrap();
         assert!(d1.exists(), "pinned by a running pull");
         drop(guard);
-        store.add_user("sha256:bb", "ctr1");
-        let err = store.remove_image("sha256:bb").unwrap_err();
+        assert!(store.add_user("sha256:bb", "ctr1"));
+        assert!(!store.add_user("sha256:gone", "ctr1"));
+        let err = store.remove_image("sha256:bb", &|_| None).unwrap_err();
         assert_eq!(err.kind(), crius_proto::ErrorKind::FailedPrecondition);
         store.remove_user("sha256:bb", "ctr1");
-        store.remove_image("sha256:bb").unwrap();
+        // a container outside the store, named by the caller
+        let err = store
+            .remove_image("sha256:bb", &|id| {
+                (id == "sha256:bb").then(|| "ctr2".into())
+            })
+            .unwrap_err();
+        assert!(err.to_string().contains("ctr2"), "{err}");
+        assert!(d2.exists());
+        store.remove_image("sha256:bb", &|_| None).unwrap();
         assert!(!d1.exists() && !d2.exists());
         assert!(store.layer(L1).is_none());
         assert_eq!(
@@ -822,7 +855,7 @@ mod tests {
             0
         );
         // removing again is fine
-        store.remove_image("sha256:bb").unwrap();
+        store.remove_image("sha256:bb", &|_| None).unwrap();
         let reopened = Store::open(root.path()).unwrap();
         assert!(reopened.images().is_empty());
     }
