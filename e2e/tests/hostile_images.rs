@@ -293,6 +293,8 @@ enum Route {
     Endless(Option<u64>),
     /// 200 with a Content-Length, then nothing, forever.
     Stall(u64),
+    /// This error status, then spaces until the client hangs up.
+    EndlessError(u16),
 }
 
 struct FakeRegistry {
@@ -345,6 +347,9 @@ async fn fake_registry(routes: HashMap<String, Route>) -> FakeRegistry {
                         "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\n{}Connection: close\r\n\r\n",
                         length.map(|n| format!("Content-Length: {n}\r\n")).unwrap_or_default()
                     ),
+                    Some(Route::EndlessError(status)) => format!(
+                        "HTTP/1.1 {status} Oops\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n"
+                    ),
                     Some(Route::Stall(length)) => format!(
                         "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n"
                     ),
@@ -356,7 +361,7 @@ async fn fake_registry(routes: HashMap<String, Route>) -> FakeRegistry {
                     Some(Route::Data(_, data)) => {
                         let _ = stream.write_all(&data).await;
                     }
-                    Some(Route::Endless(_)) => {
+                    Some(Route::Endless(_) | Route::EndlessError(_)) => {
                         let spaces = vec![b' '; 64 * 1024];
                         while stream.write_all(&spaces).await.is_ok() {}
                     }
@@ -378,7 +383,7 @@ fn sha(data: &[u8]) -> String {
 }
 
 #[tokio::test]
-async fn an_endless_or_huge_manifest_fails_in_bounded_memory() {
+async fn endless_or_huge_registry_bodies_fail_in_bounded_memory() {
     let mut routes = HashMap::new();
     routes.insert(
         "/v2/endless/manifests/latest".to_owned(),
@@ -388,9 +393,22 @@ async fn an_endless_or_huge_manifest_fails_in_bounded_memory() {
         "/v2/huge/manifests/latest".to_owned(),
         Route::Endless(Some(1 << 40)),
     );
+    fake_image(
+        &mut routes,
+        "errbody",
+        vec![(tar_of("f", 1024), Some(Route::EndlessError(500)))],
+    );
     let fake = fake_registry(routes).await;
     let daemon = daemon_with(&[]).await;
     let mut c = daemon.images().await;
+    // An endless error body: only its start is read.
+    let started = Instant::now();
+    let err = pull(&mut c, &format!("{}/errbody", fake.addr))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{}", err.message());
+    assert!(err.message().contains(&fake.addr), "{}", err.message());
+    assert!(started.elapsed() < Duration::from_secs(30));
     for name in ["endless", "huge"] {
         let started = Instant::now();
         let err = pull(&mut c, &format!("{}/{name}", fake.addr))

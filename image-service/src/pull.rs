@@ -49,8 +49,10 @@ struct Session {
     progress_timeout: Duration,
 }
 
-/// Bytes of an error response body kept for the message.
+/// Bytes of an error response body read (enough for any error envelope).
 const MAX_ERROR_BODY: usize = 64 * 1024;
+/// Characters of a registry's error text kept in the message.
+const MAX_ERROR_MESSAGE: usize = 512;
 /// One manifest or index request, whole: a registry that trickles bytes
 /// must not hold a pull forever.
 const DOCUMENT_TIMEOUT: Duration = Duration::from_secs(120);
@@ -73,6 +75,95 @@ impl Session {
 
     fn err(&self, what: &str, e: OciDistributionError) -> Error {
         classify(&self.endpoint.registry, what, e)
+    }
+
+    /// A GET with the session's credentials.
+    fn get(&self, url: &str) -> reqwest::RequestBuilder {
+        let request = self.http.get(url);
+        match (&self.token, &self.auth) {
+            (Some(token), _) => request.bearer_auth(token),
+            (None, RegistryAuth::Basic(user, password)) => request.basic_auth(user, Some(password)),
+            (None, _) => request,
+        }
+    }
+
+    /// The error a non-success response stands for, from its status and
+    /// at most [`MAX_ERROR_BODY`] bytes of its body.
+    async fn error_response(
+        &self,
+        what: &str,
+        url: String,
+        mut response: reqwest::Response,
+    ) -> Error {
+        let status = response.status();
+        let mut body = Vec::new();
+        while body.len() < MAX_ERROR_BODY {
+            match response.chunk().await {
+                Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        body.truncate(MAX_ERROR_BODY);
+        // The message ends up in a gRPC status, whose trailers are small.
+        let shorten = |text: &str| -> String {
+            let text = text.trim();
+            match text.char_indices().nth(MAX_ERROR_MESSAGE) {
+                Some((at, _)) => format!("{}...", &text[..at]),
+                None => text.to_owned(),
+            }
+        };
+        let error = match serde_json::from_slice::<oci_client::errors::OciEnvelope>(&body) {
+            Ok(mut envelope) if !envelope.errors.is_empty() => {
+                envelope.errors.truncate(4);
+                for e in &mut envelope.errors {
+                    e.message = shorten(&e.message);
+                    e.detail = serde_json::Value::Null;
+                }
+                OciDistributionError::RegistryError { envelope, url }
+            }
+            _ => OciDistributionError::ServerError {
+                code: status.as_u16(),
+                url,
+                message: shorten(&String::from_utf8_lossy(&body)),
+            },
+        };
+        self.err(what, error)
+    }
+
+    /// GETs blob `digest`: its body as a stream of chunks. The caller
+    /// verifies size and digest as the chunks arrive.
+    async fn blob_stream(
+        &self,
+        digest: &str,
+        what: &str,
+    ) -> Result<futures_util::stream::BoxStream<'static, std::io::Result<Bytes>>> {
+        let url = format!(
+            "{}://{}/v2/{}/blobs/{digest}",
+            self.scheme,
+            self.reference(None, Some(digest)).resolve_registry(),
+            self.endpoint.repository
+        );
+        let response = self
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| Error::RegistryUnavailable {
+                registry: self.endpoint.registry.clone(),
+                what: what.to_owned(),
+                source: e.into(),
+            })?;
+        if !response.status().is_success() {
+            return Err(self.error_response(what, url, response).await);
+        }
+        let chunks = futures_util::stream::unfold(Some(response), |response| async move {
+            let mut response = response?;
+            match response.chunk().await {
+                Ok(Some(chunk)) => Some((Ok(chunk), Some(response))),
+                Ok(None) => None,
+                Err(e) => Some((Err(std::io::Error::other(e)), None)),
+            }
+        });
+        Ok(Box::pin(chunks))
     }
 
     /// GETs the manifest or index `reference` names, reading at most
@@ -98,38 +189,15 @@ impl Session {
             what: what.to_owned(),
             source: e.into(),
         };
-        let mut request = self
-            .http
+        let mut response = self
             .get(&url)
             .timeout(DOCUMENT_TIMEOUT)
-            .header(reqwest::header::ACCEPT, manifest::ACCEPTED.join(", "));
-        request = match (&self.token, &self.auth) {
-            (Some(token), _) => request.bearer_auth(token),
-            (None, RegistryAuth::Basic(user, password)) => request.basic_auth(user, Some(password)),
-            (None, _) => request,
-        };
-        let mut response = request.send().await.map_err(unavailable)?;
-        let status = response.status();
-        if !status.is_success() {
-            let mut body = Vec::new();
-            while body.len() < MAX_ERROR_BODY {
-                match response.chunk().await {
-                    Ok(Some(chunk)) => body.extend_from_slice(&chunk),
-                    Ok(None) | Err(_) => break,
-                }
-            }
-            body.truncate(MAX_ERROR_BODY);
-            let error = match serde_json::from_slice::<oci_client::errors::OciEnvelope>(&body) {
-                Ok(envelope) if !envelope.errors.is_empty() => {
-                    OciDistributionError::RegistryError { envelope, url }
-                }
-                _ => OciDistributionError::ServerError {
-                    code: status.as_u16(),
-                    url,
-                    message: String::from_utf8_lossy(&body).into_owned(),
-                },
-            };
-            return Err(self.err(what, error));
+            .header(reqwest::header::ACCEPT, manifest::ACCEPTED.join(", "))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        if !response.status().is_success() {
+            return Err(self.error_response(what, url, response).await);
         }
         let too_large = || Error::TooLarge {
             registry: registry.clone(),
@@ -276,7 +344,7 @@ pub(crate) async fn pull_from(
     };
     let http = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
-        .read_timeout(progress_timeout)
+        .read_timeout(progress_timeout + Duration::from_secs(10))
         .danger_accept_invalid_certs(endpoint.insecure)
         .user_agent(concat!("crius/", env!("CARGO_PKG_VERSION")))
         .build()
@@ -405,7 +473,6 @@ pub(crate) async fn pull_from(
         Ordering::Relaxed,
     );
     let session = Arc::new(session);
-    let layer_ref = Arc::new(session.reference(None, Some(&manifest_digest)));
     // One failed layer cancels the others, and every layer task cleans up
     // its own staging dir before the pull returns: nothing is left in tmp/.
     let layers_cancel = cancel.child_token();
@@ -416,7 +483,6 @@ pub(crate) async fn pull_from(
         .map(|(layer, diff_id)| {
             let inner = inner.clone();
             let session = session.clone();
-            let layer_ref = layer_ref.clone();
             let progress = progress.clone();
             let layer = layer.clone();
             let diff_id = diff_id.clone();
@@ -424,7 +490,7 @@ pub(crate) async fn pull_from(
             let what = what.clone();
             async move {
                 let result = fetch_layer(
-                    &inner, &session, &layer_ref, &layer, &diff_id, &progress, &cancel, &what,
+                    &inner, &session, &layer, &diff_id, &progress, &cancel, &what,
                 )
                 .await;
                 if result.is_err() {
@@ -541,7 +607,6 @@ pub(crate) fn now_nanos() -> i64 {
 
 /// A blob small enough to hold in memory (the config), digest-verified.
 async fn fetch_small_blob(session: &Session, desc: &Descriptor) -> Result<Vec<u8>> {
-    let blob_ref = session.reference(None, Some(&desc.digest));
     let stalled = || Error::DownloadStalled {
         registry: session.endpoint.registry.clone(),
         digest: desc.digest.clone(),
@@ -549,13 +614,10 @@ async fn fetch_small_blob(session: &Session, desc: &Descriptor) -> Result<Vec<u8
     };
     let mut stream = tokio::time::timeout(
         session.progress_timeout,
-        session
-            .client
-            .pull_blob_stream(&blob_ref, desc.digest.as_str()),
+        session.blob_stream(&desc.digest, &format!("blob {}", desc.digest)),
     )
     .await
-    .map_err(|_| stalled())?
-    .map_err(|e| session.err(&format!("blob {}", desc.digest), e))?;
+    .map_err(|_| stalled())??;
     let mut verifier = Verifier::new(&desc.digest, desc.size);
     let mut data = Vec::with_capacity(usize::try_from(desc.size).unwrap_or(0));
     while let Some(chunk) = tokio::time::timeout(session.progress_timeout, stream.next())
@@ -679,7 +741,6 @@ async fn or_cancel<T>(
 async fn fetch_layer(
     inner: &Arc<Inner>,
     session: &Session,
-    image_ref: &oci_client::Reference,
     layer: &Descriptor,
     diff_id: &str,
     progress: &Progress,
@@ -715,13 +776,10 @@ async fn fetch_layer(
     let mut stream = or_cancel(cancel, what, async {
         tokio::time::timeout(
             session.progress_timeout,
-            session
-                .client
-                .pull_blob_stream(image_ref, layer.digest.as_str()),
+            session.blob_stream(&layer.digest, &format!("layer {}", layer.digest)),
         )
         .await
         .map_err(|_| stalled())?
-        .map_err(|e| session.err(&format!("layer {}", layer.digest), e))
     })
     .await?;
     let staging = store.staging_dir()?;
