@@ -295,6 +295,8 @@ enum Route {
     Stall(u64),
     /// This error status, then spaces until the client hangs up.
     EndlessError(u16),
+    /// 401 with a bearer challenge whose realm is this server's `/token`.
+    BearerChallenge,
 }
 
 struct FakeRegistry {
@@ -313,6 +315,7 @@ async fn fake_registry(routes: HashMap<String, Route>) -> FakeRegistry {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let routes = Arc::new(routes);
+    let realm = format!("http://{addr}/token");
     let task = tokio::spawn(async move {
         let mut conns = tokio::task::JoinSet::new();
         loop {
@@ -320,6 +323,7 @@ async fn fake_registry(routes: HashMap<String, Route>) -> FakeRegistry {
                 return;
             };
             let routes = routes.clone();
+            let realm = realm.clone();
             conns.spawn(async move {
                 let mut request = Vec::new();
                 let mut buf = [0u8; 4096];
@@ -350,6 +354,9 @@ async fn fake_registry(routes: HashMap<String, Route>) -> FakeRegistry {
                     Some(Route::EndlessError(status)) => format!(
                         "HTTP/1.1 {status} Oops\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n"
                     ),
+                    Some(Route::BearerChallenge) => format!(
+                        "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"{realm}\",service=\"fake\"\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+                    ),
                     Some(Route::Stall(length)) => format!(
                         "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n"
                     ),
@@ -370,7 +377,7 @@ async fn fake_registry(routes: HashMap<String, Route>) -> FakeRegistry {
                         // client goes away.
                         let _ = stream.read(&mut buf).await;
                     }
-                    None => {}
+                    None | Some(Route::BearerChallenge) => {}
                 }
             });
         }
@@ -399,8 +406,23 @@ async fn endless_or_huge_registry_bodies_fail_in_bounded_memory() {
         vec![(tar_of("f", 1024), Some(Route::EndlessError(500)))],
     );
     let fake = fake_registry(routes).await;
+    // A registry whose token endpoint answers forever.
+    let mut token_routes = HashMap::new();
+    token_routes.insert("/v2/".to_owned(), Route::BearerChallenge);
+    token_routes.insert("/token".to_owned(), Route::Endless(None));
+    let token_fake = fake_registry(token_routes).await;
     let daemon = daemon_with(&[]).await;
     let mut c = daemon.images().await;
+    let started = Instant::now();
+    let err = pull(&mut c, &format!("{}/anything", token_fake.addr))
+        .await
+        .unwrap_err();
+    assert!(
+        err.message().contains(&token_fake.addr) && err.message().contains("no token"),
+        "{}",
+        err.message()
+    );
+    assert!(started.elapsed() < Duration::from_secs(30));
     // An endless error body: only its start is read.
     let started = Instant::now();
     let err = pull(&mut c, &format!("{}/errbody", fake.addr))

@@ -9,10 +9,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::StreamExt as _;
-use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::errors::{OciDistributionError, OciErrorCode};
 use oci_client::secrets::RegistryAuth;
-use oci_client::{Client, RegistryOperation};
 use sha2::{Digest as _, Sha256};
 use tokio_util::sync::CancellationToken;
 
@@ -36,11 +34,10 @@ pub(crate) struct Progress {
 /// One registry session: a client speaking the endpoint's scheme, with the
 /// credentials resolved for it.
 struct Session {
-    client: Client,
     endpoint: Endpoint,
     auth: RegistryAuth,
-    /// For documents crius reads whole (manifests, indexes): oci-client
-    /// reads a body before any size check, so these requests are crius's.
+    /// crius's own client rather than oci-client's, which reads whole
+    /// bodies (manifests, error responses, tokens) before any size check.
     http: reqwest::Client,
     scheme: &'static str,
     /// The bearer token `auth` obtained, if the registry wants one.
@@ -75,6 +72,89 @@ impl Session {
 
     fn err(&self, what: &str, e: OciDistributionError) -> Error {
         classify(&self.endpoint.registry, what, e)
+    }
+
+    /// The bearer token for pulling from the repository, when the registry
+    /// challenges for one (the distribution token flow, with the basic
+    /// credentials if there are any); `None` when it does not.
+    async fn authenticate(
+        &self,
+        reference: &oci_client::Reference,
+        what: &str,
+    ) -> Result<Option<String>> {
+        if let RegistryAuth::Bearer(token) = &self.auth {
+            return Ok(Some(token.clone()));
+        }
+        let registry = &self.endpoint.registry;
+        let unavailable = |e: reqwest::Error| Error::RegistryUnavailable {
+            registry: registry.clone(),
+            what: what.to_owned(),
+            source: e.into(),
+        };
+        let response = self
+            .http
+            .get(format!(
+                "{}://{}/v2/",
+                self.scheme,
+                reference.resolve_registry()
+            ))
+            .timeout(DOCUMENT_TIMEOUT)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let challenge = response
+            .headers()
+            .get(reqwest::header::WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        drop(response);
+        // No challenge, or a basic one: requests carry the basic
+        // credentials, if any, themselves.
+        let Some(params) = parse_bearer_challenge(&challenge) else {
+            return Ok(None);
+        };
+        let param = |key: &str| {
+            params
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.clone())
+        };
+        let realm = param("realm").unwrap_or_default();
+        let mut query = vec![(
+            "scope".to_owned(),
+            format!("repository:{}:pull", reference.repository()),
+        )];
+        if let Some(service) = param("service") {
+            query.push(("service".to_owned(), service));
+        }
+        let mut request = self
+            .http
+            .get(&realm)
+            .query(&query)
+            .timeout(DOCUMENT_TIMEOUT);
+        if let RegistryAuth::Basic(user, password) = &self.auth {
+            request = request.basic_auth(user, Some(password));
+        }
+        let response = request.send().await.map_err(unavailable)?;
+        let status = response.status();
+        let body = read_capped(response, MAX_TOKEN_RESPONSE)
+            .await
+            .map_err(unavailable)?;
+        if !status.is_success() {
+            let text = String::from_utf8_lossy(&body);
+            let shown: String = text.trim().chars().take(MAX_ERROR_MESSAGE).collect();
+            return Err(Error::Unauthorized {
+                registry: registry.clone(),
+                what: what.to_owned(),
+                source: format!("token request to {realm} answered {status}: {shown}").into(),
+            });
+        }
+        token_from(&body).map(Some).ok_or_else(|| Error::Registry {
+            registry: registry.clone(),
+            what: what.to_owned(),
+            source: format!("no token in the response of {realm} (or one over 64 KiB)").into(),
+        })
     }
 
     /// A GET with the session's credentials.
@@ -312,21 +392,6 @@ pub(crate) async fn pull_from(
     let what = reference.to_string();
     let progress_timeout = inner.download_progress_timeout;
     let scheme = scheme_for(endpoint).await;
-    let client = Client::new(ClientConfig {
-        protocol: if scheme == "http" {
-            ClientProtocol::Http
-        } else {
-            ClientProtocol::Https
-        },
-        // "insecure" also means a self-signed certificate is accepted.
-        accept_invalid_certificates: endpoint.insecure,
-        platform_resolver: None,
-        connect_timeout: Some(Duration::from_secs(10)),
-        // A backstop: the progress deadline below fires first and says so.
-        read_timeout: Some(progress_timeout + Duration::from_secs(10)),
-        user_agent: concat!("crius/", env!("CARGO_PKG_VERSION")),
-        ..ClientConfig::default()
-    });
     let auth = match credentials {
         Credentials::Anonymous => RegistryAuth::Anonymous,
         Credentials::Basic { username, password } => {
@@ -344,6 +409,7 @@ pub(crate) async fn pull_from(
     };
     let http = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
+        // A backstop: the progress deadline fires first and says so.
         .read_timeout(progress_timeout + Duration::from_secs(10))
         .danger_accept_invalid_certs(endpoint.insecure)
         .user_agent(concat!("crius/", env!("CARGO_PKG_VERSION")))
@@ -354,7 +420,6 @@ pub(crate) async fn pull_from(
             source: e.into(),
         })?;
     let mut session = Session {
-        client,
         endpoint: endpoint.clone(),
         auth,
         http,
@@ -363,14 +428,7 @@ pub(crate) async fn pull_from(
         progress_timeout,
     };
     let top_ref = session.reference(reference.tag.as_deref(), reference.digest.as_deref());
-    session.token = or_cancel(cancel, &what, async {
-        session
-            .client
-            .auth(&top_ref, &session.auth, RegistryOperation::Pull)
-            .await
-            .map_err(|e| session.err(&what, e))
-    })
-    .await?;
+    session.token = or_cancel(cancel, &what, session.authenticate(&top_ref, &what)).await?;
 
     let (top_bytes, top_digest) =
         or_cancel(cancel, &what, session.fetch_manifest(&top_ref, &what)).await?;
@@ -949,6 +1007,7 @@ async fn exchange_identity_token(endpoint: &Endpoint, scheme: &str, token: &str)
         .map_err(|e| unavailable("an http client", e))?;
     let response = http
         .get(format!("{scheme}://{}/v2/", endpoint.registry))
+        .timeout(DOCUMENT_TIMEOUT)
         .send()
         .await
         .map_err(|e| unavailable("/v2/", e))?;
@@ -982,6 +1041,7 @@ async fn exchange_identity_token(endpoint: &Endpoint, scheme: &str, token: &str)
     let response = http
         .post(&realm)
         .form(&form)
+        .timeout(DOCUMENT_TIMEOUT)
         .send()
         .await
         .map_err(|e| unavailable("an identity token exchange", e))?;
@@ -993,6 +1053,35 @@ async fn exchange_identity_token(endpoint: &Endpoint, scheme: &str, token: &str)
             source: format!("status {status}").into(),
         });
     }
+    let body = read_capped(response, MAX_TOKEN_RESPONSE)
+        .await
+        .map_err(|e| unavailable("an identity token exchange", e))?;
+    token_from(&body).ok_or_else(|| Error::Unauthorized {
+        registry,
+        what: format!("identity token exchange at {realm}"),
+        source: "no token in the response (or a response over 64 KiB)".into(),
+    })
+}
+
+/// Bytes of a token response read.
+const MAX_TOKEN_RESPONSE: usize = 64 * 1024;
+
+/// The body, or as much of it as `cap` allows (a longer body is cut, and
+/// then fails to parse: callers only read small JSON documents this way).
+async fn read_capped(mut response: reqwest::Response, cap: usize) -> reqwest::Result<Vec<u8>> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        if body.len() + chunk.len() > cap {
+            body.extend_from_slice(&chunk[..cap - body.len()]);
+            break;
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// The token of a distribution token-endpoint response.
+fn token_from(body: &[u8]) -> Option<String> {
     #[derive(serde::Deserialize)]
     struct TokenResponse {
         #[serde(default)]
@@ -1000,23 +1089,13 @@ async fn exchange_identity_token(endpoint: &Endpoint, scheme: &str, token: &str)
         #[serde(default)]
         token: String,
     }
-    let body: TokenResponse = response
-        .json()
-        .await
-        .map_err(|e| unavailable("an identity token exchange", e))?;
+    let body: TokenResponse = serde_json::from_slice(body).ok()?;
     let token = if body.access_token.is_empty() {
         body.token
     } else {
         body.access_token
     };
-    if token.is_empty() {
-        return Err(Error::Unauthorized {
-            registry,
-            what: format!("identity token exchange at {realm}"),
-            source: "no token in the response".into(),
-        });
-    }
-    Ok(token)
+    (!token.is_empty()).then_some(token)
 }
 
 /// `Bearer realm="...",service="..."` -> key/value pairs.
