@@ -795,7 +795,6 @@ async fn or_cancel<T>(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn fetch_layer(
     inner: &Arc<Inner>,
     session: &Session,
