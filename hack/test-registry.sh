@@ -4,6 +4,9 @@
 #   hack/test-registry.sh up   [STATE_DIR]   # default /tmp/crius-test-registry
 #   hack/test-registry.sh down [STATE_DIR]
 #
+# The plain registry also holds hostile images (hostile-*: tar header and
+# size bombs) for the e2e tests that check layers are bounded.
+#
 # `up` starts two Debian docker-registry (distribution 2.8) instances on free
 # loopback ports -- a plain one holding all test images, and one requiring
 # basic auth (crius / crius-pass) holding `busybox` -- then prints the
@@ -287,7 +290,26 @@ build_layouts() {
     rm -rf "$build"
 }
 
+# Hostile images (layer bombs, see hack/images/hostile-layouts.py) into
+# STATE_DIR/hostile-layouts, kept apart so that an existing STATE_DIR gains
+# them without rebuilding the busybox layouts.
+build_hostile_layouts() {
+    local layouts=$STATE_DIR/hostile-layouts build=$STATE_DIR/build-hostile
+    if [[ -d $layouts ]]; then
+        log "reusing hostile image layouts in $layouts"
+        return 0
+    fi
+    log "building hostile image layouts"
+    rm -rf "$build"
+    "$PYTHON" "$SCRIPT_DIR/images/hostile-layouts.py" "$build"
+    mv "$build" "$layouts"
+}
+
+HOSTILE_IMAGES=(hostile-longname hostile-longlink hostile-pax hostile-sparse
+    hostile-zeros hostile-entries)
+
 # push SRC_LAYOUT_REF DEST_REF [extra skopeo args...]
+# SRC is looked up in STATE_DIR/layouts, or in LAYOUTS if set.
 push() {
     local src=$1 dest=$2
     shift 2
@@ -296,7 +318,7 @@ push() {
     # pushing our own local images. --preserve-digests: tests may compare
     # digests with the layouts, so skopeo must not rewrite manifests.
     skopeo --insecure-policy copy --quiet --preserve-digests \
-        --dest-tls-verify=false "$@" "oci:$STATE_DIR/layouts/$src" "docker://$dest" >&2
+        --dest-tls-verify=false "$@" "oci:${LAYOUTS:-$STATE_DIR/layouts}/$src" "docker://$dest" >&2
 }
 
 push_images() {
@@ -310,10 +332,13 @@ push_images() {
     push busybox:latest "$auth_reg/busybox:latest" --dest-creds "$AUTH_USER:$AUTH_PASSWORD"
     # critest's images, under their upstream repository names (see
     # hack/images/critest-layouts.py and hack/critest.sh).
-    local layout repository tag
+    local layout repository tag image
     while read -r layout repository tag; do
         push "$layout:$tag" "$reg/$repository:$tag" --all
     done <"$STATE_DIR/layouts/critest-images.txt"
+    for image in "${HOSTILE_IMAGES[@]}"; do
+        LAYOUTS=$STATE_DIR/hostile-layouts push "$image:latest" "$reg/$image:latest"
+    done
 }
 
 # --- commands ----------------------------------------------------------------
@@ -347,6 +372,7 @@ cmd_up() {
     stop_registry "$STATE_DIR/registry-auth.pid" "$STATE_DIR/config-auth.yml"
 
     build_layouts
+    build_hostile_layouts
 
     # Only bcrypt (-B) is accepted by distribution's htpasswd auth.
     htpasswd -Bbn "$AUTH_USER" "$AUTH_PASSWORD" >"$STATE_DIR/htpasswd"

@@ -76,6 +76,18 @@ pub enum Error {
         entry: PathBuf,
         reason: &'static str,
     },
+    #[error("{what} from registry {registry} is larger than {limit} bytes")]
+    TooLarge {
+        registry: String,
+        what: String,
+        limit: u64,
+    },
+    #[error("layer {digest} exceeds a limit: {reason} (raise {key} to allow it)")]
+    LayerLimit {
+        digest: String,
+        key: &'static str,
+        reason: String,
+    },
     #[error("failed to unpack layer {digest} at entry {entry:?}")]
     Unpack {
         digest: String,
@@ -90,6 +102,14 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    #[error("download of blob {digest} from registry {registry} made no progress for {secs} s")]
+    DownloadStalled {
+        registry: String,
+        digest: String,
+        secs: u64,
+    },
+    #[error("pull of {reference} was cancelled")]
+    Cancelled { reference: String },
     #[error("image {image} is in use by {users:?}")]
     InUse { image: String, users: Vec<String> },
     #[error("failed to {action} {path:?}")]
@@ -122,16 +142,19 @@ pub enum Error {
 impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::InvalidReference { .. } | Error::Credentials { .. } => {
-                ErrorKind::InvalidArgument
-            }
+            Error::InvalidReference { .. }
+            | Error::Credentials { .. }
+            | Error::LayerLimit { .. }
+            | Error::TooLarge { .. } => ErrorKind::InvalidArgument,
             Error::Blocked { .. }
             | Error::Unauthorized { .. }
             | Error::InUse { .. }
             | Error::UnsupportedMediaType { .. } => ErrorKind::FailedPrecondition,
-            Error::RegistryUnavailable { .. } | Error::Registry { .. } | Error::Download { .. } => {
-                ErrorKind::Unavailable
-            }
+            Error::RegistryUnavailable { .. }
+            | Error::Registry { .. }
+            | Error::Download { .. }
+            | Error::Cancelled { .. } => ErrorKind::Unavailable,
+            Error::DownloadStalled { .. } => ErrorKind::DeadlineExceeded,
             Error::NotFoundInRegistry { .. } | Error::NoMatchingPlatform { .. } => {
                 ErrorKind::NotFound
             }

@@ -10,10 +10,11 @@
 //!   lowest first, and its [`RuntimeConfig`] (env, entrypoint, cmd, user,
 //!   working dir, stop signal, labels). [`ImageRootfs::lowerdir`] formats
 //!   them for an overlay mount; whiteouts are already overlay whiteouts.
-//! - [`store::Store::add_user`] / [`store::Store::remove_user`] (via
-//!   [`ImageService::store`]) register a container as using an image, so
-//!   `RemoveImage` refuses it with `FailedPrecondition`. The registration
-//!   is in memory: container recovery re-registers after a restart.
+//! - [`ImageService::hold`] / [`ImageService::release`] register a
+//!   container being created as holding an image, so `RemoveImage`
+//!   refuses it with `FailedPrecondition` while the create runs; existing
+//!   containers are named by the `used_by` closure of
+//!   [`ImageService::remove`], checked under the same lock.
 
 #![deny(unsafe_code)]
 

@@ -9,11 +9,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::StreamExt as _;
-use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::errors::{OciDistributionError, OciErrorCode};
 use oci_client::secrets::RegistryAuth;
-use oci_client::{Client, RegistryOperation};
 use sha2::{Digest as _, Sha256};
+use tokio_util::sync::CancellationToken;
 
 use crate::auth::Credentials;
 use crate::error::{Error, Result};
@@ -35,10 +34,25 @@ pub(crate) struct Progress {
 /// One registry session: a client speaking the endpoint's scheme, with the
 /// credentials resolved for it.
 struct Session {
-    client: Client,
     endpoint: Endpoint,
     auth: RegistryAuth,
+    /// crius's own client rather than oci-client's, which reads whole
+    /// bodies (manifests, error responses, tokens) before any size check.
+    http: reqwest::Client,
+    scheme: &'static str,
+    /// The bearer token `auth` obtained, if the registry wants one.
+    token: Option<String>,
+    /// A blob download that receives nothing for this long fails.
+    progress_timeout: Duration,
 }
+
+/// Bytes of an error response body read (enough for any error envelope).
+const MAX_ERROR_BODY: usize = 64 * 1024;
+/// Characters of a registry's error text kept in the message.
+const MAX_ERROR_MESSAGE: usize = 512;
+/// One manifest or index request, whole: a registry that trickles bytes
+/// must not hold a pull forever.
+const DOCUMENT_TIMEOUT: Duration = Duration::from_secs(120);
 
 impl Session {
     fn reference(&self, tag: Option<&str>, digest: Option<&str>) -> oci_client::Reference {
@@ -58,6 +72,250 @@ impl Session {
 
     fn err(&self, what: &str, e: OciDistributionError) -> Error {
         classify(&self.endpoint.registry, what, e)
+    }
+
+    /// The bearer token for pulling from the repository, when the registry
+    /// challenges for one (the distribution token flow, with the basic
+    /// credentials if there are any); `None` when it does not.
+    async fn authenticate(
+        &self,
+        reference: &oci_client::Reference,
+        what: &str,
+    ) -> Result<Option<String>> {
+        if let RegistryAuth::Bearer(token) = &self.auth {
+            return Ok(Some(token.clone()));
+        }
+        let registry = &self.endpoint.registry;
+        let unavailable = |e: reqwest::Error| Error::RegistryUnavailable {
+            registry: registry.clone(),
+            what: what.to_owned(),
+            source: e.into(),
+        };
+        let response = self
+            .http
+            .get(format!(
+                "{}://{}/v2/",
+                self.scheme,
+                reference.resolve_registry()
+            ))
+            .timeout(DOCUMENT_TIMEOUT)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let challenge = response
+            .headers()
+            .get(reqwest::header::WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        drop(response);
+        // No challenge, or a basic one: requests carry the basic
+        // credentials, if any, themselves.
+        let Some(params) = parse_bearer_challenge(&challenge) else {
+            return Ok(None);
+        };
+        let param = |key: &str| {
+            params
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.clone())
+        };
+        let realm = param("realm").unwrap_or_default();
+        let mut query = vec![(
+            "scope".to_owned(),
+            format!("repository:{}:pull", reference.repository()),
+        )];
+        if let Some(service) = param("service") {
+            query.push(("service".to_owned(), service));
+        }
+        let mut request = self
+            .http
+            .get(&realm)
+            .query(&query)
+            .timeout(DOCUMENT_TIMEOUT);
+        if let RegistryAuth::Basic(user, password) = &self.auth {
+            request = request.basic_auth(user, Some(password));
+        }
+        let response = request.send().await.map_err(unavailable)?;
+        let status = response.status();
+        let body = read_capped(response, MAX_TOKEN_RESPONSE)
+            .await
+            .map_err(unavailable)?;
+        if !status.is_success() {
+            let text = String::from_utf8_lossy(&body);
+            let shown: String = text.trim().chars().take(MAX_ERROR_MESSAGE).collect();
+            return Err(Error::Unauthorized {
+                registry: registry.clone(),
+                what: what.to_owned(),
+                source: format!("token request to {realm} answered {status}: {shown}").into(),
+            });
+        }
+        token_from(&body).map(Some).ok_or_else(|| Error::Registry {
+            registry: registry.clone(),
+            what: what.to_owned(),
+            source: format!("no token in the response of {realm} (or one over 64 KiB)").into(),
+        })
+    }
+
+    /// A GET with the session's credentials.
+    fn get(&self, url: &str) -> reqwest::RequestBuilder {
+        let request = self.http.get(url);
+        match (&self.token, &self.auth) {
+            (Some(token), _) => request.bearer_auth(token),
+            (None, RegistryAuth::Basic(user, password)) => request.basic_auth(user, Some(password)),
+            (None, _) => request,
+        }
+    }
+
+    /// The error a non-success response stands for, from its status and
+    /// at most [`MAX_ERROR_BODY`] bytes of its body.
+    async fn error_response(
+        &self,
+        what: &str,
+        url: String,
+        mut response: reqwest::Response,
+    ) -> Error {
+        let status = response.status();
+        let mut body = Vec::new();
+        while body.len() < MAX_ERROR_BODY {
+            match response.chunk().await {
+                Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        body.truncate(MAX_ERROR_BODY);
+        // The message ends up in a gRPC status, whose trailers are small.
+        let shorten = |text: &str| -> String {
+            let text = text.trim();
+            match text.char_indices().nth(MAX_ERROR_MESSAGE) {
+                Some((at, _)) => format!("{}...", &text[..at]),
+                None => text.to_owned(),
+            }
+        };
+        let error = match serde_json::from_slice::<oci_client::errors::OciEnvelope>(&body) {
+            Ok(mut envelope) if !envelope.errors.is_empty() => {
+                envelope.errors.truncate(4);
+                for e in &mut envelope.errors {
+                    e.message = shorten(&e.message);
+                    e.detail = serde_json::Value::Null;
+                }
+                OciDistributionError::RegistryError { envelope, url }
+            }
+            _ => OciDistributionError::ServerError {
+                code: status.as_u16(),
+                url,
+                message: shorten(&String::from_utf8_lossy(&body)),
+            },
+        };
+        self.err(what, error)
+    }
+
+    /// GETs blob `digest`: its body as a stream of chunks. The caller
+    /// verifies size and digest as the chunks arrive.
+    async fn blob_stream(
+        &self,
+        digest: &str,
+        what: &str,
+    ) -> Result<futures_util::stream::BoxStream<'static, std::io::Result<Bytes>>> {
+        let url = format!(
+            "{}://{}/v2/{}/blobs/{digest}",
+            self.scheme,
+            self.reference(None, Some(digest)).resolve_registry(),
+            self.endpoint.repository
+        );
+        let response = self
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| Error::RegistryUnavailable {
+                registry: self.endpoint.registry.clone(),
+                what: what.to_owned(),
+                source: e.into(),
+            })?;
+        if !response.status().is_success() {
+            return Err(self.error_response(what, url, response).await);
+        }
+        let chunks = futures_util::stream::unfold(Some(response), |response| async move {
+            let mut response = response?;
+            match response.chunk().await {
+                Ok(Some(chunk)) => Some((Ok(chunk), Some(response))),
+                Ok(None) => None,
+                Err(e) => Some((Err(std::io::Error::other(e)), None)),
+            }
+        });
+        Ok(Box::pin(chunks))
+    }
+
+    /// GETs the manifest or index `reference` names, reading at most
+    /// [`manifest::MAX_DOCUMENT_SIZE`] bytes; its bytes and digest.
+    async fn fetch_manifest(
+        &self,
+        reference: &oci_client::Reference,
+        what: &str,
+    ) -> Result<(Bytes, String)> {
+        let registry = &self.endpoint.registry;
+        let target = reference
+            .digest()
+            .or(reference.tag())
+            .unwrap_or(crate::reference::DEFAULT_TAG);
+        let url = format!(
+            "{}://{}/v2/{}/manifests/{target}",
+            self.scheme,
+            reference.resolve_registry(),
+            reference.repository()
+        );
+        let unavailable = |e: reqwest::Error| Error::RegistryUnavailable {
+            registry: registry.clone(),
+            what: what.to_owned(),
+            source: e.into(),
+        };
+        let mut response = self
+            .get(&url)
+            .timeout(DOCUMENT_TIMEOUT)
+            .header(reqwest::header::ACCEPT, manifest::ACCEPTED.join(", "))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        if !response.status().is_success() {
+            return Err(self.error_response(what, url, response).await);
+        }
+        let too_large = || Error::TooLarge {
+            registry: registry.clone(),
+            what: what.to_owned(),
+            limit: manifest::MAX_DOCUMENT_SIZE,
+        };
+        if response
+            .content_length()
+            .is_some_and(|n| n > manifest::MAX_DOCUMENT_SIZE)
+        {
+            return Err(too_large());
+        }
+        let header_digest = response
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(unavailable)? {
+            if (body.len() + chunk.len()) as u64 > manifest::MAX_DOCUMENT_SIZE {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let digest = format!("sha256:{}", hex::encode(Sha256::digest(&body)));
+        let claimed = reference
+            .digest()
+            .map(str::to_owned)
+            .or(header_digest.filter(|d| d.starts_with("sha256:")));
+        if let Some(claimed) = claimed
+            && claimed != digest
+        {
+            return Err(Error::DigestMismatch {
+                expected: claimed,
+                actual: digest,
+            });
+        }
+        Ok((Bytes::from(body), digest))
     }
 }
 
@@ -129,50 +387,51 @@ pub(crate) async fn pull_from(
     endpoint: &Endpoint,
     credentials: &Credentials,
     progress: &Arc<Progress>,
+    cancel: &CancellationToken,
 ) -> Result<Arc<ImageRecord>> {
+    let what = reference.to_string();
+    let progress_timeout = inner.download_progress_timeout;
     let scheme = scheme_for(endpoint).await;
-    let client = Client::new(ClientConfig {
-        protocol: if scheme == "http" {
-            ClientProtocol::Http
-        } else {
-            ClientProtocol::Https
-        },
-        // "insecure" also means a self-signed certificate is accepted.
-        accept_invalid_certificates: endpoint.insecure,
-        platform_resolver: None,
-        connect_timeout: Some(Duration::from_secs(10)),
-        read_timeout: Some(Duration::from_secs(60)),
-        user_agent: concat!("crius/", env!("CARGO_PKG_VERSION")),
-        ..ClientConfig::default()
-    });
     let auth = match credentials {
         Credentials::Anonymous => RegistryAuth::Anonymous,
         Credentials::Basic { username, password } => {
             RegistryAuth::Basic(username.clone(), password.clone())
         }
         Credentials::RegistryToken(token) => RegistryAuth::Bearer(token.clone()),
-        Credentials::IdentityToken(token) => {
-            RegistryAuth::Bearer(exchange_identity_token(endpoint, scheme, token).await?)
-        }
+        Credentials::IdentityToken(token) => RegistryAuth::Bearer(
+            or_cancel(
+                cancel,
+                &what,
+                exchange_identity_token(endpoint, scheme, token),
+            )
+            .await?,
+        ),
     };
-    let session = Session {
-        client,
+    let http = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        // A backstop: the progress deadline fires first and says so.
+        .read_timeout(progress_timeout + Duration::from_secs(10))
+        .danger_accept_invalid_certs(endpoint.insecure)
+        .user_agent(concat!("crius/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| Error::RegistryUnavailable {
+            registry: endpoint.registry.clone(),
+            what: "an http client".into(),
+            source: e.into(),
+        })?;
+    let mut session = Session {
         endpoint: endpoint.clone(),
         auth,
+        http,
+        scheme,
+        token: None,
+        progress_timeout,
     };
     let top_ref = session.reference(reference.tag.as_deref(), reference.digest.as_deref());
-    let what = reference.to_string();
-    session
-        .client
-        .auth(&top_ref, &session.auth, RegistryOperation::Pull)
-        .await
-        .map_err(|e| session.err(&what, e))?;
+    session.token = or_cancel(cancel, &what, session.authenticate(&top_ref, &what)).await?;
 
-    let (top_bytes, top_digest) = session
-        .client
-        .pull_manifest_raw(&top_ref, &session.auth, manifest::ACCEPTED)
-        .await
-        .map_err(|e| session.err(&what, e))?;
+    let (top_bytes, top_digest) =
+        or_cancel(cancel, &what, session.fetch_manifest(&top_ref, &what)).await?;
     let top = parse_document(reference, &top_digest, &top_bytes)?;
     let (manifest_bytes, manifest_digest, manifest) = if top.is_index() {
         let platform = manifest::host_platform();
@@ -194,11 +453,12 @@ pub(crate) async fn pull_from(
         validate_digest(&chosen.digest)
             .map_err(|reason| invalid(reference, "index", &top_digest, reason))?;
         let child_ref = session.reference(None, Some(&chosen.digest));
-        let (bytes, digest) = session
-            .client
-            .pull_manifest_raw(&child_ref, &session.auth, manifest::ACCEPTED)
-            .await
-            .map_err(|e| session.err(&format!("{what} manifest {}", chosen.digest), e))?;
+        let (bytes, digest) = or_cancel(
+            cancel,
+            &what,
+            session.fetch_manifest(&child_ref, &format!("{what} manifest {}", chosen.digest)),
+        )
+        .await?;
         let doc = parse_document(reference, &digest, &bytes)?;
         if doc.is_index() {
             return Err(invalid(
@@ -226,7 +486,7 @@ pub(crate) async fn pull_from(
             "too large".into(),
         ));
     }
-    let config_bytes = fetch_small_blob(&session, &config_desc).await?;
+    let config_bytes = or_cancel(cancel, &what, fetch_small_blob(&session, &config_desc)).await?;
     let config: ImageConfig = serde_json::from_slice(&config_bytes)
         .map_err(|e| invalid(reference, "config", &config_desc.digest, e.to_string()))?;
     if manifest.layers.len() > manifest::MAX_LAYERS {
@@ -271,24 +531,45 @@ pub(crate) async fn pull_from(
         Ordering::Relaxed,
     );
     let session = Arc::new(session);
-    let layer_ref = Arc::new(session.reference(None, Some(&manifest_digest)));
-    let tasks =
-        manifest
-            .layers
-            .iter()
-            .zip(&diff_ids)
-            .map(|(layer, diff_id)| {
-                let inner = inner.clone();
-                let session = session.clone();
-                let layer_ref = layer_ref.clone();
-                let progress = progress.clone();
-                let layer = layer.clone();
-                let diff_id = diff_id.clone();
-                async move {
-                    fetch_layer(&inner, &session, &layer_ref, &layer, &diff_id, &progress).await
+    // One failed layer cancels the others, and every layer task cleans up
+    // its own staging dir before the pull returns: nothing is left in tmp/.
+    let layers_cancel = cancel.child_token();
+    let tasks = manifest
+        .layers
+        .iter()
+        .zip(&diff_ids)
+        .map(|(layer, diff_id)| {
+            let inner = inner.clone();
+            let session = session.clone();
+            let progress = progress.clone();
+            let layer = layer.clone();
+            let diff_id = diff_id.clone();
+            let cancel = layers_cancel.clone();
+            let what = what.clone();
+            async move {
+                let result = fetch_layer(
+                    &inner, &session, &layer, &diff_id, &progress, &cancel, &what,
+                )
+                .await;
+                if result.is_err() {
+                    cancel.cancel();
                 }
-            });
-    futures_util::future::try_join_all(tasks).await?;
+                result
+            }
+        });
+    let mut failure: Option<Error> = None;
+    for result in futures_util::future::join_all(tasks).await {
+        if let Err(e) = result
+            && failure
+                .as_ref()
+                .is_none_or(|f| matches!(f, Error::Cancelled { .. }))
+        {
+            failure = Some(e);
+        }
+    }
+    if let Some(e) = failure {
+        return Err(e);
+    }
 
     let container = config.config.clone().unwrap_or_default();
     let record = ImageRecord {
@@ -384,15 +665,23 @@ pub(crate) fn now_nanos() -> i64 {
 
 /// A blob small enough to hold in memory (the config), digest-verified.
 async fn fetch_small_blob(session: &Session, desc: &Descriptor) -> Result<Vec<u8>> {
-    let blob_ref = session.reference(None, Some(&desc.digest));
-    let mut stream = session
-        .client
-        .pull_blob_stream(&blob_ref, desc.digest.as_str())
-        .await
-        .map_err(|e| session.err(&format!("blob {}", desc.digest), e))?;
+    let stalled = || Error::DownloadStalled {
+        registry: session.endpoint.registry.clone(),
+        digest: desc.digest.clone(),
+        secs: session.progress_timeout.as_secs(),
+    };
+    let mut stream = tokio::time::timeout(
+        session.progress_timeout,
+        session.blob_stream(&desc.digest, &format!("blob {}", desc.digest)),
+    )
+    .await
+    .map_err(|_| stalled())??;
     let mut verifier = Verifier::new(&desc.digest, desc.size);
     let mut data = Vec::with_capacity(usize::try_from(desc.size).unwrap_or(0));
-    while let Some(chunk) = stream.next().await {
+    while let Some(chunk) = tokio::time::timeout(session.progress_timeout, stream.next())
+        .await
+        .map_err(|_| stalled())?
+    {
         match chunk {
             Ok(chunk) => {
                 verifier.update(&chunk)?;
@@ -493,41 +782,68 @@ impl Read for ChannelReader {
     }
 }
 
+/// `future`, unless `cancel` fires first. Only for steps that leave nothing
+/// behind when dropped half-way.
+async fn or_cancel<T>(
+    cancel: &CancellationToken,
+    what: &str,
+    future: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    tokio::select! {
+        result = future => result,
+        () = cancel.cancelled() => Err(Error::Cancelled { reference: what.to_owned() }),
+    }
+}
+
 async fn fetch_layer(
     inner: &Arc<Inner>,
     session: &Session,
-    image_ref: &oci_client::Reference,
     layer: &Descriptor,
     diff_id: &str,
     progress: &Progress,
+    cancel: &CancellationToken,
+    what: &str,
 ) -> Result<()> {
     let store = &inner.store;
     // One download per layer, however many pulls want it.
     let lock = store.layer_lock(diff_id);
-    let _guard = lock.lock().await;
+    let _guard = or_cancel(cancel, what, async { Ok(lock.lock().await) }).await?;
     if store.layer(diff_id).is_some() {
         // Already here (another image, or a concurrent pull of this one):
         // nothing is downloaded, so throughput does not count it.
         progress.layers_done.fetch_add(1, Ordering::Relaxed);
         return Ok(());
     }
-    let _permit = inner.downloads.acquire().await.map_err(|e| {
-        Error::io(
-            "wait for a download slot",
-            store.dir(),
-            std::io::Error::other(e),
-        )
-    })?;
+    let _permit = or_cancel(cancel, what, async {
+        inner.downloads.acquire().await.map_err(|e| {
+            Error::io(
+                "wait for a download slot",
+                store.dir(),
+                std::io::Error::other(e),
+            )
+        })
+    })
+    .await?;
     let started = Instant::now();
-    let mut stream = session
-        .client
-        .pull_blob_stream(image_ref, layer.digest.as_str())
+    let stalled = || Error::DownloadStalled {
+        registry: session.endpoint.registry.clone(),
+        digest: layer.digest.clone(),
+        secs: session.progress_timeout.as_secs(),
+    };
+    let mut stream = or_cancel(cancel, what, async {
+        tokio::time::timeout(
+            session.progress_timeout,
+            session.blob_stream(&layer.digest, &format!("layer {}", layer.digest)),
+        )
         .await
-        .map_err(|e| session.err(&format!("layer {}", layer.digest), e))?;
+        .map_err(|_| stalled())?
+    })
+    .await?;
     let staging = store.staging_dir()?;
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(64);
     let unpack_dir = staging.clone();
     let digest = layer.digest.clone();
+    let limits = inner.layer_limits;
     let unpacker = tokio::task::spawn_blocking(move || {
         crate::unpack::unpack_layer(
             ChannelReader {
@@ -536,14 +852,28 @@ async fn fetch_layer(
             },
             &unpack_dir,
             &digest,
+            &limits,
         )
     });
     let mut verifier = Verifier::new(&layer.digest, layer.size);
     let mut download_error = None;
-    while let Some(chunk) = stream.next().await {
-        let chunk = match chunk {
-            Ok(chunk) => chunk,
-            Err(source) => {
+    let mut unpacker_stopped = false;
+    loop {
+        let next = tokio::select! {
+            next = tokio::time::timeout(session.progress_timeout, stream.next()) => next,
+            () = cancel.cancelled() => {
+                download_error = Some(Error::Cancelled { reference: what.to_owned() });
+                break;
+            }
+        };
+        let chunk = match next {
+            Err(_) => {
+                download_error = Some(stalled());
+                break;
+            }
+            Ok(None) => break,
+            Ok(Some(Ok(chunk))) => chunk,
+            Ok(Some(Err(source))) => {
                 let v = std::mem::replace(&mut verifier, Verifier::new(&layer.digest, layer.size));
                 download_error = Some(v.error_or(&session.endpoint.registry, source));
                 break;
@@ -558,10 +888,11 @@ async fn fetch_layer(
             .fetch_add(chunk.len() as u64, Ordering::Relaxed);
         if tx.send(Ok(chunk)).await.is_err() {
             // The unpacker stopped early; its error says why.
+            unpacker_stopped = true;
             break;
         }
     }
-    if download_error.is_none() {
+    if download_error.is_none() && !unpacker_stopped {
         let v = std::mem::replace(&mut verifier, Verifier::new(&layer.digest, layer.size));
         if let Err(e) = v.finish() {
             download_error = Some(e);
@@ -675,6 +1006,7 @@ async fn exchange_identity_token(endpoint: &Endpoint, scheme: &str, token: &str)
         .map_err(|e| unavailable("an http client", e))?;
     let response = http
         .get(format!("{scheme}://{}/v2/", endpoint.registry))
+        .timeout(DOCUMENT_TIMEOUT)
         .send()
         .await
         .map_err(|e| unavailable("/v2/", e))?;
@@ -708,6 +1040,7 @@ async fn exchange_identity_token(endpoint: &Endpoint, scheme: &str, token: &str)
     let response = http
         .post(&realm)
         .form(&form)
+        .timeout(DOCUMENT_TIMEOUT)
         .send()
         .await
         .map_err(|e| unavailable("an identity token exchange", e))?;
@@ -719,6 +1052,35 @@ async fn exchange_identity_token(endpoint: &Endpoint, scheme: &str, token: &str)
             source: format!("status {status}").into(),
         });
     }
+    let body = read_capped(response, MAX_TOKEN_RESPONSE)
+        .await
+        .map_err(|e| unavailable("an identity token exchange", e))?;
+    token_from(&body).ok_or_else(|| Error::Unauthorized {
+        registry,
+        what: format!("identity token exchange at {realm}"),
+        source: "no token in the response (or a response over 64 KiB)".into(),
+    })
+}
+
+/// Bytes of a token response read.
+const MAX_TOKEN_RESPONSE: usize = 64 * 1024;
+
+/// The body, or as much of it as `cap` allows (a longer body is cut, and
+/// then fails to parse: callers only read small JSON documents this way).
+async fn read_capped(mut response: reqwest::Response, cap: usize) -> reqwest::Result<Vec<u8>> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        if body.len() + chunk.len() > cap {
+            body.extend_from_slice(&chunk[..cap - body.len()]);
+            break;
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// The token of a distribution token-endpoint response.
+fn token_from(body: &[u8]) -> Option<String> {
     #[derive(serde::Deserialize)]
     struct TokenResponse {
         #[serde(default)]
@@ -726,23 +1088,13 @@ async fn exchange_identity_token(endpoint: &Endpoint, scheme: &str, token: &str)
         #[serde(default)]
         token: String,
     }
-    let body: TokenResponse = response
-        .json()
-        .await
-        .map_err(|e| unavailable("an identity token exchange", e))?;
+    let body: TokenResponse = serde_json::from_slice(body).ok()?;
     let token = if body.access_token.is_empty() {
         body.token
     } else {
         body.access_token
     };
-    if token.is_empty() {
-        return Err(Error::Unauthorized {
-            registry,
-            what: format!("identity token exchange at {realm}"),
-            source: "no token in the response".into(),
-        });
-    }
-    Ok(token)
+    (!token.is_empty()).then_some(token)
 }
 
 /// `Bearer realm="...",service="..."` -> key/value pairs.

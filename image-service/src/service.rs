@@ -1,6 +1,7 @@
 //! `ImageService`: the library API the CRI server and the container code
-//! use. Pulls run as their own tasks (a client that goes away does not
-//! waste the download) and never hold the store lock across network I/O.
+//! use. Pulls run as their own tasks and never hold the store lock across
+//! network I/O. A client that goes away cancels its pull: stalled or
+//! abandoned pulls must not keep the node's download slots.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -35,6 +36,11 @@ pub struct Options {
     pub max_concurrent_downloads: usize,
     /// Images (by tag, digest or id) reported as pinned.
     pub pinned_images: Vec<String>,
+    /// Bounds on each layer's headers, size and entry count.
+    pub layer_limits: crate::unpack::LayerLimits,
+    /// A blob download that receives nothing for this long fails, and
+    /// frees its download slot.
+    pub download_progress_timeout: Duration,
 }
 
 /// An image ready to become a container's root filesystem.
@@ -74,6 +80,8 @@ pub(crate) struct Inner {
     pub(crate) registries: Registries,
     pub(crate) auth_file: AuthFile,
     pub(crate) downloads: tokio::sync::Semaphore,
+    pub(crate) layer_limits: crate::unpack::LayerLimits,
+    pub(crate) download_progress_timeout: Duration,
     pinned: Vec<String>,
     /// (store generation, when, usage): the kubelet asks every few seconds
     /// and a walk of a large store is not free.
@@ -100,6 +108,8 @@ impl ImageService {
             registries,
             auth_file,
             downloads: tokio::sync::Semaphore::new(options.max_concurrent_downloads.max(1)),
+            layer_limits: options.layer_limits,
+            download_progress_timeout: options.download_progress_timeout,
             pinned: options.pinned_images.clone(),
             usage_cache: std::sync::Mutex::new(None),
         };
@@ -125,7 +135,11 @@ impl ImageService {
         let auth = auth.map(AuthEntry::from_cri);
         let inner = self.inner.clone();
         let image = image.to_owned();
-        tokio::spawn(async move { pull(&inner, &reference, auth.as_ref()).await })
+        // A client that goes away (its RPC dropped) cancels the pull, which
+        // frees its download slots and cleans up its staging dirs.
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let _cancel_on_drop = cancel.clone().drop_guard();
+        tokio::spawn(async move { pull(&inner, &reference, auth.as_ref(), &cancel).await })
             .await
             .map_err(|source| Error::Task {
                 reference: image,
@@ -171,16 +185,18 @@ impl ImageService {
     }
 
     /// Removes a tag (the image stays while it has other tags) or, by id or
-    /// digest, the whole image. A missing image is not an error.
-    pub async fn remove(&self, name: &str) -> Result<()> {
+    /// digest, the whole image. A missing image is not an error. An image
+    /// held by [`ImageService::hold`] or named by `used_by` (existing
+    /// containers) is refused with `FailedPrecondition`.
+    pub async fn remove(&self, name: &str, used_by: Arc<crate::store::UsedBy>) -> Result<()> {
         let Some((image, tag)) = self.resolve_with_tag(name) else {
             return Ok(());
         };
         let inner = self.inner.clone();
         let id = image.id.clone();
         tokio::task::spawn_blocking(move || match tag {
-            Some(tag) => inner.store.untag(&id, &tag).map(|_| ()),
-            None => inner.store.remove_image(&id),
+            Some(tag) => inner.store.untag(&id, &tag, &*used_by).map(|_| ()),
+            None => inner.store.remove_image(&id, &*used_by),
         })
         .await
         .map_err(|source| Error::Task {
@@ -194,6 +210,28 @@ impl ImageService {
             .pinned
             .iter()
             .any(|p| self.resolve(p).is_some_and(|i| i.id == image.id))
+    }
+
+    /// Like [`ImageService::rootfs`], and registers `user` as holding the
+    /// image so that `RemoveImage` refuses it until
+    /// [`ImageService::release`]: the layers cannot go while a container
+    /// is being created on them.
+    pub fn hold(&self, name: &str, user: &str) -> Option<(Arc<ImageRecord>, ImageRootfs)> {
+        let image = self.resolve(name)?;
+        if !self.inner.store.add_user(&image.id, user) {
+            return None;
+        }
+        match self.rootfs(&image.id) {
+            Some(rootfs) => Some((image, rootfs)),
+            None => {
+                self.release(&image.id, user);
+                None
+            }
+        }
+    }
+
+    pub fn release(&self, id: &str, user: &str) {
+        self.inner.store.remove_user(id, user);
     }
 
     /// What the container code needs: layer dirs (lowest first) and config.
@@ -316,13 +354,14 @@ async fn pull(
     inner: &Arc<Inner>,
     reference: &Reference,
     auth: Option<&AuthEntry>,
+    cancel: &tokio_util::sync::CancellationToken,
 ) -> Result<Arc<ImageRecord>> {
     let candidates = inner.registries.candidates(reference);
     let mut last = None;
     for (i, candidate) in candidates.iter().enumerate() {
-        match pull_candidate(inner, candidate, auth).await {
+        match pull_candidate(inner, candidate, auth, cancel).await {
             Ok(image) => return Ok(image),
-            Err(e) if i + 1 < candidates.len() => {
+            Err(e) if i + 1 < candidates.len() && !cancel.is_cancelled() => {
                 tracing::info!(reference = %candidate, error = %crate::error_chain(&e), "trying the next search registry");
                 last = Some(e);
             }
@@ -339,6 +378,7 @@ async fn pull_candidate(
     inner: &Arc<Inner>,
     reference: &Reference,
     auth: Option<&AuthEntry>,
+    cancel: &tokio_util::sync::CancellationToken,
 ) -> Result<Arc<ImageRecord>> {
     let endpoints = inner.registries.endpoints(reference)?;
     let started = Instant::now();
@@ -376,7 +416,7 @@ async fn pull_candidate(
                 }),
         };
         tracing::debug!(%reference, registry = %endpoint.registry, repository = %endpoint.repository, insecure = endpoint.insecure, "pulling from endpoint");
-        match pull_from(inner, reference, endpoint, &credentials, &progress).await {
+        match pull_from(inner, reference, endpoint, &credentials, &progress, cancel).await {
             Ok(image) => {
                 let elapsed = started.elapsed();
                 let bytes = progress.bytes.load(Ordering::Relaxed);
@@ -394,7 +434,7 @@ async fn pull_candidate(
                 result = Some(Ok(image));
                 break;
             }
-            Err(e) if i + 1 < endpoints.len() => {
+            Err(e) if i + 1 < endpoints.len() && !cancel.is_cancelled() => {
                 tracing::warn!(%reference, mirror = %endpoint.registry, error = %crate::error_chain(&e), "mirror failed; trying the next endpoint");
             }
             Err(e) => result = Some(Err(e)),
@@ -427,6 +467,8 @@ mod tests {
             auth_file: None,
             max_concurrent_downloads: 1,
             pinned_images: vec!["example.com/pause:3.9".into()],
+            layer_limits: Default::default(),
+            download_progress_timeout: Duration::from_secs(60),
         })
         .unwrap()
     }
@@ -485,11 +527,22 @@ mod tests {
         assert!(dirs[0].file_name().unwrap().len() == 16);
 
         // in use: refused; by tag it is the last tag, so it would go
-        store.add_user(ID, "ctr-1");
-        let err = svc.remove("example.com/pause:3.9").await.unwrap_err();
+        let (held, _) = svc.hold("example.com/pause:3.9", "ctr-1").unwrap();
+        assert_eq!(held.id, ID);
+        let err = svc
+            .remove("example.com/pause:3.9", Arc::new(|_| None))
+            .await
+            .unwrap_err();
         assert_eq!(err.kind(), crius_proto::ErrorKind::FailedPrecondition);
-        store.remove_user(ID, "ctr-1");
-        svc.remove("example.com/pause:3.9").await.unwrap();
+        svc.release(ID, "ctr-1");
+        let err = svc
+            .remove(ID, Arc::new(|_| Some("ctr-2".into())))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("ctr-2"), "{err}");
+        svc.remove("example.com/pause:3.9", Arc::new(|_| None))
+            .await
+            .unwrap();
         assert!(svc.list().is_empty());
         assert!(!dirs[0].exists());
         let usage = svc.fs_usage().await.unwrap();

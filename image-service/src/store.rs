@@ -6,6 +6,7 @@
 //! blobs/sha256/<hex>    manifests, indexes and configs
 //! l/<16 hex>/           unpacked layers, ready as overlay lower dirs
 //! tmp/                  staging; anything here after a crash is garbage
+//! records/*.corrupt     records that could not be read, set aside on start
 //! ```
 //!
 //! Every record is written atomically (temp file, fsync, rename, fsync
@@ -101,6 +102,9 @@ pub struct Store {
     /// Bumped by every change to images or layers (usage caching).
     generation: AtomicU64,
 }
+
+/// Names what outside the store uses image `id` (a container), if anything.
+pub type UsedBy = dyn Fn(&str) -> Option<String> + Send + Sync;
 
 /// Keeps layers referenced by a running pull out of GC until dropped.
 pub struct InflightGuard<'a> {
@@ -409,9 +413,10 @@ impl Store {
         Ok(image)
     }
 
-    /// Removes one tag; the image goes too when it was its last tag.
-    /// Returns whether the whole image was removed.
-    pub fn untag(&self, id: &str, tag: &str) -> Result<bool> {
+    /// Removes one tag; the image goes too when it was its last tag (see
+    /// [`Store::remove_image`] for `used_by`). Returns whether the whole
+    /// image was removed.
+    pub fn untag(&self, id: &str, tag: &str, used_by: &UsedBy) -> Result<bool> {
         let mut state = self.write();
         let Some(image) = state.images.get(id).cloned() else {
             return Ok(false);
@@ -424,16 +429,27 @@ impl Store {
             return Ok(false);
         }
         drop(state);
-        self.remove_image(id)?;
+        self.remove_image(id, used_by)?;
         Ok(true)
     }
 
-    /// Removes an image record and then every layer no image uses.
-    pub fn remove_image(&self, id: &str) -> Result<()> {
+    /// Removes an image record and then every layer no image uses, unless
+    /// a user holds the image ([`Store::add_user`], for a container being
+    /// created) or `used_by` names one (an existing container). Both are
+    /// checked under the store lock that `add_user` takes, so a create
+    /// either registers before the removal, or finds the image gone.
+    pub fn remove_image(&self, id: &str, used_by: &UsedBy) -> Result<()> {
         let doomed = {
             let mut state = self.write();
-            if let Some(users) = state.users.get(id).filter(|u| !u.is_empty()) {
-                let mut users: Vec<String> = users.iter().cloned().collect();
+            let mut users: Vec<String> = state
+                .users
+                .get(id)
+                .map(|u| u.iter().cloned().collect())
+                .unwrap_or_default();
+            if state.images.contains_key(id) {
+                users.extend(used_by(id));
+            }
+            if !users.is_empty() {
                 users.sort();
                 return Err(Error::InUse {
                     image: id.to_owned(),
@@ -519,19 +535,28 @@ impl Store {
         Ok(doomed)
     }
 
-    /// Registers `user` (a container id) as using image `id`.
-    pub fn add_user(&self, id: &str, user: &str) {
-        self.write()
+    /// Registers `user` as holding image `id`, if the image is there:
+    /// `RemoveImage` refuses it until [`Store::remove_user`].
+    pub fn add_user(&self, id: &str, user: &str) -> bool {
+        let mut state = self.write();
+        if !state.images.contains_key(id) {
+            return false;
+        }
+        state
             .users
             .entry(id.to_owned())
             .or_default()
             .insert(user.to_owned());
+        true
     }
 
     pub fn remove_user(&self, id: &str, user: &str) {
         let mut state = self.write();
         if let Some(users) = state.users.get_mut(id) {
             users.remove(user);
+            if users.is_empty() {
+                state.users.remove(id);
+            }
         }
     }
 
@@ -567,18 +592,70 @@ fn remove_any(path: &Path) -> Result<()> {
 }
 
 /// `None` (after removing it) for a temp file left by a crashed write.
+/// Suffix of a record that could not be read: set aside for the operator,
+/// never loaded and never removed by crius.
+pub const CORRUPT_SUFFIX: &str = "corrupt";
+
+/// The record at `path`, or `None` for what is not a record. A record that
+/// cannot be read or parsed is renamed to `<name>.corrupt` and reported: one
+/// bad file must not keep the daemon (and every other image) from starting.
 fn load_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>> {
-    if path.extension().and_then(|e| e.to_str()) != Some("json") {
-        remove_any(path)?;
-        return Ok(None);
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("json") => {}
+        Some(CORRUPT_SUFFIX) => return Ok(None),
+        _ => {
+            remove_any(path)?;
+            return Ok(None);
+        }
     }
-    let data = std::fs::read(path).map_err(|e| Error::io("read", path, e))?;
-    serde_json::from_slice(&data)
-        .map(Some)
-        .map_err(|source| Error::Record {
-            path: path.to_owned(),
-            source,
+    let loaded = std::fs::read(path)
+        .map_err(|e| Error::io("read", path, e))
+        .and_then(|data| {
+            serde_json::from_slice::<serde_json::Value>(&data).map_err(|source| Error::Record {
+                path: path.to_owned(),
+                source,
+            })
         })
+        .and_then(|value| {
+            let version = value.get("version").and_then(serde_json::Value::as_u64);
+            if version != Some(u64::from(RECORD_VERSION)) {
+                return Err(Error::io(
+                    "load",
+                    path,
+                    std::io::Error::other(format!(
+                        "unsupported record version {version:?} (this crius writes {RECORD_VERSION})"
+                    )),
+                ));
+            }
+            serde_json::from_value(value).map_err(|source| Error::Record {
+                path: path.to_owned(),
+                source,
+            })
+        });
+    match loaded {
+        Ok(record) => Ok(Some(record)),
+        Err(err) => {
+            let mut aside = path.as_os_str().to_owned();
+            aside.push(".");
+            aside.push(CORRUPT_SUFFIX);
+            let aside = PathBuf::from(aside);
+            match std::fs::rename(path, &aside) {
+                Ok(()) => tracing::error!(
+                    ?path,
+                    ?aside,
+                    error = %crate::error_chain(&err),
+                    "unreadable image store record set aside; starting without it"
+                ),
+                Err(rename_err) => tracing::error!(
+                    ?path,
+                    error = %crate::error_chain(&err),
+                    %rename_err,
+                    "unreadable image store record could not be set aside; starting without it"
+                ),
+            }
+            Ok(None)
+        }
+    }
 }
 
 fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
@@ -682,6 +759,35 @@ mod tests {
     }
 
     #[test]
+    fn a_corrupt_record_is_set_aside_and_the_rest_loads() {
+        let root = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(root.path()).unwrap();
+            add_layer(&store, L1);
+            for id in ["sha256:aa", "sha256:bb"] {
+                store
+                    .commit_image(image(id, &[L1]), None, format!("r/a@{id}"))
+                    .unwrap();
+            }
+        }
+        let records = root.path().join("records");
+        std::fs::write(records.join("bb.json"), b"{").unwrap();
+        std::fs::write(records.join("cc.json"), br#"{"version": 99}"#).unwrap();
+        for _ in 0..2 {
+            let store = Store::open(root.path()).unwrap();
+            assert_eq!(store.images().len(), 1);
+            assert!(store.by_id("aa").is_some());
+            assert!(!records.join("bb.json").exists());
+            // kept for the operator across restarts
+            assert_eq!(
+                std::fs::read(records.join("bb.json.corrupt")).unwrap(),
+                b"{"
+            );
+            assert!(records.join("cc.json.corrupt").exists());
+        }
+    }
+
+    #[test]
     fn tags_move_and_untag_keeps_other_tags() {
         let root = tempfile::tempdir().unwrap();
         let store = Store::open(root.path()).unwrap();
@@ -702,9 +808,9 @@ mod tests {
         store
             .commit_image(image("sha256:bb", &[L1]), Some("r/b:1".into()), "d2".into())
             .unwrap();
-        assert!(!store.untag("sha256:bb", "r/a:1").unwrap());
+        assert!(!store.untag("sha256:bb", "r/a:1", &|_| None).unwrap());
         assert_eq!(store.by_id("bb").unwrap().repo_tags, ["r/b:1"]);
-        assert!(store.untag("sha256:bb", "r/b:1").unwrap());
+        assert!(store.untag("sha256:bb", "r/b:1", &|_| None).unwrap());
         assert!(store.by_id("bb").is_none());
         // still used by aa
         assert!(store.layer(L1).is_some());
@@ -723,14 +829,23 @@ mod tests {
             .commit_image(image("sha256:bb", &[L2]), None, "e".into())
             .unwrap();
         let guard = store.pin_layers(&[L1.to_string()]);
-        store.remove_image("sha256:aa").unwrap();
+        store.remove_image("sha256:aa", &|_| None).unwrap();
         assert!(d1.exists(), "pinned by a running pull");
         drop(guard);
-        store.add_user("sha256:bb", "ctr1");
-        let err = store.remove_image("sha256:bb").unwrap_err();
+        assert!(store.add_user("sha256:bb", "ctr1"));
+        assert!(!store.add_user("sha256:gone", "ctr1"));
+        let err = store.remove_image("sha256:bb", &|_| None).unwrap_err();
         assert_eq!(err.kind(), crius_proto::ErrorKind::FailedPrecondition);
         store.remove_user("sha256:bb", "ctr1");
-        store.remove_image("sha256:bb").unwrap();
+        // a container outside the store, named by the caller
+        let err = store
+            .remove_image("sha256:bb", &|id| {
+                (id == "sha256:bb").then(|| "ctr2".into())
+            })
+            .unwrap_err();
+        assert!(err.to_string().contains("ctr2"), "{err}");
+        assert!(d2.exists());
+        store.remove_image("sha256:bb", &|_| None).unwrap();
         assert!(!d1.exists() && !d2.exists());
         assert!(store.layer(L1).is_none());
         assert_eq!(
@@ -740,7 +855,7 @@ mod tests {
             0
         );
         // removing again is fine
-        store.remove_image("sha256:bb").unwrap();
+        store.remove_image("sha256:bb", &|_| None).unwrap();
         let reopened = Store::open(root.path()).unwrap();
         assert!(reopened.images().is_empty());
     }

@@ -11,12 +11,14 @@
 //! 0/0 character device `<name>`, `.wh..wh..opq` sets
 //! `trusted.overlay.opaque=y` on its directory.
 
+use std::cell::Cell;
 use std::ffi::OsStr;
 use std::fs::OpenOptions;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
+use std::rc::Rc;
 
 use nix::sys::stat::{Mode, SFlag, UtimensatFlags};
 use nix::sys::time::TimeSpec;
@@ -38,11 +40,66 @@ pub struct Unpacked {
     pub tar_size: u64,
 }
 
+/// Bounds on what one layer may make crius read, hold and write. A layer is
+/// hostile input: without them a 1 MB gzip of a 1 GiB GNU long name makes
+/// the tar reader buffer the whole name, and a small sparse entry claims a
+/// terabyte of zeros.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LayerLimits {
+    /// Bytes the tar reader may consume between two entries: the GNU long
+    /// name and long link, PAX extended header and GNU sparse map that
+    /// describe one entry, all of which it holds in memory.
+    pub max_header_bytes: u64,
+    /// Bytes of the uncompressed tar stream, and (separately) bytes of file
+    /// content written, sparse holes included.
+    pub max_unpacked_bytes: u64,
+    /// Tar entries, extension headers included.
+    pub max_entries: u64,
+}
+
+impl Default for LayerLimits {
+    fn default() -> Self {
+        LayerLimits {
+            max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
+            max_unpacked_bytes: DEFAULT_MAX_UNPACKED_BYTES,
+            max_entries: DEFAULT_MAX_ENTRIES,
+        }
+    }
+}
+
+/// A path needs at most 4 KiB (PATH_MAX); PAX headers also carry xattrs,
+/// whose values Linux caps at 64 KiB each: 1 MiB holds a dozen of those.
+pub const DEFAULT_MAX_HEADER_BYTES: u64 = 1024 * 1024;
+/// The largest public layers (CUDA and ML framework images) unpack to
+/// 10-20 GiB; 64 GiB leaves room while keeping a gzip bomb from filling
+/// the node's disk.
+pub const DEFAULT_MAX_UNPACKED_BYTES: u64 = 64 * 1024 * 1024 * 1024;
+/// Layers with large node_modules or Python trees hold a few 100 000
+/// entries.
+pub const DEFAULT_MAX_ENTRIES: u64 = 1_000_000;
+
+/// Room in the header window for the blocks around the extension data:
+/// the previous entry's padding and the headers of the entry and of its
+/// long name, long link and PAX extensions.
+const HEADER_SLACK: u64 = 8 * 512;
+
+/// Which bound a layer broke, with the config key that raises it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitExceeded {
+    pub key: &'static str,
+    pub reason: String,
+}
+
 /// Reads a (possibly gzip- or zstd-compressed, detected by magic bytes) tar
 /// stream from `input` and unpacks it into `dest`, which must exist and be
 /// empty. `digest` names the layer in errors. The input is read to its end
 /// so that a digest-verifying reader sees every byte.
-pub fn unpack_layer(input: impl Read, dest: &Path, digest: &str) -> Result<Unpacked> {
+pub fn unpack_layer(
+    input: impl Read,
+    dest: &Path,
+    digest: &str,
+    limits: &LayerLimits,
+) -> Result<Unpacked> {
     let mut buffered = BufReader::with_capacity(256 * 1024, input);
     let io_err = |source| Error::Unpack {
         digest: digest.to_owned(),
@@ -57,8 +114,14 @@ pub fn unpack_layer(input: impl Read, dest: &Path, digest: &str) -> Result<Unpac
     } else {
         Box::new(buffered)
     };
-    let mut hashing = HashingReader {
+    let state = Rc::new(GuardState::default());
+    let guarded = LimitReader {
         inner: decompressed,
+        state: state.clone(),
+        max_total: limits.max_unpacked_bytes,
+    };
+    let mut hashing = HashingReader {
+        inner: guarded,
         hasher: Sha256::new(),
         count: 0,
     };
@@ -67,17 +130,53 @@ pub fn unpack_layer(input: impl Read, dest: &Path, digest: &str) -> Result<Unpac
         digest,
         dir_times: Vec::new(),
         buf: vec![0; 256 * 1024],
+        limits: *limits,
+        written: 0,
+    };
+    // A guard's error reaches us wrapped by tar; the state says what it was.
+    let limit_err = |e: Error| match state.exceeded.take() {
+        Some(exceeded) => Error::LayerLimit {
+            digest: digest.to_owned(),
+            key: exceeded.key,
+            reason: exceeded.reason,
+        },
+        None => e,
     };
     {
         let mut archive = tar::Archive::new(&mut hashing);
-        let entries = archive.entries().map_err(io_err)?;
-        for entry in entries {
-            let entry = entry.map_err(io_err)?;
-            unpacker.entry(entry)?;
+        let mut entries = archive.entries().map_err(io_err)?;
+        let mut count: u64 = 0;
+        loop {
+            // Everything tar reads inside `next` (long names, PAX headers,
+            // sparse maps) it keeps in memory: bound it. Entry data is read
+            // by the unpacker below, outside this window.
+            state
+                .window
+                .set(Some(limits.max_header_bytes.saturating_add(HEADER_SLACK)));
+            let next = entries.next();
+            state.window.set(None);
+            let Some(entry) = next else { break };
+            let mut entry = entry.map_err(io_err).map_err(limit_err)?;
+            count += 1;
+            if count > limits.max_entries {
+                return Err(Error::LayerLimit {
+                    digest: digest.to_owned(),
+                    key: "image.max_layer_entries",
+                    reason: format!("more than {} tar entries", limits.max_entries),
+                });
+            }
+            unpacker.entry(&mut entry).map_err(limit_err)?;
+            // What the unpacker did not read (a directory's or a skipped
+            // entry's data) is drained here, outside the header window.
+            std::io::copy(&mut entry, &mut std::io::sink())
+                .map_err(io_err)
+                .map_err(limit_err)?;
         }
     }
     // Trailing padding after the end-of-archive blocks is part of the diff id.
-    std::io::copy(&mut hashing, &mut std::io::sink()).map_err(io_err)?;
+    std::io::copy(&mut hashing, &mut std::io::sink())
+        .map_err(io_err)
+        .map_err(limit_err)?;
     // Directory times last: creating children changed them.
     for (path, mtime) in unpacker.dir_times.iter().rev() {
         set_mtime(path, *mtime).map_err(|source| Error::Unpack {
@@ -90,6 +189,69 @@ pub fn unpack_layer(input: impl Read, dest: &Path, digest: &str) -> Result<Unpac
         diff_id: format!("sha256:{}", hex::encode(hashing.hasher.finalize())),
         tar_size: hashing.count,
     })
+}
+
+/// What the [`LimitReader`] saw, shared with the loop that drives tar.
+#[derive(Default)]
+struct GuardState {
+    /// Bytes still allowed before the current window closes; `None` when no
+    /// window is open.
+    window: Cell<Option<u64>>,
+    total: Cell<u64>,
+    exceeded: Cell<Option<LimitExceeded>>,
+}
+
+/// Counts the uncompressed tar stream and fails reads past a bound, so that
+/// no single header makes tar buffer more than the window allows.
+struct LimitReader<R> {
+    inner: R,
+    state: Rc<GuardState>,
+    max_total: u64,
+}
+
+impl<R: Read> Read for LimitReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let state = &self.state;
+        let mut want = buf.len();
+        if let Some(left) = state.window.get() {
+            // Read one byte past the window: reaching it exactly is fine.
+            want = want.min(usize::try_from(left.saturating_add(1)).unwrap_or(usize::MAX));
+        }
+        let n = self.inner.read(&mut buf[..want])?;
+        let total = state.total.get() + n as u64;
+        state.total.set(total);
+        if total > self.max_total {
+            return Err(self.exceeded(LimitExceeded {
+                key: "image.max_layer_unpacked_bytes",
+                reason: format!(
+                    "the uncompressed tar stream is larger than {} bytes",
+                    self.max_total
+                ),
+            }));
+        }
+        if let Some(left) = state.window.get() {
+            match left.checked_sub(n as u64) {
+                Some(left) => state.window.set(Some(left)),
+                None => {
+                    return Err(self.exceeded(LimitExceeded {
+                        key: "image.max_layer_header_bytes",
+                        reason: "the headers of one tar entry (GNU long name or long link, \
+                                 PAX extended header, sparse map) are larger than the limit"
+                            .to_owned(),
+                    }));
+                }
+            }
+        }
+        Ok(n)
+    }
+}
+
+impl<R> LimitReader<R> {
+    fn exceeded(&self, what: LimitExceeded) -> std::io::Error {
+        let err = std::io::Error::new(std::io::ErrorKind::InvalidData, what.reason.clone());
+        self.state.exceeded.set(Some(what));
+        err
+    }
 }
 
 struct HashingReader<R> {
@@ -112,6 +274,9 @@ struct Unpacker<'a> {
     digest: &'a str,
     dir_times: Vec<(PathBuf, u64)>,
     buf: Vec<u8>,
+    limits: LayerLimits,
+    /// File content written so far; sparse holes count, they are written.
+    written: u64,
 }
 
 /// A relative path with only normal components, or why not.
@@ -146,7 +311,7 @@ impl Unpacker<'_> {
         }
     }
 
-    fn entry<R: Read>(&mut self, mut entry: tar::Entry<'_, R>) -> Result<()> {
+    fn entry<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<()> {
         let raw = entry
             .path()
             .map_err(self.io(Path::new("<undecodable path>")))?
@@ -155,8 +320,25 @@ impl Unpacker<'_> {
         let kind = entry.header().entry_type();
         if matches!(
             kind,
-            tar::EntryType::XGlobalHeader | tar::EntryType::XHeader | tar::EntryType::GNULongName
+            tar::EntryType::XGlobalHeader
+                | tar::EntryType::XHeader
+                | tar::EntryType::GNULongName
+                | tar::EntryType::GNULongLink
         ) {
+            // Tar hands these over when it does not apply them (global
+            // headers, or extensions in a pre-POSIX header); they are
+            // skipped, but still only headers.
+            if entry.size() > self.limits.max_header_bytes {
+                return Err(Error::LayerLimit {
+                    digest: self.digest.to_owned(),
+                    key: "image.max_layer_header_bytes",
+                    reason: format!(
+                        "extension header {raw:?} of {} bytes is larger than {} bytes",
+                        entry.size(),
+                        self.limits.max_header_bytes
+                    ),
+                });
+            }
             return Ok(());
         }
         let Some(name) = rel.file_name().map(OsStr::to_owned) else {
@@ -192,7 +374,7 @@ impl Unpacker<'_> {
         let uid = header.uid().map_err(self.io(&raw))?;
         let gid = header.gid().map_err(self.io(&raw))?;
         let mtime = header.mtime().unwrap_or(0);
-        let xattrs = pax_xattrs(&mut entry).map_err(self.io(&raw))?;
+        let xattrs = pax_xattrs(entry).map_err(self.io(&raw))?;
 
         if kind == tar::EntryType::Directory {
             match std::fs::symlink_metadata(&target) {
@@ -210,6 +392,20 @@ impl Unpacker<'_> {
         self.remove_existing(&target, &raw)?;
         match kind {
             tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
+                // Known before a byte is written: a sparse entry's size is
+                // its real size, holes included.
+                let size = entry.size();
+                if self.written.saturating_add(size) > self.limits.max_unpacked_bytes {
+                    return Err(Error::LayerLimit {
+                        digest: self.digest.to_owned(),
+                        key: "image.max_layer_unpacked_bytes",
+                        reason: format!(
+                            "entry {raw:?} of {size} bytes would take the files in the layer past {} bytes",
+                            self.limits.max_unpacked_bytes
+                        ),
+                    });
+                }
+                self.written += size;
                 let mut file = OpenOptions::new()
                     .write(true)
                     .create_new(true)
@@ -500,7 +696,7 @@ mod tests {
             .file("./etc/hosts", b"replaced\n")
             .bytes();
         let dest = tempfile::tempdir().unwrap();
-        let out = unpack_layer(&tar[..], dest.path(), "sha256:l").unwrap();
+        let out = unpack_layer(&tar[..], dest.path(), "sha256:l", &LayerLimits::default()).unwrap();
         assert_eq!(out.diff_id, sha(&tar));
         assert_eq!(out.tar_size, tar.len() as u64);
         let d = dest.path();
@@ -543,7 +739,8 @@ mod tests {
         let zst = zstd::encode_all(&tar[..], 1).unwrap();
         for blob in [gz, zst] {
             let dest = tempfile::tempdir().unwrap();
-            let out = unpack_layer(&blob[..], dest.path(), "sha256:l").unwrap();
+            let out =
+                unpack_layer(&blob[..], dest.path(), "sha256:l", &LayerLimits::default()).unwrap();
             assert_eq!(out.diff_id, sha(&tar));
             assert_eq!(
                 std::fs::read(dest.path().join("a/b")).unwrap(),
@@ -562,7 +759,7 @@ mod tests {
             .file("x/.wh..wh.plnk", b"")
             .bytes();
         let dest = tempfile::tempdir().unwrap();
-        unpack_layer(&tar[..], dest.path(), "sha256:l").unwrap();
+        unpack_layer(&tar[..], dest.path(), "sha256:l", &LayerLimits::default()).unwrap();
         let d = dest.path();
         let wh = std::fs::symlink_metadata(d.join("etc/passwd")).unwrap();
         assert!(wh.file_type().is_char_device());
@@ -586,7 +783,7 @@ mod tests {
         b.0.append(&h, &[][..]).unwrap();
         let tar = b.bytes();
         let dest = tempfile::tempdir().unwrap();
-        unpack_layer(&tar[..], dest.path(), "sha256:l").unwrap();
+        unpack_layer(&tar[..], dest.path(), "sha256:l", &LayerLimits::default()).unwrap();
         assert_eq!(
             xattr::get(dest.path().join("d"), "trusted.overlay.redirect").unwrap(),
             None
@@ -653,7 +850,8 @@ mod tests {
             // Absolute symlink targets point at the real outside dir; the
             // fixture's name field has room for the temp path.
             let tar = rewrite(&template, outside.to_str().unwrap());
-            let err = unpack_layer(&tar[..], &dest, "sha256:bad").unwrap_err();
+            let err =
+                unpack_layer(&tar[..], &dest, "sha256:bad", &LayerLimits::default()).unwrap_err();
             assert!(matches!(err, Error::UnsafeLayer { .. }), "{name}: {err}");
             let mut left: Vec<_> = std::fs::read_dir(&outside)
                 .unwrap()
@@ -664,6 +862,150 @@ mod tests {
             assert!(!base.path().join("escaped").exists(), "{name}");
             assert_eq!(std::fs::read(outside.join("secret")).unwrap(), b"s");
         }
+    }
+
+    /// A GNU header of `kind` announcing `size` bytes, as a block.
+    fn gnu_block(name: &str, kind: tar::EntryType, size: u64) -> Vec<u8> {
+        let mut h = tar::Header::new_gnu();
+        h.as_gnu_mut().unwrap().name[..name.len()].copy_from_slice(name.as_bytes());
+        h.set_entry_type(kind);
+        h.set_size(size);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1);
+        h.set_cksum();
+        h.as_bytes().to_vec()
+    }
+
+    /// A tar stream made lazily: `blocks`, then `zeros` bytes of zeros, then
+    /// a regular file and the end of the archive. Never held in memory.
+    fn lazy_tar(blocks: Vec<u8>, zeros: u64) -> impl Read {
+        let mut tail = gnu_block("after", tar::EntryType::Regular, 0);
+        tail.extend_from_slice(&[0; 1024]);
+        std::io::Cursor::new(blocks)
+            .chain(std::io::repeat(0).take(zeros))
+            .chain(std::io::Cursor::new(tail))
+    }
+
+    fn limit_key(err: &Error) -> &'static str {
+        match err {
+            Error::LayerLimit { key, .. } => key,
+            other => panic!("not a limit error: {}", crate::error_chain(other)),
+        }
+    }
+
+    #[test]
+    fn huge_extension_headers_are_refused_before_they_are_buffered() {
+        let gib = 1024 * 1024 * 1024;
+        for kind in [
+            tar::EntryType::GNULongName,
+            tar::EntryType::GNULongLink,
+            tar::EntryType::XHeader,
+            tar::EntryType::XGlobalHeader,
+        ] {
+            let dest = tempfile::tempdir().unwrap();
+            let input = lazy_tar(gnu_block("././@LongLink", kind, gib), gib);
+            let started = std::time::Instant::now();
+            let err = unpack_layer(input, dest.path(), "sha256:bomb", &LayerLimits::default())
+                .unwrap_err();
+            assert_eq!(limit_key(&err), "image.max_layer_header_bytes", "{kind:?}");
+            assert!(err.to_string().contains("sha256:bomb"), "{err}");
+            assert_eq!(err.kind(), crius_proto::ErrorKind::InvalidArgument);
+            // Reading 1 GiB would take far longer than reading 1 MiB.
+            assert!(started.elapsed() < std::time::Duration::from_secs(10));
+        }
+        // A long name of a sane size is fine.
+        let dest = tempfile::tempdir().unwrap();
+        let name = "d/".repeat(600) + "f";
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(1);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1);
+        b.append_data(&mut h, &name, &b"x"[..]).unwrap();
+        let tar = b.into_inner().unwrap();
+        unpack_layer(&tar[..], dest.path(), "sha256:l", &LayerLimits::default()).unwrap();
+        assert_eq!(std::fs::read(dest.path().join(&name)).unwrap(), b"x");
+    }
+
+    #[test]
+    fn a_sparse_entry_claiming_a_terabyte_is_refused_before_writing() {
+        let mut h = tar::Header::new_gnu();
+        h.as_gnu_mut().unwrap().name[..6].copy_from_slice(b"sparse");
+        h.set_entry_type(tar::EntryType::GNUSparse);
+        h.set_size(512);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1);
+        let tib: u64 = 1 << 40;
+        let gnu = h.as_gnu_mut().unwrap();
+        // base-256: a terabyte needs more than 11 octal digits
+        gnu.realsize = [0; 12];
+        gnu.realsize[0] = 0x80;
+        gnu.realsize[4..].copy_from_slice(&tib.to_be_bytes());
+        gnu.sparse[0].offset = [0; 12];
+        gnu.sparse[0].offset[0] = 0x80;
+        gnu.sparse[0].offset[4..].copy_from_slice(&(tib - 512).to_be_bytes());
+        gnu.sparse[0].numbytes.copy_from_slice(b"00000001000\0");
+        h.set_cksum();
+        let mut blocks = h.as_bytes().to_vec();
+        blocks.extend_from_slice(&[7; 512]);
+        let dest = tempfile::tempdir().unwrap();
+        let err = unpack_layer(
+            lazy_tar(blocks, 0),
+            dest.path(),
+            "sha256:sparse",
+            &LayerLimits::default(),
+        )
+        .unwrap_err();
+        assert_eq!(limit_key(&err), "image.max_layer_unpacked_bytes", "{err}");
+        let written = std::fs::metadata(dest.path().join("sparse")).map_or(0, |m| m.len());
+        assert_eq!(written, 0);
+    }
+
+    #[test]
+    fn size_and_entry_count_are_bounded() {
+        let limits = LayerLimits {
+            max_unpacked_bytes: 1024 * 1024,
+            ..LayerLimits::default()
+        };
+        // one file over the limit: refused before writing
+        let big = Tar::new().file("big", &vec![1; 2 * 1024 * 1024]).bytes();
+        let dest = tempfile::tempdir().unwrap();
+        let err = unpack_layer(&big[..], dest.path(), "sha256:big", &limits).unwrap_err();
+        assert_eq!(limit_key(&err), "image.max_layer_unpacked_bytes");
+        // many small ones: refused once their sum passes it
+        let mut many = Tar::new();
+        for i in 0..8 {
+            many = many.file(&format!("f{i}"), &vec![1; 200 * 1024]);
+        }
+        let many = many.bytes();
+        let dest = tempfile::tempdir().unwrap();
+        let err = unpack_layer(&many[..], dest.path(), "sha256:many", &limits).unwrap_err();
+        assert_eq!(limit_key(&err), "image.max_layer_unpacked_bytes");
+        // a stream of zeros after the end of the archive counts too
+        let mut padded = Tar::new().file("a", b"a").bytes();
+        padded.resize(2 * 1024 * 1024, 0);
+        let dest = tempfile::tempdir().unwrap();
+        let err = unpack_layer(&padded[..], dest.path(), "sha256:pad", &limits).unwrap_err();
+        assert_eq!(limit_key(&err), "image.max_layer_unpacked_bytes");
+        let limits = LayerLimits {
+            max_entries: 5,
+            ..LayerLimits::default()
+        };
+        let mut files = Tar::new();
+        for i in 0..10 {
+            files = files.file(&format!("f{i}"), b"");
+        }
+        let files = files.bytes();
+        let dest = tempfile::tempdir().unwrap();
+        let err = unpack_layer(&files[..], dest.path(), "sha256:n", &limits).unwrap_err();
+        assert_eq!(limit_key(&err), "image.max_layer_entries");
+        assert!(err.to_string().contains("more than 5 tar entries"), "{err}");
     }
 
     /// Replaces the OUTSIDE placeholder in link names with a real path.

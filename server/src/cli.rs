@@ -88,6 +88,14 @@ pub struct Overrides {
     /// Repeatable; replaces the configured list.
     #[arg(long = "pinned-image", global = true, value_name = "IMAGE")]
     pub pinned_images: Vec<String>,
+    #[arg(long, global = true, value_name = "BYTES")]
+    pub max_layer_header_bytes: Option<u64>,
+    #[arg(long, global = true, value_name = "BYTES")]
+    pub max_layer_unpacked_bytes: Option<u64>,
+    #[arg(long, global = true, value_name = "N")]
+    pub max_layer_entries: Option<u64>,
+    #[arg(long, global = true, value_name = "SECONDS")]
+    pub download_progress_timeout_secs: Option<u64>,
     #[arg(long, global = true, value_name = "IP")]
     pub streaming_address: Option<String>,
     #[arg(long, global = true, value_name = "PORT")]
@@ -176,6 +184,19 @@ impl Overrides {
         if !self.pinned_images.is_empty() {
             config.image.pinned_images = self.pinned_images;
         }
+        set(
+            &mut config.image.max_layer_header_bytes,
+            self.max_layer_header_bytes,
+        );
+        set(
+            &mut config.image.max_layer_unpacked_bytes,
+            self.max_layer_unpacked_bytes,
+        );
+        set(&mut config.image.max_layer_entries, self.max_layer_entries);
+        set(
+            &mut config.image.download_progress_timeout_secs,
+            self.download_progress_timeout_secs,
+        );
     }
 }
 

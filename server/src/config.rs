@@ -168,6 +168,10 @@ pub struct ImageConfig {
     pub auth_file: PathBuf,
     pub max_concurrent_downloads: usize,
     pub pinned_images: Vec<String>,
+    pub max_layer_header_bytes: u64,
+    pub max_layer_unpacked_bytes: u64,
+    pub max_layer_entries: u64,
+    pub download_progress_timeout_secs: u64,
 }
 
 impl Default for Config {
@@ -240,6 +244,10 @@ impl Default for ImageConfig {
             auth_file: PathBuf::new(),
             max_concurrent_downloads: 3,
             pinned_images: Vec::new(),
+            max_layer_header_bytes: image_service::unpack::DEFAULT_MAX_HEADER_BYTES,
+            max_layer_unpacked_bytes: image_service::unpack::DEFAULT_MAX_UNPACKED_BYTES,
+            max_layer_entries: image_service::unpack::DEFAULT_MAX_ENTRIES,
+            download_progress_timeout_secs: 60,
         }
     }
 }
@@ -408,6 +416,26 @@ const KEY_DOCS: &[KeyDoc] = &[
         flag: "--pinned-image",
         doc: "Images (tag, digest or id) reported as pinned, so the kubelet never garbage-collects them.",
     },
+    KeyDoc {
+        key: "image.max_layer_header_bytes",
+        flag: "--max-layer-header-bytes",
+        doc: "Bytes of tar headers (GNU long name and long link, PAX extended header, sparse map) one layer entry may have; they are held in memory (at least 4096).",
+    },
+    KeyDoc {
+        key: "image.max_layer_unpacked_bytes",
+        flag: "--max-layer-unpacked-bytes",
+        doc: "Bytes one layer may unpack to: its uncompressed tar stream, and the files it writes, sparse holes included.",
+    },
+    KeyDoc {
+        key: "image.max_layer_entries",
+        flag: "--max-layer-entries",
+        doc: "Tar entries one layer may hold.",
+    },
+    KeyDoc {
+        key: "image.download_progress_timeout_secs",
+        flag: "--download-progress-timeout-secs",
+        doc: "A blob download (or the wait for its response) that receives no byte for this long fails with DeadlineExceeded and frees its download slot.",
+    },
 ];
 
 impl Config {
@@ -469,6 +497,31 @@ impl Config {
         if self.image.max_concurrent_downloads == 0 {
             return Err(ConfigError::Invalid {
                 key: "image.max_concurrent_downloads",
+                message: "must be at least 1".into(),
+            });
+        }
+        if self.image.max_layer_header_bytes < 4096 {
+            return Err(ConfigError::Invalid {
+                key: "image.max_layer_header_bytes",
+                message: format!(
+                    "{} bytes is less than a path may need (4096)",
+                    self.image.max_layer_header_bytes
+                ),
+            });
+        }
+        if self.image.download_progress_timeout_secs == 0 {
+            return Err(ConfigError::Invalid {
+                key: "image.download_progress_timeout_secs",
+                message: "must be at least 1".into(),
+            });
+        }
+        if self.image.max_layer_unpacked_bytes == 0 || self.image.max_layer_entries == 0 {
+            return Err(ConfigError::Invalid {
+                key: if self.image.max_layer_entries == 0 {
+                    "image.max_layer_entries"
+                } else {
+                    "image.max_layer_unpacked_bytes"
+                },
                 message: "must be at least 1".into(),
             });
         }

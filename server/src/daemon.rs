@@ -190,6 +190,14 @@ fn open_images(config: &Config) -> anyhow::Result<image_service::ImageService> {
         auth_file: (!image.auth_file.as_os_str().is_empty()).then(|| image.auth_file.clone()),
         max_concurrent_downloads: image.max_concurrent_downloads,
         pinned_images: image.pinned_images.clone(),
+        layer_limits: image_service::unpack::LayerLimits {
+            max_header_bytes: image.max_layer_header_bytes,
+            max_unpacked_bytes: image.max_layer_unpacked_bytes,
+            max_entries: image.max_layer_entries,
+        },
+        download_progress_timeout: std::time::Duration::from_secs(
+            image.download_progress_timeout_secs,
+        ),
     };
     image_service::ImageService::open(options).context("failed to open the image store")
 }

@@ -24,8 +24,6 @@ pub enum Error {
     ImageNotFound { image: String },
     #[error("pod sandbox {id} is not ready: cannot {op}")]
     SandboxNotReady { id: String, op: &'static str },
-    #[error("image {image:?} is in use by container {container}")]
-    ImageInUse { image: String, container: String },
     #[error("request aborted: crius is shutting down")]
     Aborted,
     #[error(transparent)]
@@ -43,9 +41,7 @@ impl Error {
             Error::Sandbox(err) => err.kind(),
             Error::Container(err) => err.kind(),
             Error::ImageNotFound { .. } => ErrorKind::NotFound,
-            Error::SandboxNotReady { .. } | Error::ImageInUse { .. } => {
-                ErrorKind::FailedPrecondition
-            }
+            Error::SandboxNotReady { .. } => ErrorKind::FailedPrecondition,
             Error::Aborted | Error::StreamingNotStarted => ErrorKind::Unavailable,
             Error::Streaming(err) => err.kind(),
         }

@@ -12,37 +12,20 @@ impl Cri {
         req: RemoveImageRequest,
     ) -> Result<RemoveImageResponse, Error> {
         let name = super::requested_image(req.image.as_ref())?;
-        self.refuse_if_in_use(name)?;
-        self.images.remove(name).await?;
+        // Checked by the image store under its lock, together with the
+        // containers being created (which hold the image from before their
+        // rootfs is mounted until they are in the container store): the
+        // layers under a live overlay are never deleted.
+        let containers = self.containers.clone();
+        let used_by = std::sync::Arc::new(move |image_id: &str| {
+            containers
+                .store()
+                .list()
+                .into_iter()
+                .find(|c| c.meta.image_id == image_id)
+                .map(|c| format!("container {}", c.meta.id))
+        });
+        self.images.remove(name, used_by).await?;
         Ok(RemoveImageResponse {})
-    }
-
-    /// An image whose layers are mounted by a container cannot go: removing
-    /// it would pull the lower dirs from under a rootfs. Removing one tag
-    /// of several leaves the image, so that stays allowed.
-    fn refuse_if_in_use(&self, name: &str) -> Result<(), Error> {
-        let Some(image) = self.images.resolve(name) else {
-            return Ok(());
-        };
-        let removes_image = image.id.starts_with(name)
-            || image.id.trim_start_matches("sha256:").starts_with(name)
-            || image.repo_digests.iter().any(|d| d == name)
-            || image.repo_tags.len() <= 1;
-        if !removes_image {
-            return Ok(());
-        }
-        match self
-            .containers
-            .store()
-            .list()
-            .into_iter()
-            .find(|c| c.meta.image_id == image.id)
-        {
-            Some(user) => Err(Error::ImageInUse {
-                image: name.to_string(),
-                container: user.meta.id.clone(),
-            }),
-            None => Ok(()),
-        }
     }
 }

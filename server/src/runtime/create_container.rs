@@ -10,6 +10,9 @@ use crate::Cri;
 use crate::cri::detached;
 use crate::error::Error;
 
+/// Tells apart the holders of concurrent creates with the same name.
+static CREATE_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 impl Cri {
     pub(crate) async fn create_container(
         &self,
@@ -27,25 +30,37 @@ impl Cri {
             });
         }
         let image_name = crate::image::requested_image(config.image.as_ref())?.to_string();
-        let image = self.image_info(&image_name)?;
+        // Held from here until the container is in the container store
+        // (where RemoveImage finds it) or the create failed: RemoveImage
+        // cannot delete the layers this create mounts.
+        let holder = format!(
+            "container {:?} being created (#{})",
+            config.metadata.as_ref().map_or("", |m| m.name.as_str()),
+            CREATE_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        let image = self.image_info(&image_name, &holder)?;
         let sandbox_info = sandbox_info(&sandbox);
         let containers = self.containers.clone();
+        let images = self.images.clone();
         // Detached: a create dropped half-way by a client deadline would
-        // skip its own rollback.
-        let id =
-            detached(async move { Ok(containers.create(&sandbox_info, &image, &config).await?) })
-                .await?;
+        // skip its own rollback (and the release of the image).
+        let id = detached(async move {
+            let created = containers.create(&sandbox_info, &image, &config).await;
+            images.release(&image.id, &holder);
+            Ok(created?)
+        })
+        .await?;
         tracing::info!(%id, sandbox = sandbox.id(), image = %image_name, "container created");
         Ok(CreateContainerResponse { container_id: id })
     }
 
-    /// What the container library needs to know of a pulled image.
-    fn image_info(&self, name: &str) -> Result<container::ImageInfo, Error> {
+    /// What the container library needs to know of a pulled image, which
+    /// `holder` now holds (see [`image_service::ImageService::hold`]).
+    fn image_info(&self, name: &str, holder: &str) -> Result<container::ImageInfo, Error> {
         let not_found = || Error::ImageNotFound {
             image: name.to_string(),
         };
-        let record = self.images.resolve(name).ok_or_else(not_found)?;
-        let rootfs = self.images.rootfs(&record.id).ok_or_else(not_found)?;
+        let (record, rootfs) = self.images.hold(name, holder).ok_or_else(not_found)?;
         let config = rootfs.config;
         Ok(container::ImageInfo {
             reference: record
