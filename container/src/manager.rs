@@ -736,13 +736,11 @@ impl ContainerManager {
             State::Created | State::Running | State::Unknown => {}
         }
         let id = &ctr.meta.id;
-        if timeout > 0 && st.state() == State::Running {
+        let grace = crate::timeout::from_request_secs(timeout);
+        if let (Some(grace), State::Running) = (grace, st.state()) {
             let sig = stop_signal(&ctr.meta.stop_signal);
             self.kill(ctr, &st, &sig).await?;
-            if self
-                .wait_exit(ctr, Duration::from_secs(timeout as u64))
-                .await?
-            {
+            if self.wait_exit(ctr, grace).await? {
                 return Ok(());
             }
             tracing::info!(%id, timeout, "stop signal ignored, killing");
@@ -788,7 +786,7 @@ impl ContainerManager {
     /// with polling only if the watch cannot be set up.
     async fn wait_exit(&self, ctr: &Container, limit: Duration) -> Result<bool> {
         let start = tokio::time::Instant::now();
-        let deadline = start + limit;
+        let deadline = crate::timeout::deadline_after(start, limit);
         let notifier = self.exit_notifier();
         let mut last_check = start;
         let mut pause = FIRST_POLL;

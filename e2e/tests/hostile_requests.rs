@@ -1,0 +1,79 @@
+//! Hostile or careless requests through the whole daemon: each must end in
+//! a clear answer, bounded in time and memory, with nothing left behind
+//! (no reserved name, no mount, no process, no record). See the "Requests"
+//! section of docs/threat-model.md.
+
+use std::time::{Duration, Instant};
+
+use crius_e2e::pods::*;
+use crius_proto::*;
+
+/// A busybox container that exits as soon as it gets SIGTERM (a shell as
+/// PID 1 ignores TERM unless it traps it).
+fn exits_on_term(name: &str) -> ContainerConfig {
+    container_config(
+        name,
+        "busybox",
+        &[
+            "sh",
+            "-c",
+            "trap 'exit 0' TERM; echo ready; while true; do sleep 0.1; done",
+        ],
+    )
+}
+
+/// Waits until the container's log has its first line (its trap is set).
+async fn wait_ready(pod: &Pod, name: &str) {
+    let log = pod.log_dir.join(format!("{name}.log"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&log).is_ok_and(|t| t.contains("ready")) {
+        assert!(Instant::now() < deadline, "container {name} never got ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn stop_with_the_largest_timeout_stops_and_answers() {
+    let daemon = daemon(&["busybox"]).await;
+    let pod = run_pod(&daemon, "huge-timeout").await;
+    let mut client = daemon.runtime().await;
+    let id = create_and_start(&mut client, &pod, exits_on_term("polite")).await;
+    wait_ready(&pod, "polite").await;
+    // `crictl stop --timeout 9223372036854775807`: the old code panicked
+    // computing the deadline (the call ended in RST_STREAM) and the
+    // container was never signalled.
+    let stop = client.stop_container(StopContainerRequest {
+        container_id: id.clone(),
+        timeout: i64::MAX,
+    });
+    tokio::time::timeout(Duration::from_secs(30), stop)
+        .await
+        .expect("StopContainer with i64::MAX did not answer")
+        .unwrap_or_else(|e| panic!("StopContainer with i64::MAX: {e}\n{}", daemon.log()));
+    let st = status(&mut client, &id).await;
+    assert_eq!(st.state, ContainerState::ContainerExited as i32, "{st:?}");
+    assert_eq!(st.exit_code, 0, "stopped by its TERM trap: {st:?}");
+
+    // The same extreme values elsewhere are answered too.
+    let sleeper = create_and_start(
+        &mut client,
+        &pod,
+        container_config("sleeper", "busybox", &["sleep", "1000"]),
+    )
+    .await;
+    for timeout in [i64::MAX, i64::MIN, -1] {
+        let out = exec(&mut client, &sleeper, &["echo", "hi"], timeout)
+            .await
+            .unwrap_or_else(|e| panic!("ExecSync timeout {timeout}: {e}"));
+        assert_eq!(out.stdout, b"hi\n");
+    }
+    client
+        .stop_container(StopContainerRequest {
+            container_id: sleeper.clone(),
+            timeout: i64::MIN,
+        })
+        .await
+        .expect("StopContainer with i64::MIN kills at once");
+    assert!(daemon.log().find("panicked").is_none(), "{}", daemon.log());
+    teardown(&daemon, &pod).await;
+}
