@@ -7,7 +7,8 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -16,8 +17,11 @@ use tokio::process::Command;
 
 use crate::error::{Error, Result, parse_runc_message};
 
-/// ExecSync output beyond this many bytes per stream is dropped.
-pub const MAX_EXEC_OUTPUT: usize = 16 << 20;
+/// ExecSync keeps at most this many bytes of stdout and stderr together;
+/// the rest is read and dropped. The reply carries both, and must fit under
+/// the gRPC server's 16 MiB message limit (the kubelet's), so the cap
+/// leaves 64 KiB for the rest of the message.
+pub const MAX_EXEC_OUTPUT: usize = (16 << 20) - (64 << 10);
 
 static LOG_SEQ: AtomicU64 = AtomicU64::new(0);
 
@@ -213,7 +217,7 @@ impl Runc {
     }
 
     /// Runs the process described by `process_file` in the container,
-    /// capturing at most [`MAX_EXEC_OUTPUT`] bytes of each stream. On
+    /// capturing at most [`MAX_EXEC_OUTPUT`] bytes of both streams. On
     /// timeout the process is SIGKILLed and a `Timeout` error returned.
     pub async fn exec_sync(
         &self,
@@ -242,8 +246,9 @@ impl Runc {
                 program: self.path.clone(),
                 source: e,
             })?;
-        let stdout = child.stdout.take().map(|s| tokio::spawn(read_bounded(s)));
-        let stderr = child.stderr.take().map(|s| tokio::spawn(read_bounded(s)));
+        let budget = Arc::new(AtomicUsize::new(MAX_EXEC_OUTPUT));
+        let stdout = (child.stdout.take()).map(|s| tokio::spawn(read_bounded(s, budget.clone())));
+        let stderr = (child.stderr.take()).map(|s| tokio::spawn(read_bounded(s, budget.clone())));
         let waited = match timeout {
             Some(t) => tokio::time::timeout(t, child.wait()).await.ok(),
             None => Some(child.wait().await),
@@ -389,16 +394,21 @@ fn is_not_exist(message: &str) -> bool {
     message.contains("does not exist") || message.contains("not exist")
 }
 
-/// Reads a stream to its end, keeping at most [`MAX_EXEC_OUTPUT`] bytes.
-async fn read_bounded(mut r: impl AsyncRead + Unpin) -> Vec<u8> {
+/// Reads a stream to its end, keeping what fits in `budget` (bytes left,
+/// shared by the streams of one exec) and taking that much from it.
+async fn read_bounded(mut r: impl AsyncRead + Unpin, budget: Arc<AtomicUsize>) -> Vec<u8> {
     let mut kept = Vec::new();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         match r.read(&mut buf).await {
             Ok(0) | Err(_) => break,
             Ok(n) => {
-                let room = MAX_EXEC_OUTPUT.saturating_sub(kept.len());
-                kept.extend_from_slice(&buf[..n.min(room)]);
+                let taken = budget
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                        Some(left - n.min(left))
+                    })
+                    .map_or(0, |left| n.min(left));
+                kept.extend_from_slice(&buf[..taken]);
             }
         }
     }
@@ -437,8 +447,23 @@ mod tests {
     #[tokio::test]
     async fn bounded_reader_drops_the_excess() {
         let data = vec![7u8; MAX_EXEC_OUTPUT + 12345];
-        let out = read_bounded(&data[..]).await;
+        let budget = Arc::new(AtomicUsize::new(MAX_EXEC_OUTPUT));
+        let out = read_bounded(&data[..], budget.clone()).await;
         assert_eq!(out.len(), MAX_EXEC_OUTPUT);
+        // The other stream of the same exec gets nothing more.
+        assert!(read_bounded(&b"more"[..], budget).await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn both_streams_together_stay_under_the_cap() {
+        let budget = Arc::new(AtomicUsize::new(MAX_EXEC_OUTPUT));
+        let out = vec![1u8; MAX_EXEC_OUTPUT];
+        let err = vec![2u8; MAX_EXEC_OUTPUT];
+        let (a, b) = tokio::join!(
+            read_bounded(&out[..], budget.clone()),
+            read_bounded(&err[..], budget.clone())
+        );
+        assert_eq!(a.len() + b.len(), MAX_EXEC_OUTPUT);
     }
 
     #[test]

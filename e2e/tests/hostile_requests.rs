@@ -6,7 +6,22 @@
 use std::time::{Duration, Instant};
 
 use crius_e2e::pods::*;
+use crius_proto::runtime_service_client::RuntimeServiceClient;
 use crius_proto::*;
+use tonic::transport::Channel;
+
+/// The ExecSync output cap documented in docs/threat-model.md: stdout and
+/// stderr together, 64 KiB under the 16 MiB gRPC message limit.
+const EXEC_OUTPUT_CAP: usize = 16 * 1024 * 1024 - 64 * 1024;
+
+/// A client that accepts replies up to 16 MiB, as the kubelet does (the
+/// tonic default is 4 MiB).
+async fn big_client(daemon: &crius_e2e::Daemon) -> RuntimeServiceClient<Channel> {
+    daemon
+        .runtime()
+        .await
+        .max_decoding_message_size(16 * 1024 * 1024)
+}
 
 /// A busybox container that exits as soon as it gets SIGTERM (a shell as
 /// PID 1 ignores TERM unless it traps it).
@@ -75,5 +90,49 @@ async fn stop_with_the_largest_timeout_stops_and_answers() {
         .await
         .expect("StopContainer with i64::MIN kills at once");
     assert!(daemon.log().find("panicked").is_none(), "{}", daemon.log());
+    teardown(&daemon, &pod).await;
+}
+
+#[tokio::test]
+async fn exec_sync_output_is_capped_to_fit_one_reply() {
+    let daemon = daemon(&["busybox"]).await;
+    let pod = run_pod(&daemon, "big-exec").await;
+    let mut client = big_client(&daemon).await;
+    let id = create_and_start(
+        &mut client,
+        &pod,
+        container_config("sleeper", "busybox", &["sleep", "1000"]),
+    )
+    .await;
+    // 20 MB on stdout: the old code captured 16 MiB, which with the reply's
+    // framing no longer fit the 16 MiB encoder limit (OutOfRange).
+    let out = exec(
+        &mut client,
+        &id,
+        &["sh", "-c", "head -c 20000000 /dev/zero; exit 3"],
+        60,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("ExecSync of 20 MB: {e}\n{}", daemon.log()));
+    assert_eq!(out.stdout.len(), EXEC_OUTPUT_CAP);
+    assert!(out.stdout.iter().all(|b| *b == 0));
+    assert!(out.stderr.is_empty());
+    assert_eq!(out.exit_code, 3, "the exit code survives truncation");
+
+    // Both streams share the cap.
+    let out = exec(
+        &mut client,
+        &id,
+        &[
+            "sh",
+            "-c",
+            "head -c 12000000 /dev/zero; head -c 12000000 /dev/zero >&2",
+        ],
+        60,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("ExecSync of 2x12 MB: {e}\n{}", daemon.log()));
+    assert_eq!(out.stdout.len() + out.stderr.len(), EXEC_OUTPUT_CAP);
+    assert_eq!(out.exit_code, 0);
     teardown(&daemon, &pod).await;
 }

@@ -23,6 +23,10 @@ use crate::config::{
 /// kubelet's own limit for CRI messages; large ListContainers answers need it.
 const MAX_MESSAGE_SIZE: usize = 16 * 1024 * 1024;
 
+// An ExecSync reply carries the captured output plus a few bytes of
+// framing; it must always encode under the limit (else: OutOfRange).
+const _: () = assert!(container::runtime::MAX_EXEC_OUTPUT + 1024 <= MAX_MESSAGE_SIZE);
+
 /// How long in-flight RPCs get to finish after SIGTERM.
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
