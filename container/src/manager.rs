@@ -32,6 +32,8 @@ pub const MAX_TERMINATION_MESSAGE: u64 = 4096;
 const UNDO_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long conmon may take to run `runc create`.
 const CREATE_TIMEOUT: Duration = Duration::from_secs(240);
+/// Bound on reading the image's /etc/passwd and /etc/group.
+const USER_LOOKUP_TIMEOUT: Duration = Duration::from_secs(30);
 /// After SIGKILL, how long to wait for the exit to be recorded.
 const KILL_WAIT: Duration = Duration::from_secs(30);
 /// Exit polling (only if the exit dir cannot be watched) starts fast (most
@@ -485,12 +487,24 @@ impl ContainerManager {
             }),
         };
         let merged = overlay.merged.clone();
-        let user = tokio::task::spawn_blocking(move || user::resolve_user(&merged, &req))
-            .await
-            .map_err(|e| Error::User {
+        let lookup = tokio::task::spawn_blocking(move || user::resolve_user(&merged, &req));
+        // The files are checked to be regular and read with a bound, so
+        // this should never fire; if a filesystem stalls anyway, the
+        // request fails and rolls back instead of holding its name.
+        let user = match tokio::time::timeout(USER_LOOKUP_TIMEOUT, lookup).await {
+            Ok(joined) => joined.map_err(|e| Error::User {
                 user: image.config.user.clone(),
                 reason: e.to_string(),
-            })??;
+            })??,
+            Err(_) => {
+                return Err(Error::User {
+                    user: image.config.user.clone(),
+                    reason: format!(
+                        "reading /etc/passwd and /etc/group took longer than {USER_LOOKUP_TIMEOUT:?}"
+                    ),
+                });
+            }
+        };
 
         let pid_namespace = self.resolve_pid_namespace(config, sandbox)?;
         let user_record = crate::store::UserRecord {

@@ -5,9 +5,11 @@
 
 use std::time::{Duration, Instant};
 
+use crius_e2e::mounts_under;
 use crius_e2e::pods::*;
 use crius_proto::runtime_service_client::RuntimeServiceClient;
 use crius_proto::*;
+use tonic::Code;
 use tonic::transport::Channel;
 
 /// The ExecSync output cap documented in docs/threat-model.md: stdout and
@@ -21,6 +23,17 @@ async fn big_client(daemon: &crius_e2e::Daemon) -> RuntimeServiceClient<Channel>
         .runtime()
         .await
         .max_decoding_message_size(16 * 1024 * 1024)
+}
+
+/// Overlay mounts (container rootfs) left under the test's dirs.
+fn overlays_left(daemon: &crius_e2e::Daemon) -> Vec<String> {
+    let base = daemon.dirs.base.path().to_string_lossy().into_owned();
+    std::fs::read_to_string("/proc/mounts")
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("overlay ") && l.contains(&base))
+        .map(String::from)
+        .collect()
 }
 
 /// A busybox container that exits as soon as it gets SIGTERM (a shell as
@@ -135,4 +148,48 @@ async fn exec_sync_output_is_capped_to_fit_one_reply() {
     assert_eq!(out.stdout.len() + out.stderr.len(), EXEC_OUTPUT_CAP);
     assert_eq!(out.exit_code, 0);
     teardown(&daemon, &pod).await;
+}
+
+#[tokio::test]
+async fn a_fifo_as_etc_passwd_fails_the_create_and_leaves_nothing() {
+    let daemon = daemon(&["busybox", "hostile-fifo-passwd"]).await;
+    let pod = run_pod(&daemon, "fifo-passwd").await;
+    let mut client = daemon.runtime().await;
+    let by_name = |image_name: &str| ContainerConfig {
+        linux: Some(LinuxContainerConfig {
+            security_context: Some(LinuxContainerSecurityContext {
+                run_as_username: "root".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..container_config("app", image_name, &["sleep", "1000"])
+    };
+    // The old code blocked forever opening the FIFO.
+    let err = tokio::time::timeout(
+        Duration::from_secs(60),
+        create(&mut client, &pod, by_name("hostile-fifo-passwd")),
+    )
+    .await
+    .expect("CreateContainer hung on a FIFO /etc/passwd")
+    .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(
+        err.message()
+            .contains("/etc/passwd in the image is a fifo, not a regular file"),
+        "{err:?}"
+    );
+    assert!(err.message().contains("root"), "{err:?}");
+    let overlays = overlays_left(&daemon);
+    assert!(overlays.is_empty(), "rootfs left mounted: {overlays:?}");
+    // The name is free again: the same name with a sound image works.
+    let id = create(&mut client, &pod, by_name("busybox"))
+        .await
+        .unwrap_or_else(|e| panic!("retry under the same name: {e}"));
+    client
+        .remove_container(RemoveContainerRequest { container_id: id })
+        .await
+        .unwrap();
+    teardown(&daemon, &pod).await;
+    assert!(mounts_under(daemon.dirs.base.path()).is_empty());
 }
