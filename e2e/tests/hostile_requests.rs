@@ -193,3 +193,50 @@ async fn a_fifo_as_etc_passwd_fails_the_create_and_leaves_nothing() {
     teardown(&daemon, &pod).await;
     assert!(mounts_under(daemon.dirs.base.path()).is_empty());
 }
+
+#[tokio::test]
+async fn a_second_daemon_on_a_live_socket_refuses_and_leaves_it() {
+    let first = crius_e2e::Daemon::start().await;
+    let socket = first.dirs.socket();
+    // Another state dir and runroot, so the runroot lock does not stop it;
+    // only the socket path is shared.
+    let other = crius_e2e::Dirs::new();
+    std::fs::write(other.base.path().join("crius.toml"), "").unwrap();
+    let mut args = other.args();
+    let listen = args.iter().position(|a| a == "--listen").unwrap();
+    args[listen + 1] = socket.to_string_lossy().into_owned();
+    let out = std::fs::File::create(other.base.path().join("second.log")).unwrap();
+    let mut second = std::process::Command::new(crius_e2e::crius_bin())
+        .args(&args)
+        .stdin(std::process::Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .unwrap();
+    // The old code unlinked the live socket and served on its own.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = second.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = second.kill();
+            let _ = second.wait();
+            panic!("second crius did not refuse the live socket");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let output = std::fs::read_to_string(other.base.path().join("second.log")).unwrap();
+    assert!(!status.success(), "{output}");
+    assert!(
+        output.contains(&format!("socket {socket:?} is in use")),
+        "{output}"
+    );
+    // The first daemon still answers on its socket, from a new connection.
+    first
+        .runtime()
+        .await
+        .version(VersionRequest::default())
+        .await
+        .unwrap();
+}
