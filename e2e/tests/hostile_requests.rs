@@ -240,3 +240,65 @@ async fn a_second_daemon_on_a_live_socket_refuses_and_leaves_it() {
         .await
         .unwrap();
 }
+
+/// Entries of a directory (empty if it does not exist).
+fn entries(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn pod_names_that_would_inject_cni_args_are_refused_with_nothing_created() {
+    let daemon = daemon(&[]).await;
+    let mut client = daemon.runtime().await;
+    let log_dir = daemon.dirs.base.path().join("pods");
+    std::fs::create_dir_all(&log_dir).unwrap();
+    // CNI_ARGS `IP=` picks the address with host-local or static IPAM.
+    let injected = "web;IP=10.88.0.99";
+    for field in ["name", "namespace", "uid"] {
+        let mut md = PodSandboxMetadata {
+            name: "web".into(),
+            namespace: "e2e".into(),
+            uid: "uid-web".into(),
+            attempt: 0,
+        };
+        match field {
+            "name" => md.name = injected.into(),
+            "namespace" => md.namespace = injected.into(),
+            _ => md.uid = injected.into(),
+        }
+        let err = client
+            .run_pod_sandbox(RunPodSandboxRequest {
+                config: Some(PodSandboxConfig {
+                    metadata: Some(md),
+                    hostname: "web".into(),
+                    log_directory: log_dir.to_string_lossy().into_owned(),
+                    ..Default::default()
+                }),
+                runtime_handler: String::new(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{field}: {err:?}");
+        assert!(
+            err.message()
+                .contains(&format!("metadata.{field} {injected:?} is not a valid name")),
+            "{err:?}"
+        );
+    }
+    let pods = client
+        .list_pod_sandbox(ListPodSandboxRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .items;
+    assert!(pods.is_empty(), "{pods:?}");
+    let records = entries(&daemon.dirs.root().join("sandboxes"));
+    assert!(records.is_empty(), "sandbox records left: {records:?}");
+    let mounts = mounts_under(daemon.dirs.base.path());
+    assert!(mounts.is_empty(), "mounts left: {mounts:?}");
+    // A sound name works (the refusals reserved nothing).
+    let pod = run_pod(&daemon, "web").await;
+    teardown(&daemon, &pod).await;
+}

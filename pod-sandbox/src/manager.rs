@@ -855,10 +855,13 @@ fn validate_name(what: &str, value: &str) -> Result<(), Error> {
     if value.is_empty() {
         return Err(Error::InvalidConfig(format!("{what} is empty")));
     }
+    // `;` and `=` would let a name add or override CNI_ARGS pairs
+    // (`K=V;K=V`, e.g. "web;IP=10.88.0.99" picks a static address); Kubernetes
+    // names never contain them.
     if value.len() > 253
-        || value
-            .chars()
-            .any(|c| c.is_control() || c.is_whitespace() || c == '/' || c == '_')
+        || value.chars().any(|c| {
+            c.is_control() || c.is_whitespace() || matches!(c, '/' | '_' | ';' | '=')
+        })
     {
         return Err(Error::InvalidConfig(format!(
             "{what} {value:?} is not a valid name"
@@ -1070,6 +1073,30 @@ mod tests {
         assert_eq!((spec.netns, spec.ipcns, spec.utsns), (None, None, None));
         assert_eq!(spec.files.shm, None);
         assert_eq!(spec.runtime_handler, "crun");
+    }
+
+    #[test]
+    fn names_that_would_inject_cni_args_are_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = manager(dir.path());
+        for bad in ["web;IP=10.88.0.99", "a=b", "a;b"] {
+            for field in ["name", "namespace", "uid"] {
+                let mut c = config();
+                let md = c.metadata.as_mut().unwrap();
+                match field {
+                    "name" => md.name = bad.into(),
+                    "namespace" => md.namespace = bad.into(),
+                    _ => md.uid = bad.into(),
+                }
+                let err = m.spec_from_config("abc", &c, "").unwrap_err();
+                assert_eq!(err.kind(), crius_proto::ErrorKind::InvalidArgument);
+                assert!(
+                    err.to_string()
+                        .contains(&format!("metadata.{field} {bad:?} is not a valid name")),
+                    "{err}"
+                );
+            }
+        }
     }
 
     #[test]
