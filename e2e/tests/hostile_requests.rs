@@ -302,3 +302,126 @@ async fn pod_names_that_would_inject_cni_args_are_refused_with_nothing_created()
     let pod = run_pod(&daemon, "web").await;
     teardown(&daemon, &pod).await;
 }
+
+/// A CNI plugin that fails ADD or DEL while `fail-add` / `fail-del` exist
+/// in `state`, and keeps an `attached-<container id>` file from ADD to a
+/// successful DEL, standing for the IP and port rules a real chain holds.
+fn flaky_plugin(daemon_dirs: &crius_e2e::Dirs) -> (std::path::PathBuf, std::path::PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let base = daemon_dirs.base.path();
+    let (plugins, state) = (base.join("plugins"), base.join("flaky"));
+    std::fs::create_dir_all(&plugins).unwrap();
+    std::fs::create_dir_all(&state).unwrap();
+    let script = plugins.join("flaky");
+    std::fs::write(
+        &script,
+        format!(
+            r#"#!/bin/sh
+cat >/dev/null
+state={state}
+fail() {{ echo "{{\"cniVersion\":\"1.0.0\",\"code\":100,\"msg\":\"injected $1 failure\"}}"; exit 1; }}
+case "$CNI_COMMAND" in
+VERSION) echo '{{"cniVersion":"1.0.0","supportedVersions":["0.4.0","1.0.0"]}}' ;;
+ADD) touch "$state/attached-$CNI_CONTAINERID"
+     [ -e "$state/fail-add" ] && fail ADD
+     echo '{{"cniVersion":"1.0.0","ips":[]}}' ;;
+DEL) [ -e "$state/fail-del" ] && fail DEL
+     rm -f "$state/attached-$CNI_CONTAINERID" ;;
+esac
+exit 0
+"#,
+            state = state.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(
+        daemon_dirs.cni_config_dir().join("10-flaky.conflist"),
+        r#"{"cniVersion":"1.0.0","name":"flaky-net","plugins":[{"type":"flaky"}]}"#,
+    )
+    .unwrap();
+    (plugins, state)
+}
+
+fn pod_config(daemon: &crius_e2e::Daemon, name: &str) -> PodSandboxConfig {
+    let log_dir = daemon.dirs.base.path().join("pods").join(name);
+    std::fs::create_dir_all(&log_dir).unwrap();
+    PodSandboxConfig {
+        metadata: Some(PodSandboxMetadata {
+            name: name.into(),
+            uid: format!("uid-{name}"),
+            namespace: "e2e".into(),
+            attempt: 0,
+        }),
+        hostname: name.into(),
+        log_directory: log_dir.to_string_lossy().into_owned(),
+        ..Default::default()
+    }
+}
+
+async fn pods(client: &mut RuntimeServiceClient<Channel>) -> Vec<PodSandbox> {
+    client
+        .list_pod_sandbox(ListPodSandboxRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .items
+}
+
+#[tokio::test]
+async fn a_failed_cni_del_in_rollback_keeps_the_sandbox_until_removed() {
+    let dirs = crius_e2e::Dirs::new();
+    let (plugins, state) = flaky_plugin(&dirs);
+    std::fs::write(state.join("fail-add"), "").unwrap();
+    std::fs::write(state.join("fail-del"), "").unwrap();
+    let plugin_dir = plugins.to_string_lossy().into_owned();
+    let mut daemon =
+        crius_e2e::Daemon::start_with(dirs, &["--cni-plugin-dir", &plugin_dir]).await;
+    let mut client = daemon.runtime().await;
+
+    let err = client
+        .run_pod_sandbox(RunPodSandboxRequest {
+            config: Some(pod_config(&daemon, "flaky")),
+            runtime_handler: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert!(err.message().contains("injected ADD failure"), "{err:?}");
+    // The rollback's DEL failed: the old code deleted the record anyway,
+    // and the attachment was never released.
+    let listed = pods(&mut client).await;
+    assert_eq!(listed.len(), 1, "failed sandbox not kept: {listed:?}");
+    let id = listed[0].id.clone();
+    assert_eq!(listed[0].state, PodSandboxState::SandboxNotready as i32);
+    assert!(state.join(format!("attached-{id}")).exists());
+
+    // Kept across a restart, and removal retries DEL: refused while the
+    // plugin still fails, done once it works.
+    daemon.restart().await;
+    let mut client = daemon.runtime().await;
+    assert_eq!(pods(&mut client).await.len(), 1);
+    let err = client
+        .remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: id.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert!(err.message().contains("injected DEL failure"), "{err:?}");
+    assert_eq!(pods(&mut client).await.len(), 1);
+    std::fs::remove_file(state.join("fail-del")).unwrap();
+    remove_pod(&mut client, &id).await;
+    assert!(
+        !state.join(format!("attached-{id}")).exists(),
+        "CNI DEL never succeeded"
+    );
+    assert!(pods(&mut client).await.is_empty());
+    let records = entries(&daemon.dirs.root().join("sandboxes"));
+    assert!(records.is_empty(), "sandbox records left: {records:?}");
+    let mounts = mounts_under(daemon.dirs.base.path());
+    assert!(mounts.is_empty(), "mounts left: {mounts:?}");
+
+    // The name is free again.
+    std::fs::remove_file(state.join("fail-add")).unwrap();
+    let pod = run_pod_config(&daemon, pod_config(&daemon, "flaky")).await;
+    teardown(&daemon, &pod).await;
+}

@@ -67,6 +67,8 @@ enum Undo {
     KillInfra,
     UnmountShm(PathBuf),
     CniDel(Box<NetworkConfigList>),
+    /// DEL of the named network from libcni's cache (its config is gone).
+    CniDelCached(String),
 }
 
 impl Sandboxes {
@@ -286,21 +288,80 @@ impl Sandboxes {
         Ok(sandbox)
     }
 
+    /// Runs the undo steps of a failed RunPodSandbox (or of a sandbox found
+    /// half-created at start) under the cleanup timeout. The record and the
+    /// name go last, and only once the network is known to be detached: if
+    /// CNI DEL failed, or the time ran out, the sandbox is kept as NotReady
+    /// (with its network while DEL has not succeeded) so that
+    /// RemovePodSandbox retries what is left; its name stays reserved for
+    /// it until then, and is never left reserved by nothing.
     async fn rollback(&self, id: &str, spec: &Spec, undo: Vec<Undo>) {
+        let record_dir = self.record_dir(id);
+        // The network of a CniDel step not (yet) done.
+        let mut network_left: Option<String> = None;
         let steps = async {
             for step in undo.into_iter().rev() {
+                match &step {
+                    Undo::CniDel(list) => network_left = Some(list.name.clone()),
+                    Undo::CniDelCached(network) => network_left = Some(network.clone()),
+                    Undo::RemoveDir(dir) if network_left.is_some() && *dir == record_dir => {
+                        continue;
+                    }
+                    Undo::ReleaseName(_) if network_left.is_some() => continue,
+                    _ => {}
+                }
                 let what = format!("{step:?}");
-                if let Err(err) = self.undo(id, spec, step).await {
-                    tracing::warn!(%id, step = %what, error = %crate_message(&err), "undo step failed");
+                let is_del = matches!(step, Undo::CniDel(_) | Undo::CniDelCached(_));
+                match self.undo(id, spec, step).await {
+                    Ok(()) if is_del => network_left = None,
+                    Ok(()) => {}
+                    Err(err) => {
+                        tracing::warn!(%id, step = %what, error = %crate_message(&err), "undo step failed");
+                    }
                 }
             }
         };
-        if tokio::time::timeout(self.opts.cleanup_timeout, steps)
+        let timed_out = tokio::time::timeout(self.opts.cleanup_timeout, steps)
             .await
-            .is_err()
-        {
+            .is_err();
+        if timed_out {
             tracing::error!(%id, timeout = ?self.opts.cleanup_timeout, "rollback timed out");
         }
+        if network_left.is_some() || timed_out {
+            self.keep_for_removal(id, spec, network_left).await;
+        }
+    }
+
+    /// Keeps what a rollback could not finish as a NotReady sandbox that
+    /// RemovePodSandbox can remove, retrying CNI DEL of `network` (if set).
+    /// Without a record on disk nothing can be kept: the name is released.
+    async fn keep_for_removal(&self, id: &str, spec: &Spec, network: Option<String>) {
+        let name = spec.metadata.reserved_name();
+        let path = self.record_dir(id).join(RECORD_FILE);
+        let mut status = match Record::load(&path) {
+            Ok(record) => record.status,
+            Err(err) => {
+                tracing::warn!(%id, error = %err, "no record to keep after rollback");
+                self.store.release(&name, id);
+                return;
+            }
+        };
+        status.state = State::NotReady;
+        status.ips.clear();
+        status.cni_network = network;
+        let sandbox = Arc::new(Sandbox::new(
+            id.to_string(),
+            spec.clone(),
+            status,
+            path.clone(),
+        ));
+        if let Err(err) = write_record(&path, &sandbox.record()).await {
+            tracing::error!(%id, error = %crate_message(&err), "failed to keep sandbox record");
+        }
+        // Already ours after RunPodSandbox; reserved anew at recovery.
+        let _ = self.store.reserve(&name, id);
+        tracing::warn!(%id, network = ?sandbox.status().cni_network, "sandbox kept as not ready: remove it to finish the cleanup");
+        self.store.insert(sandbox);
     }
 
     async fn undo(&self, id: &str, spec: &Spec, step: Undo) -> Result<(), Error> {
@@ -314,6 +375,7 @@ impl Sandboxes {
             Undo::KillInfra => kill_infra(id, None).await,
             Undo::UnmountShm(path) => unmount_shm(id, &path),
             Undo::CniDel(list) => self.cni_del(id, spec, Some(&list.name), Some(&list)).await,
+            Undo::CniDelCached(network) => self.cni_del(id, spec, Some(&network), None).await,
         }
     }
 
@@ -543,14 +605,10 @@ impl Sandboxes {
             let list = cni::load_network(&self.opts.cni_config_dir)
                 .ok()
                 .filter(|l| &l.name == network);
-            match list {
-                Some(list) => steps.push(Undo::CniDel(Box::new(list))),
-                None => {
-                    if let Err(err) = self.cni_del(id, spec, Some(network), None).await {
-                        tracing::warn!(%id, error = %crate_message(&err), "CNI DEL failed");
-                    }
-                }
-            }
+            steps.push(match list {
+                Some(list) => Undo::CniDel(Box::new(list)),
+                None => Undo::CniDelCached(network.clone()),
+            });
         }
         if let Some(infra) = record.status.infra
             && let Err(err) = infra.kill().await
