@@ -425,3 +425,56 @@ async fn a_failed_cni_del_in_rollback_keeps_the_sandbox_until_removed() {
     let pod = run_pod_config(&daemon, pod_config(&daemon, "flaky")).await;
     teardown(&daemon, &pod).await;
 }
+
+#[tokio::test]
+async fn roots_given_through_symlinks_leave_no_mount_behind() {
+    let dirs = crius_e2e::Dirs::new();
+    let base = dirs.base.path();
+    for (link, real) in [(dirs.root(), "real-root"), (dirs.runroot(), "real-run")] {
+        std::fs::create_dir_all(base.join(real)).unwrap();
+        std::os::unix::fs::symlink(base.join(real), link).unwrap();
+    }
+    std::fs::write(
+        dirs.cni_config_dir().join("10-lo.conflist"),
+        r#"{"cniVersion":"1.0.0","name":"lo-only","plugins":[{"type":"loopback"}]}"#,
+    )
+    .unwrap();
+    let daemon = crius_e2e::Daemon::start_with(dirs, &["--cni-plugin-dir", "/usr/lib/cni"]).await;
+    daemon
+        .images()
+        .await
+        .pull_image(PullImageRequest {
+            image: Some(ImageSpec {
+                image: image("busybox"),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("pull: {e}\n{}", daemon.log()));
+    let pod = run_pod(&daemon, "symlinked").await;
+    let mut client = daemon.runtime().await;
+    let id = create_and_start(
+        &mut client,
+        &pod,
+        container_config("sleeper", "busybox", &["sleep", "1000"]),
+    )
+    .await;
+    assert_eq!(overlays_left(&daemon).len(), 1, "rootfs not mounted");
+    client
+        .stop_container(StopContainerRequest {
+            container_id: id.clone(),
+            timeout: 0,
+        })
+        .await
+        .unwrap();
+    client
+        .remove_container(RemoveContainerRequest { container_id: id })
+        .await
+        .unwrap_or_else(|e| panic!("remove: {e}\n{}", daemon.log()));
+    // The old code compared the symlinked path with /proc/self/mountinfo,
+    // found nothing mounted, and skipped the unmount.
+    let overlays = overlays_left(&daemon);
+    assert!(overlays.is_empty(), "rootfs left mounted: {overlays:?}");
+    teardown(&daemon, &pod).await;
+}

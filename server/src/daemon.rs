@@ -108,9 +108,14 @@ fn init_logging(config: &Config) {
     }
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
-    for dir in [&config.root, &config.runroot] {
+async fn serve(mut config: Config) -> anyhow::Result<()> {
+    for dir in [&mut config.root, &mut config.runroot] {
         create_private_dir(dir)?;
+        // Mount points are matched against /proc/self/mountinfo, which
+        // shows resolved paths: a root given through a symlink would make
+        // every "is it mounted?" check miss, and unmounts silently skipped.
+        *dir = std::fs::canonicalize(&*dir)
+            .with_context(|| format!("failed to resolve {:?}", &*dir))?;
     }
     let _lock = lock_runroot(&config.runroot)?;
     // The runroot lock does not cover a daemon with another runroot on the
