@@ -595,7 +595,8 @@ mod tests {
         })
         .unwrap_err();
         assert!(
-            e.to_string().contains("/etc/passwd in the image is a character device"),
+            e.to_string()
+                .contains("/etc/passwd in the image is a character device"),
             "{e}"
         );
     }
