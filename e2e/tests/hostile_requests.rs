@@ -55,7 +55,10 @@ async fn wait_ready(pod: &Pod, name: &str) {
     let log = pod.log_dir.join(format!("{name}.log"));
     let deadline = Instant::now() + Duration::from_secs(10);
     while !std::fs::read_to_string(&log).is_ok_and(|t| t.contains("ready")) {
-        assert!(Instant::now() < deadline, "container {name} never got ready");
+        assert!(
+            Instant::now() < deadline,
+            "container {name} never got ready"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -282,8 +285,9 @@ async fn pod_names_that_would_inject_cni_args_are_refused_with_nothing_created()
             .unwrap_err();
         assert_eq!(err.code(), Code::InvalidArgument, "{field}: {err:?}");
         assert!(
-            err.message()
-                .contains(&format!("metadata.{field} {injected:?} is not a valid name")),
+            err.message().contains(&format!(
+                "metadata.{field} {injected:?} is not a valid name"
+            )),
             "{err:?}"
         );
     }
@@ -375,8 +379,7 @@ async fn a_failed_cni_del_in_rollback_keeps_the_sandbox_until_removed() {
     std::fs::write(state.join("fail-add"), "").unwrap();
     std::fs::write(state.join("fail-del"), "").unwrap();
     let plugin_dir = plugins.to_string_lossy().into_owned();
-    let mut daemon =
-        crius_e2e::Daemon::start_with(dirs, &["--cni-plugin-dir", &plugin_dir]).await;
+    let mut daemon = crius_e2e::Daemon::start_with(dirs, &["--cni-plugin-dir", &plugin_dir]).await;
     let mut client = daemon.runtime().await;
 
     let err = client

@@ -917,9 +917,9 @@ fn validate_name(what: &str, value: &str) -> Result<(), Error> {
     // (`K=V;K=V`, e.g. "web;IP=10.88.0.99" picks a static address); Kubernetes
     // names never contain them.
     if value.len() > 253
-        || value.chars().any(|c| {
-            c.is_control() || c.is_whitespace() || matches!(c, '/' | '_' | ';' | '=')
-        })
+        || value
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace() || matches!(c, '/' | '_' | ';' | '='))
     {
         return Err(Error::InvalidConfig(format!(
             "{what} {value:?} is not a valid name"

@@ -13,8 +13,7 @@ const NO_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 3600);
 
 impl Cri {
     pub(crate) async fn exec_sync(&self, req: ExecSyncRequest) -> Result<ExecSyncResponse, Error> {
-        let timeout =
-            container::timeout::from_request_secs(req.timeout).unwrap_or(NO_TIMEOUT);
+        let timeout = container::timeout::from_request_secs(req.timeout).unwrap_or(NO_TIMEOUT);
         let output = self
             .containers
             .exec_sync(&req.container_id, &req.cmd, timeout)
