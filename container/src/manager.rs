@@ -958,13 +958,7 @@ impl ContainerManager {
         // Dropping the record first makes the rest crash-safe and cheap: a
         // crius killed from here on finds a container dir without a record,
         // which recover() cleans up completely.
-        let record = ctr.record_path();
-        match std::fs::remove_file(&record) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(Error::io("failed to remove", record, e));
-            }
-            _ => {}
-        }
+        ctr.retire_record()?;
         let id = ctr.meta.id.clone();
         // The process is dead: runc's cleanup (a Go process, tens of ms)
         // and taking the rootfs apart (unmount, then the upper, work and
