@@ -481,3 +481,82 @@ async fn roots_given_through_symlinks_leave_no_mount_behind() {
     assert!(overlays.is_empty(), "rootfs left mounted: {overlays:?}");
     teardown(&daemon, &pod).await;
 }
+
+/// Container ids runc still knows under this daemon's runroot.
+fn runc_containers(daemon: &crius_e2e::Daemon) -> Vec<String> {
+    let root = daemon.dirs.runroot().join("runc");
+    let out = std::process::Command::new("runc")
+        .arg("--root")
+        .arg(&root)
+        .args(["list", "-q"])
+        .output()
+        .expect("run runc list");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+#[tokio::test]
+async fn create_container_racing_remove_pod_leaves_no_orphan() {
+    let daemon = daemon(&["busybox"]).await;
+    let mut client = daemon.runtime().await;
+    let mut created = 0;
+    for round in 0..12u64 {
+        let pod = run_pod(&daemon, &format!("race-{round}")).await;
+        let mut creator = daemon.runtime().await;
+        let create = {
+            let pod_id = pod.id.clone();
+            let sandbox_config = pod.config.clone();
+            async move {
+                creator
+                    .create_container(CreateContainerRequest {
+                        pod_sandbox_id: pod_id,
+                        config: Some(container_config("c", "busybox", &["sleep", "1000"])),
+                        sandbox_config: Some(sandbox_config),
+                    })
+                    .await
+            }
+        };
+        let mut remover = daemon.runtime().await;
+        let remove = async {
+            // Land the removal at different points of the create.
+            tokio::time::sleep(Duration::from_millis(round * 15)).await;
+            remover
+                .remove_pod_sandbox(RemovePodSandboxRequest {
+                    pod_sandbox_id: pod.id.clone(),
+                })
+                .await
+        };
+        let (created_res, removed) = tokio::join!(create, remove);
+        removed.unwrap_or_else(|e| panic!("round {round}: remove pod: {e}\n{}", daemon.log()));
+        match created_res {
+            Ok(_) => created += 1,
+            Err(e) => assert!(
+                matches!(e.code(), Code::NotFound | Code::FailedPrecondition),
+                "round {round}: {e:?}"
+            ),
+        }
+        let left = client
+            .list_containers(ListContainersRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .containers;
+        assert!(
+            left.is_empty(),
+            "round {round}: orphaned containers: {left:?}"
+        );
+        assert!(pods(&mut client).await.is_empty(), "round {round}");
+    }
+    let overlays = overlays_left(&daemon);
+    assert!(overlays.is_empty(), "rootfs left mounted: {overlays:?}");
+    let mounts = mounts_under(daemon.dirs.base.path());
+    assert!(mounts.is_empty(), "mounts left: {mounts:?}");
+    let runc = runc_containers(&daemon);
+    assert!(runc.is_empty(), "runc containers left: {runc:?}");
+    let records = entries(&daemon.dirs.root().join("containers"));
+    assert!(records.is_empty(), "container records left: {records:?}");
+    eprintln!("{created} of 12 creates won the race");
+}

@@ -416,6 +416,25 @@ impl Sandboxes {
             })
     }
 
+    /// Holds the sandbox `id` for creating a container in it: a stop or
+    /// remove of it waits until the guard is dropped, so it sees the new
+    /// container (and stops or removes it); one already under way finishes
+    /// first, so the caller then sees the sandbox NotReady (its state is
+    /// to be checked under the guard) or gone (NotFound here).
+    pub async fn hold(
+        &self,
+        id: &str,
+    ) -> Result<(Arc<Sandbox>, tokio::sync::OwnedRwLockReadGuard<()>), Error> {
+        let sandbox = self.store.get(id)?;
+        let guard = sandbox.op.clone().read_owned().await;
+        if self.store.get(sandbox.id()).is_err() {
+            return Err(Error::NotFound {
+                id: sandbox.id().to_string(),
+            });
+        }
+        Ok((sandbox, guard))
+    }
+
     /// StopPodSandbox. A missing sandbox is success (the CRI says Stop is
     /// idempotent).
     pub async fn stop(&self, id: &str) -> Result<(), Error> {
@@ -434,7 +453,7 @@ impl Sandboxes {
             Err(Error::NotFound { .. }) => return Ok(()),
             Err(err) => return Err(err),
         };
-        let _op = sandbox.op.lock().await;
+        let _op = sandbox.op.write().await;
         if self.store.get(sandbox.id()).is_err() {
             // Removed while we waited for the lock: nothing is left to
             // stop, and the container hook must not run on a removed pod.
@@ -498,7 +517,7 @@ impl Sandboxes {
             Err(Error::NotFound { .. }) => return Ok(()),
             Err(err) => return Err(err),
         };
-        let _op = sandbox.op.lock().await;
+        let _op = sandbox.op.write().await;
         if self.store.get(sandbox.id()).is_err() {
             // Removed while we waited for the lock.
             return Ok(());

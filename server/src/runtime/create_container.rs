@@ -19,7 +19,9 @@ impl Cri {
             what: "CreateContainerRequest",
             message: "config is missing".into(),
         })?;
-        let sandbox = self.sandboxes.get(&req.pod_sandbox_id)?;
+        // Held until the container is in the store: a concurrent
+        // RemovePodSandbox either finds it there or refuses it here.
+        let (sandbox, held) = self.sandboxes.hold(&req.pod_sandbox_id).await?;
         if sandbox.status().state != pod_sandbox::State::Ready {
             return Err(Error::SandboxNotReady {
                 id: sandbox.id().to_string(),
@@ -32,9 +34,12 @@ impl Cri {
         let containers = self.containers.clone();
         // Detached: a create dropped half-way by a client deadline would
         // skip its own rollback.
-        let id =
-            detached(async move { Ok(containers.create(&sandbox_info, &image, &config).await?) })
-                .await?;
+        let id = detached(async move {
+            let id = containers.create(&sandbox_info, &image, &config).await?;
+            drop(held);
+            Ok(id)
+        })
+        .await?;
         tracing::info!(%id, sandbox = sandbox.id(), image = %image_name, "container created");
         Ok(CreateContainerResponse { container_id: id })
     }
