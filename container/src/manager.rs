@@ -28,8 +28,6 @@ use crate::user::{self, UserRequest};
 
 /// The termination message is cut to this many bytes, as kubelet does.
 pub const MAX_TERMINATION_MESSAGE: u64 = 4096;
-/// Undo steps of a failed create get their own time budget.
-const UNDO_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long conmon may take to run `runc create`.
 const CREATE_TIMEOUT: Duration = Duration::from_secs(240);
 /// Bound on reading the image's /etc/passwd and /etc/group.
@@ -320,7 +318,9 @@ impl ContainerManager {
             Ok(()) => Ok(id),
             Err(e) => {
                 tracing::warn!(%id, %e, "create failed, rolling back");
-                self.run_undo(&id, undo).await;
+                if !self.run_undo(&id, undo).await {
+                    self.keep_for_removal(&id, &name);
+                }
                 Err(e)
             }
         }
@@ -643,7 +643,9 @@ impl ContainerManager {
         spec::pid_namespace(config, sandbox)
     }
 
-    async fn run_undo(&self, id: &str, undo: Vec<Undo>) {
+    /// Runs the undo steps, last first, under the undo timeout; false if
+    /// the time ran out before they were all done.
+    async fn run_undo(&self, id: &str, undo: Vec<Undo>) -> bool {
         let work = async {
             for step in undo.into_iter().rev() {
                 let res: Result<()> = match &step {
@@ -675,8 +677,35 @@ impl ContainerManager {
                 }
             }
         };
-        if tokio::time::timeout(UNDO_TIMEOUT, work).await.is_err() {
-            tracing::error!(%id, "undo timed out");
+        let timeout = self.cfg.undo_timeout;
+        if tokio::time::timeout(timeout, work).await.is_err() {
+            tracing::error!(%id, ?timeout, "undo timed out");
+            return false;
+        }
+        true
+    }
+
+    /// What a timed-out undo left is kept as a container in state unknown,
+    /// listed and holding its name, so that RemoveContainer can finish the
+    /// cleanup and free the name; without a record there is nothing to
+    /// remove, and the name is released at once. Either way the name is
+    /// never left reserved by nothing.
+    fn keep_for_removal(&self, id: &str, name: &str) {
+        match Container::load(&self.cfg.container_dir(id)) {
+            Ok(ctr) => {
+                if let Err(e) = ctr.update(|s| {
+                    s.state = Some(State::Unknown);
+                    Ok(())
+                }) {
+                    tracing::warn!(%id, %e, "failed to record the state of a kept container");
+                }
+                tracing::warn!(%id, %name, "container kept in state unknown: remove it to finish the cleanup");
+                self.store.insert(Arc::new(ctr));
+            }
+            Err(e) => {
+                tracing::warn!(%id, %e, "no record to keep after undo timed out");
+                self.store.names.release(name);
+            }
         }
     }
 

@@ -308,7 +308,7 @@ async fn pod_names_that_would_inject_cni_args_are_refused_with_nothing_created()
 }
 
 /// A CNI plugin that fails ADD or DEL while `fail-add` / `fail-del` exist
-/// in `state`, and keeps an `attached-<container id>` file from ADD to a
+/// in `state` (and hangs DEL while `hang-del` does), and keeps an `attached-<container id>` file from ADD to a
 /// successful DEL, standing for the IP and port rules a real chain holds.
 fn flaky_plugin(daemon_dirs: &crius_e2e::Dirs) -> (std::path::PathBuf, std::path::PathBuf) {
     use std::os::unix::fs::PermissionsExt;
@@ -329,7 +329,8 @@ VERSION) echo '{{"cniVersion":"1.0.0","supportedVersions":["0.4.0","1.0.0"]}}' ;
 ADD) touch "$state/attached-$CNI_CONTAINERID"
      [ -e "$state/fail-add" ] && fail ADD
      echo '{{"cniVersion":"1.0.0","ips":[]}}' ;;
-DEL) [ -e "$state/fail-del" ] && fail DEL
+DEL) while [ -e "$state/hang-del" ]; do sleep 0.1; done
+     [ -e "$state/fail-del" ] && fail DEL
      rm -f "$state/attached-$CNI_CONTAINERID" ;;
 esac
 exit 0
@@ -429,20 +430,19 @@ async fn a_failed_cni_del_in_rollback_keeps_the_sandbox_until_removed() {
     teardown(&daemon, &pod).await;
 }
 
-#[tokio::test]
-async fn roots_given_through_symlinks_leave_no_mount_behind() {
-    let dirs = crius_e2e::Dirs::new();
-    let base = dirs.base.path();
-    for (link, real) in [(dirs.root(), "real-root"), (dirs.runroot(), "real-run")] {
-        std::fs::create_dir_all(base.join(real)).unwrap();
-        std::os::unix::fs::symlink(base.join(real), link).unwrap();
-    }
+/// As `pods::daemon(&["busybox"])`, in dirs the test prepared.
+async fn busybox_daemon_in(
+    dirs: std::sync::Arc<crius_e2e::Dirs>,
+    flags: &[&str],
+) -> crius_e2e::Daemon {
     std::fs::write(
         dirs.cni_config_dir().join("10-lo.conflist"),
         r#"{"cniVersion":"1.0.0","name":"lo-only","plugins":[{"type":"loopback"}]}"#,
     )
     .unwrap();
-    let daemon = crius_e2e::Daemon::start_with(dirs, &["--cni-plugin-dir", "/usr/lib/cni"]).await;
+    let mut args = vec!["--cni-plugin-dir", "/usr/lib/cni"];
+    args.extend_from_slice(flags);
+    let daemon = crius_e2e::Daemon::start_with(dirs, &args).await;
     daemon
         .images()
         .await
@@ -455,6 +455,18 @@ async fn roots_given_through_symlinks_leave_no_mount_behind() {
         })
         .await
         .unwrap_or_else(|e| panic!("pull: {e}\n{}", daemon.log()));
+    daemon
+}
+
+#[tokio::test]
+async fn roots_given_through_symlinks_leave_no_mount_behind() {
+    let dirs = crius_e2e::Dirs::new();
+    let base = dirs.base.path();
+    for (link, real) in [(dirs.root(), "real-root"), (dirs.runroot(), "real-run")] {
+        std::fs::create_dir_all(base.join(real)).unwrap();
+        std::os::unix::fs::symlink(base.join(real), link).unwrap();
+    }
+    let daemon = busybox_daemon_in(dirs, &[]).await;
     let pod = run_pod(&daemon, "symlinked").await;
     let mut client = daemon.runtime().await;
     let id = create_and_start(
@@ -559,4 +571,135 @@ async fn create_container_racing_remove_pod_leaves_no_orphan() {
     let records = entries(&daemon.dirs.root().join("containers"));
     assert!(records.is_empty(), "container records left: {records:?}");
     eprintln!("{created} of 12 creates won the race");
+}
+
+#[tokio::test]
+async fn a_timed_out_sandbox_rollback_leaves_no_name_reserved_by_nothing() {
+    let dirs = crius_e2e::Dirs::new();
+    let (plugins, state) = flaky_plugin(&dirs);
+    std::fs::write(state.join("fail-add"), "").unwrap();
+    std::fs::write(state.join("hang-del"), "").unwrap();
+    let plugin_dir = plugins.to_string_lossy().into_owned();
+    let daemon = crius_e2e::Daemon::start_with(
+        dirs,
+        &[
+            "--cni-plugin-dir",
+            &plugin_dir,
+            "--sandbox-cleanup-timeout-secs",
+            "2",
+        ],
+    )
+    .await;
+    let mut client = daemon.runtime().await;
+    let err = client
+        .run_pod_sandbox(RunPodSandboxRequest {
+            config: Some(pod_config(&daemon, "stuck")),
+            runtime_handler: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert!(err.message().contains("injected ADD failure"), "{err:?}");
+    // The rollback ran out of time in DEL. The old code then left the name
+    // reserved with no sandbox to remove: every retry was AlreadyExists.
+    let listed = pods(&mut client).await;
+    assert_eq!(listed.len(), 1, "nothing holds the name: {listed:?}");
+    let id = listed[0].id.clone();
+    let again = client
+        .run_pod_sandbox(RunPodSandboxRequest {
+            config: Some(pod_config(&daemon, "stuck")),
+            runtime_handler: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(again.code(), Code::AlreadyExists, "{again:?}");
+    assert!(again.message().contains(&id), "{again:?}");
+    std::fs::remove_file(state.join("hang-del")).unwrap();
+    remove_pod(&mut client, &id).await;
+    assert!(!state.join(format!("attached-{id}")).exists());
+    std::fs::remove_file(state.join("fail-add")).unwrap();
+    let pod = run_pod_config(&daemon, pod_config(&daemon, "stuck")).await;
+    teardown(&daemon, &pod).await;
+}
+
+/// A runc wrapper that fails `create` while `fail-create` exists in
+/// `state` and hangs `delete` while `hang-delete` does; anything else is
+/// the real runc.
+fn flaky_runc(dirs: &crius_e2e::Dirs) -> (std::path::PathBuf, std::path::PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let base = dirs.base.path();
+    let state = base.join("flaky-runc");
+    std::fs::create_dir_all(&state).unwrap();
+    let script = base.join("runc-wrapper");
+    std::fs::write(
+        &script,
+        format!(
+            r#"#!/bin/sh
+state={state}
+for arg in "$@"; do
+    case "$arg" in
+    create) [ -e "$state/fail-create" ] && {{ echo "injected create failure" >&2; exit 1; }} ;;
+    delete) while [ -e "$state/hang-delete" ]; do sleep 0.1; done ;;
+    esac
+done
+exec runc "$@"
+"#,
+            state = state.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (script, state)
+}
+
+#[tokio::test]
+async fn a_timed_out_container_rollback_keeps_it_removable() {
+    let dirs = crius_e2e::Dirs::new();
+    let (runc, state) = flaky_runc(&dirs);
+    let runc = runc.to_string_lossy().into_owned();
+    let daemon = busybox_daemon_in(
+        dirs,
+        &[
+            "--runtime-path",
+            &runc,
+            "--sandbox-cleanup-timeout-secs",
+            "2",
+        ],
+    )
+    .await;
+    let pod = run_pod(&daemon, "stuck-ctr").await;
+    let mut client = daemon.runtime().await;
+    std::fs::write(state.join("fail-create"), "").unwrap();
+    std::fs::write(state.join("hang-delete"), "").unwrap();
+    let config = || container_config("c", "busybox", &["sleep", "1000"]);
+    let err = create(&mut client, &pod, config()).await.unwrap_err();
+    assert!(err.message().contains("injected create failure"), "{err:?}");
+    // The undo ran out of time in `runc delete`. The old code left the
+    // name reserved with nothing listed to remove.
+    let listed = client
+        .list_containers(ListContainersRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .containers;
+    assert_eq!(listed.len(), 1, "nothing holds the name: {listed:?}");
+    assert_eq!(listed[0].state, ContainerState::ContainerUnknown as i32);
+    let id = listed[0].id.clone();
+    let again = create(&mut client, &pod, config()).await.unwrap_err();
+    assert_eq!(again.code(), Code::AlreadyExists, "{again:?}");
+    assert!(again.message().contains(&id), "{again:?}");
+    std::fs::remove_file(state.join("hang-delete")).unwrap();
+    std::fs::remove_file(state.join("fail-create")).unwrap();
+    client
+        .remove_container(RemoveContainerRequest {
+            container_id: id.clone(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("remove kept container: {e}\n{}", daemon.log()));
+    let overlays = overlays_left(&daemon);
+    assert!(overlays.is_empty(), "rootfs left mounted: {overlays:?}");
+    let new_id = create(&mut client, &pod, config())
+        .await
+        .unwrap_or_else(|e| panic!("create under the freed name: {e}"));
+    assert_ne!(new_id, id);
+    teardown(&daemon, &pod).await;
 }

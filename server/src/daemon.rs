@@ -235,6 +235,7 @@ async fn open_containers(config: &Config) -> anyhow::Result<container::Container
         SeccompDefault::Unconfined => container::seccomp::NodeDefault::Unconfined,
     };
     options.pids_limit = runtime.pids_limit;
+    options.undo_timeout = std::time::Duration::from_secs(config.sandbox.cleanup_timeout_secs);
     let manager = container::ContainerManager::new(options)
         .context("failed to set up the container store")?;
     let report = manager
