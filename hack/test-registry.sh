@@ -274,18 +274,22 @@ EOF
 # Build all OCI layouts into STATE_DIR/layouts unless already there. The
 # directory only appears once complete (built aside, then renamed).
 build_layouts() {
-    local layouts=$STATE_DIR/layouts build=$STATE_DIR/build
-    if [[ -f $layouts/critest-images.txt ]]; then
+    local layouts=$STATE_DIR/layouts build=$STATE_DIR/build stamp
+    # Layouts built by older image scripts lack newer images.
+    stamp=$(cat "$SCRIPT_DIR/images/build-layouts.py" "$SCRIPT_DIR/images/critest-layouts.py" \
+        "$SCRIPT_DIR"/images/critest/*.c | sha256sum | cut -d' ' -f1)
+    if [[ -d $layouts && $(cat "$layouts/.built-by" 2>/dev/null) == "$stamp" ]]; then
         log "reusing image layouts in $layouts"
         return 0
     fi
+    rm -rf "$layouts"
     log "building image layouts"
     rm -rf "$build"
     mkdir -p "$build"
     stage_rootfs "$build/rootfs"
     "$PYTHON" "$SCRIPT_DIR/images/build-layouts.py" "$build/rootfs" "$build/layouts"
     "$PYTHON" "$SCRIPT_DIR/images/critest-layouts.py" "$build/rootfs" "$build/layouts"
-    rm -rf "$layouts"
+    echo "$stamp" >"$build/layouts/.built-by"
     mv "$build/layouts" "$layouts"
     rm -rf "$build"
 }
@@ -329,6 +333,7 @@ push_images() {
     push busybox-entrypoint:latest "$reg/busybox-entrypoint:latest"
     push busybox-multiarch:latest "$reg/busybox-multiarch:latest" --all
     push busybox-large:latest "$reg/busybox-large:latest"
+    push hostile-fifo-passwd:latest "$reg/hostile-fifo-passwd:latest"
     push busybox:latest "$auth_reg/busybox:latest" --dest-creds "$AUTH_USER:$AUTH_PASSWORD"
     # critest's images, under their upstream repository names (see
     # hack/images/critest-layouts.py and hack/critest.sh).

@@ -31,6 +31,7 @@ pub mod signal;
 pub mod spec;
 pub mod stats;
 pub mod store;
+pub mod timeout;
 pub mod types;
 pub mod user;
 

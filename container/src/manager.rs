@@ -28,10 +28,10 @@ use crate::user::{self, UserRequest};
 
 /// The termination message is cut to this many bytes, as kubelet does.
 pub const MAX_TERMINATION_MESSAGE: u64 = 4096;
-/// Undo steps of a failed create get their own time budget.
-const UNDO_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long conmon may take to run `runc create`.
 const CREATE_TIMEOUT: Duration = Duration::from_secs(240);
+/// Bound on reading the image's /etc/passwd and /etc/group.
+const USER_LOOKUP_TIMEOUT: Duration = Duration::from_secs(30);
 /// After SIGKILL, how long to wait for the exit to be recorded.
 const KILL_WAIT: Duration = Duration::from_secs(30);
 /// Exit polling (only if the exit dir cannot be watched) starts fast (most
@@ -321,7 +321,9 @@ impl ContainerManager {
             Ok(()) => Ok(id),
             Err(e) => {
                 tracing::warn!(%id, %e, "create failed, rolling back");
-                self.run_undo(&id, undo).await;
+                if !self.run_undo(&id, undo).await {
+                    self.keep_for_removal(&id, &name);
+                }
                 Err(e)
             }
         }
@@ -490,12 +492,24 @@ impl ContainerManager {
             }),
         };
         let merged = overlay.merged.clone();
-        let user = tokio::task::spawn_blocking(move || user::resolve_user(&merged, &req))
-            .await
-            .map_err(|e| Error::User {
+        let lookup = tokio::task::spawn_blocking(move || user::resolve_user(&merged, &req));
+        // The files are checked to be regular and read with a bound, so
+        // this should never fire; if a filesystem stalls anyway, the
+        // request fails and rolls back instead of holding its name.
+        let user = match tokio::time::timeout(USER_LOOKUP_TIMEOUT, lookup).await {
+            Ok(joined) => joined.map_err(|e| Error::User {
                 user: image.config.user.clone(),
                 reason: e.to_string(),
-            })??;
+            })??,
+            Err(_) => {
+                return Err(Error::User {
+                    user: image.config.user.clone(),
+                    reason: format!(
+                        "reading /etc/passwd and /etc/group took longer than {USER_LOOKUP_TIMEOUT:?}"
+                    ),
+                });
+            }
+        };
 
         let user_record = crate::store::UserRecord {
             uid: user.uid,
@@ -633,7 +647,9 @@ impl ContainerManager {
         spec::pid_namespace(config, sandbox)
     }
 
-    async fn run_undo(&self, id: &str, undo: Vec<Undo>) {
+    /// Runs the undo steps, last first, under the undo timeout; false if
+    /// the time ran out before they were all done.
+    async fn run_undo(&self, id: &str, undo: Vec<Undo>) -> bool {
         let work = async {
             for step in undo.into_iter().rev() {
                 let res: Result<()> = match &step {
@@ -665,8 +681,35 @@ impl ContainerManager {
                 }
             }
         };
-        if tokio::time::timeout(UNDO_TIMEOUT, work).await.is_err() {
-            tracing::error!(%id, "undo timed out");
+        let timeout = self.cfg.undo_timeout;
+        if tokio::time::timeout(timeout, work).await.is_err() {
+            tracing::error!(%id, ?timeout, "undo timed out");
+            return false;
+        }
+        true
+    }
+
+    /// What a timed-out undo left is kept as a container in state unknown,
+    /// listed and holding its name, so that RemoveContainer can finish the
+    /// cleanup and free the name; without a record there is nothing to
+    /// remove, and the name is released at once. Either way the name is
+    /// never left reserved by nothing.
+    fn keep_for_removal(&self, id: &str, name: &str) {
+        match Container::load(&self.cfg.container_dir(id)) {
+            Ok(ctr) => {
+                if let Err(e) = ctr.update(|s| {
+                    s.state = Some(State::Unknown);
+                    Ok(())
+                }) {
+                    tracing::warn!(%id, %e, "failed to record the state of a kept container");
+                }
+                tracing::warn!(%id, %name, "container kept in state unknown: remove it to finish the cleanup");
+                self.store.insert(Arc::new(ctr));
+            }
+            Err(e) => {
+                tracing::warn!(%id, %e, "no record to keep after undo timed out");
+                self.store.names.release(name);
+            }
         }
     }
 
@@ -740,10 +783,11 @@ impl ContainerManager {
             State::Created | State::Running | State::Unknown => {}
         }
         let id = &ctr.meta.id;
-        if timeout > 0 && st.state() == State::Running {
+        let grace = crate::timeout::from_request_secs(timeout);
+        if let (Some(grace), State::Running) = (grace, st.state()) {
             let sig = stop_signal(&ctr.meta.stop_signal);
             let delivery = self.kill(ctr, &st, &sig).await?;
-            let exited = self.wait_exit(ctr, Duration::from_secs(timeout as u64));
+            let exited = self.wait_exit(ctr, grace);
             tokio::pin!(exited);
             let exited = match (delivery, crate::signal::parse(&sig)) {
                 // A PID 1 that had no handler yet (a stop right after
@@ -813,7 +857,7 @@ impl ContainerManager {
     /// with polling only if the watch cannot be set up.
     async fn wait_exit(&self, ctr: &Container, limit: Duration) -> Result<bool> {
         let start = tokio::time::Instant::now();
-        let deadline = start + limit;
+        let deadline = crate::timeout::deadline_after(start, limit);
         let notifier = self.exit_notifier();
         let mut last_check = start;
         let mut pause = FIRST_POLL;
@@ -971,13 +1015,7 @@ impl ContainerManager {
         // Dropping the record first makes the rest crash-safe and cheap: a
         // crius killed from here on finds a container dir without a record,
         // which recover() cleans up completely.
-        let record = ctr.record_path();
-        match std::fs::remove_file(&record) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(Error::io("failed to remove", record, e));
-            }
-            _ => {}
-        }
+        ctr.retire_record()?;
         let id = ctr.meta.id.clone();
         // PID 1 is dead. With a PID namespace of its own, so is every
         // other process of the container (the kernel reaps them before PID 1

@@ -7,7 +7,8 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -16,8 +17,11 @@ use tokio::process::Command;
 
 use crate::error::{Error, Result, parse_runc_message};
 
-/// ExecSync output beyond this many bytes per stream is dropped.
-pub const MAX_EXEC_OUTPUT: usize = 16 << 20;
+/// ExecSync keeps at most this many bytes of stdout and stderr together;
+/// the rest is read and dropped. The reply carries both, and must fit under
+/// the gRPC server's 16 MiB message limit (the kubelet's), so the cap
+/// leaves 64 KiB for the rest of the message.
+pub const MAX_EXEC_OUTPUT: usize = (16 << 20) - (64 << 10);
 
 static LOG_SEQ: AtomicU64 = AtomicU64::new(0);
 
@@ -213,7 +217,7 @@ impl Runc {
     }
 
     /// Runs the process described by `process_file` in the container,
-    /// capturing at most [`MAX_EXEC_OUTPUT`] bytes of each stream. On
+    /// capturing at most [`MAX_EXEC_OUTPUT`] bytes of both streams. On
     /// timeout the process is SIGKILLed and a `Timeout` error returned.
     pub async fn exec_sync(
         &self,
@@ -242,8 +246,9 @@ impl Runc {
                 program: self.path.clone(),
                 source: e,
             })?;
-        let stdout = child.stdout.take().map(|s| tokio::spawn(read_bounded(s)));
-        let stderr = child.stderr.take().map(|s| tokio::spawn(read_bounded(s)));
+        let budget = Arc::new(AtomicUsize::new(MAX_EXEC_OUTPUT));
+        let stdout = (child.stdout.take()).map(|s| tokio::spawn(read_bounded(s, budget.clone())));
+        let stderr = (child.stderr.take()).map(|s| tokio::spawn(read_bounded(s, budget.clone())));
         let waited = match timeout {
             Some(t) => tokio::time::timeout(t, child.wait()).await.ok(),
             None => Some(child.wait().await),
@@ -488,17 +493,41 @@ fn proc_stat_field(nth_after_state: usize) -> Vec<(i32, i32)> {
 /// SIGKILLs the exec'd process whose pid runc wrote to `pid_file`, and
 /// everything it started. Children are found first, then all killed: once
 /// the exec'd process dies they are reparented and untraceable.
+///
+/// The pid may be stale: the exec'd process may have exited and its pid
+/// been reused by any process on the host. runc writes the pid file after
+/// starting the process and reaps it only later, so the exec'd process
+/// started before the file was written, and a process that started after
+/// it is someone else. Each process is held by a pidfd before its start
+/// time is checked, so the signal reaches exactly the process checked.
 pub(crate) fn kill_exec(pid_file: &Path) {
+    use crate::signal::{PidFd, boot_ticks_at};
     let Some(pid) = read_pid(pid_file) else {
         return;
     };
-    let mut victims = descendants(pid);
-    victims.push(pid);
-    for p in victims {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(p),
-            nix::sys::signal::Signal::SIGKILL,
-        );
+    // 100 ms of slack for coarse file timestamps and clock conversion: no
+    // pid is reused that fast.
+    let Some(written) = std::fs::metadata(pid_file)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| boot_ticks_at(t + Duration::from_millis(100)))
+    else {
+        return;
+    };
+    let Ok(Some((exec, started))) = PidFd::open_if(pid, |t| t <= written) else {
+        tracing::debug!(pid, "exec process gone or pid reused, nothing to kill");
+        return;
+    };
+    // Descendants start after their ancestor; a pid that does not is a
+    // reuse that raced the scan.
+    let mut victims: Vec<PidFd> = descendants(pid)
+        .into_iter()
+        .filter_map(|p| PidFd::open_if(p, |t| t >= started).ok().flatten())
+        .map(|(fd, _)| fd)
+        .collect();
+    victims.push(exec);
+    for victim in victims {
+        let _ = victim.send(nix::sys::signal::Signal::SIGKILL);
     }
 }
 
@@ -510,16 +539,21 @@ fn is_not_exist(message: &str) -> bool {
     message.contains("does not exist") || message.contains("not exist")
 }
 
-/// Reads a stream to its end, keeping at most [`MAX_EXEC_OUTPUT`] bytes.
-async fn read_bounded(mut r: impl AsyncRead + Unpin) -> Vec<u8> {
+/// Reads a stream to its end, keeping what fits in `budget` (bytes left,
+/// shared by the streams of one exec) and taking that much from it.
+async fn read_bounded(mut r: impl AsyncRead + Unpin, budget: Arc<AtomicUsize>) -> Vec<u8> {
     let mut kept = Vec::new();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         match r.read(&mut buf).await {
             Ok(0) | Err(_) => break,
             Ok(n) => {
-                let room = MAX_EXEC_OUTPUT.saturating_sub(kept.len());
-                kept.extend_from_slice(&buf[..n.min(room)]);
+                let taken = budget
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                        Some(left - n.min(left))
+                    })
+                    .map_or(0, |left| n.min(left));
+                kept.extend_from_slice(&buf[..taken]);
             }
         }
     }
@@ -558,8 +592,95 @@ mod tests {
     #[tokio::test]
     async fn bounded_reader_drops_the_excess() {
         let data = vec![7u8; MAX_EXEC_OUTPUT + 12345];
-        let out = read_bounded(&data[..]).await;
+        let budget = Arc::new(AtomicUsize::new(MAX_EXEC_OUTPUT));
+        let out = read_bounded(&data[..], budget.clone()).await;
         assert_eq!(out.len(), MAX_EXEC_OUTPUT);
+        // The other stream of the same exec gets nothing more.
+        assert!(read_bounded(&b"more"[..], budget).await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn both_streams_together_stay_under_the_cap() {
+        let budget = Arc::new(AtomicUsize::new(MAX_EXEC_OUTPUT));
+        let out = vec![1u8; MAX_EXEC_OUTPUT];
+        let err = vec![2u8; MAX_EXEC_OUTPUT];
+        let (a, b) = tokio::join!(
+            read_bounded(&out[..], budget.clone()),
+            read_bounded(&err[..], budget.clone())
+        );
+        assert_eq!(a.len() + b.len(), MAX_EXEC_OUTPUT);
+    }
+
+    /// A pid file as runc writes it for `child`, `age` after it started.
+    fn pid_file_for(
+        dir: &Path,
+        child: &std::process::Child,
+        mtime: std::time::SystemTime,
+    ) -> PathBuf {
+        let path = dir.join("exec.pid");
+        std::fs::write(&path, child.id().to_string()).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
+        path
+    }
+
+    #[test]
+    fn kill_exec_kills_the_process_and_its_children() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "sleep 30 & wait"])
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let grandchild = loop {
+            if let Some(&g) = descendants(child.id() as i32).first() {
+                break g;
+            }
+            assert!(std::time::Instant::now() < deadline, "sleep never started");
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let pid_file = pid_file_for(dir.path(), &child, std::time::SystemTime::now());
+        kill_exec(&pid_file);
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(child.wait().unwrap().signal(), Some(libc::SIGKILL));
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while crate::signal::start_time(grandchild).is_some_and(|_| {
+            // A zombie until its new parent reaps it.
+            !std::fs::read_to_string(format!("/proc/{grandchild}/stat"))
+                .unwrap_or_default()
+                .contains(") Z")
+        }) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "child of the exec survived"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn kill_exec_spares_a_process_that_reused_the_pid() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        // Written a minute before this process started: the pid in it
+        // named an exec'd process that is gone, and names another now.
+        let long_ago = std::time::SystemTime::now() - Duration::from_secs(60);
+        let pid_file = pid_file_for(dir.path(), &child, long_ago);
+        kill_exec(&pid_file);
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "an unrelated process was killed"
+        );
+        child.kill().unwrap();
+        child.wait().unwrap();
     }
 
     #[test]

@@ -125,42 +125,12 @@ impl Dispositions {
 /// are read just before and just after: if neither look shows a handler
 /// for `sig` (or `sig` blocked), the result is [`Delivery::Uncaught`].
 pub fn send(pid: i32, start_time_ticks: u64, sig: Signal) -> std::io::Result<Delivery> {
-    if pid <= 0 {
-        return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
-    }
-    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1;
-    // no memory is passed.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if fd < 0 {
-        let e = std::io::Error::last_os_error();
-        return match e.raw_os_error() {
-            Some(libc::ESRCH) => Ok(Delivery::Gone),
-            _ => Err(e),
-        };
-    }
-    // SAFETY: the syscall returned a fresh fd that nothing else owns.
-    let pidfd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
-    if start_time(pid) != Some(start_time_ticks) {
+    let Some((pidfd, _)) = PidFd::open_if(pid, |started| started == start_time_ticks)? else {
         return Ok(Delivery::Gone);
-    }
-    let before = Dispositions::of(pid, start_time_ticks);
-    // SAFETY: a valid pidfd, a signal number, no siginfo (NULL) and no
-    // flags, as pidfd_send_signal(2) allows.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_pidfd_send_signal,
-            pidfd.as_raw_fd(),
-            sig as libc::c_int,
-            std::ptr::null::<libc::siginfo_t>(),
-            0,
-        )
     };
-    if r < 0 {
-        let e = std::io::Error::last_os_error();
-        return match e.raw_os_error() {
-            Some(libc::ESRCH) => Ok(Delivery::Gone),
-            _ => Err(e),
-        };
+    let before = Dispositions::of(pid, start_time_ticks);
+    if pidfd.send(sig)? == Delivery::Gone {
+        return Ok(Delivery::Gone);
     }
     let after = Dispositions::of(pid, start_time_ticks);
     let heeded = |d: Option<Dispositions>| d.is_none_or(|d| d.catches(sig) || d.blocks(sig));
@@ -169,6 +139,82 @@ pub fn send(pid: i32, start_time_ticks: u64, sig: Signal) -> std::io::Result<Del
     } else {
         Ok(Delivery::Uncaught)
     }
+}
+
+/// A pidfd: names one process for good, whatever later reuses its pid.
+#[derive(Debug)]
+pub struct PidFd(OwnedFd);
+
+impl PidFd {
+    /// Opens a pidfd for `pid`, then keeps it only if the start time of
+    /// the process it names passes `check`: once the pidfd is open, the
+    /// start time read from /proc is that of the pidfd's own process.
+    /// `None` if there is no such process or it fails the check.
+    pub fn open_if(
+        pid: i32,
+        check: impl FnOnce(u64) -> bool,
+    ) -> std::io::Result<Option<(PidFd, u64)>> {
+        if pid <= 0 {
+            return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        // SAFETY: pidfd_open takes a pid and flags and returns a new fd or
+        // -1; no memory is passed.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        if fd < 0 {
+            let e = std::io::Error::last_os_error();
+            return match e.raw_os_error() {
+                Some(libc::ESRCH) => Ok(None),
+                _ => Err(e),
+            };
+        }
+        // SAFETY: the syscall returned a fresh fd that nothing else owns.
+        let pidfd = PidFd(unsafe { OwnedFd::from_raw_fd(fd as i32) });
+        Ok(start_time(pid).filter(|t| check(*t)).map(|t| (pidfd, t)))
+    }
+
+    /// Sends `sig` to the process; `Gone` if it has exited.
+    pub fn send(&self, sig: Signal) -> std::io::Result<Delivery> {
+        // SAFETY: a valid pidfd, a signal number, no siginfo (NULL) and no
+        // flags, as pidfd_send_signal(2) allows.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                self.0.as_raw_fd(),
+                sig as libc::c_int,
+                std::ptr::null::<libc::siginfo_t>(),
+                0,
+            )
+        };
+        if r < 0 {
+            let e = std::io::Error::last_os_error();
+            return match e.raw_os_error() {
+                Some(libc::ESRCH) => Ok(Delivery::Gone),
+                _ => Err(e),
+            };
+        }
+        Ok(Delivery::Sent)
+    }
+}
+
+/// `when` as a process start time (clock ticks since boot, the clock of
+/// [`start_time`]), rounded up; `None` if the clocks cannot be read.
+pub fn boot_ticks_at(when: std::time::SystemTime) -> Option<u64> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec, which `ts` is.
+    if unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) } != 0 {
+        return None;
+    }
+    let since_boot = std::time::Duration::new(u64::try_from(ts.tv_sec).ok()?, ts.tv_nsec as u32);
+    let ago = std::time::SystemTime::now()
+        .duration_since(when)
+        .unwrap_or_default();
+    let at = since_boot.checked_sub(ago)?;
+    // SAFETY: sysconf has no memory arguments.
+    let hz = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).ok()?;
+    Some((at.as_nanos() * u128::from(hz)).div_ceil(1_000_000_000) as u64)
 }
 
 #[cfg(test)]
@@ -269,5 +315,17 @@ mod tests {
         assert_eq!(status.signal(), Some(libc::SIGKILL));
         // Reaped: the pid names nothing (or something else) now.
         assert_eq!(send(pid, started, Signal::SIGKILL).unwrap(), Delivery::Gone);
+    }
+
+    #[test]
+    fn boot_ticks_of_now_follow_a_new_process() {
+        let child = std::process::Command::new("sleep").arg("5").spawn();
+        let mut child = child.unwrap();
+        let started = start_time(child.id() as i32).unwrap();
+        let now = boot_ticks_at(std::time::SystemTime::now()).unwrap();
+        assert!(started <= now, "{started} > {now}");
+        assert!(now - started < 100, "{started} vs {now}");
+        child.kill().unwrap();
+        child.wait().unwrap();
     }
 }

@@ -245,15 +245,27 @@ struct Record {
     status: Status,
 }
 
+/// How a record reaches the disk: [`crius_proto::fs::write_atomic`]; a
+/// seam for tests.
+pub(crate) type Persist = fn(&Path, &[u8], Durability) -> std::io::Result<()>;
+
 /// One container: immutable metadata, a status behind a short lock, and an
 /// operation lock so start/stop/remove of the same container serialize
 /// without blocking any other container.
+///
+/// Status changes are written to disk (with fsync) outside the status
+/// lock, so ContainerStatus and ListContainers never wait for a disk: the
+/// `persist` lock orders the writes of this one container, and its flag
+/// says the record was removed, after which nothing writes it again.
 #[derive(Debug)]
 pub struct Container {
     pub meta: ContainerMeta,
     status: RwLock<Status>,
     dir: PathBuf,
     pub(crate) op_lock: tokio::sync::Mutex<()>,
+    /// Held across read-change-write of the record; true once retired.
+    persist_lock: Mutex<bool>,
+    persist: Persist,
 }
 
 impl Container {
@@ -264,6 +276,8 @@ impl Container {
             status: RwLock::new(Status::default()),
             dir,
             op_lock: tokio::sync::Mutex::new(()),
+            persist_lock: Mutex::new(false),
+            persist: crius_proto::fs::write_atomic,
         }
     }
 
@@ -300,12 +314,29 @@ impl Container {
     where
         F: FnOnce(&mut Status) -> Result<()>,
     {
-        let mut guard = self.status.write().unwrap_or_else(|e| e.into_inner());
-        let mut next = guard.clone();
+        let retired = self.persist_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let mut next = self.status();
         f(&mut next)?;
-        write_record(&self.dir, &self.meta, &next, durability)?;
-        *guard = next.clone();
+        if !*retired {
+            write_record(self.persist, &self.dir, &self.meta, &next, durability)?;
+        }
+        *self.status.write().unwrap_or_else(|e| e.into_inner()) = next.clone();
         Ok(next)
+    }
+
+    /// Removes the record file: from now on status changes stay in memory,
+    /// so a late one (an exit being recorded) cannot write it back while
+    /// the container's dir is being removed.
+    pub fn retire_record(&self) -> Result<()> {
+        let mut retired = self.persist_lock.lock().unwrap_or_else(|e| e.into_inner());
+        *retired = true;
+        let record = self.record_path();
+        match std::fs::remove_file(&record) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(Error::io("failed to remove", record, e))
+            }
+            _ => Ok(()),
+        }
     }
 
     pub fn record_path(&self) -> PathBuf {
@@ -331,11 +362,14 @@ impl Container {
             status: RwLock::new(rec.status),
             dir: dir.to_path_buf(),
             op_lock: tokio::sync::Mutex::new(()),
+            persist_lock: Mutex::new(false),
+            persist: crius_proto::fs::write_atomic,
         })
     }
 }
 
 fn write_record(
+    persist: Persist,
     dir: &Path,
     meta: &ContainerMeta,
     status: &Status,
@@ -351,8 +385,7 @@ fn write_record(
         path: path.clone(),
         source: e,
     })?;
-    crius_proto::fs::write_atomic(&path, &data, durability)
-        .map_err(|e| Error::io("failed to write", &path, e))
+    persist(&path, &data, durability).map_err(|e| Error::io("failed to write", &path, e))
 }
 
 /// Atomic replace without fsync, for files in the bundle: see the module
@@ -507,6 +540,72 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from(RECORD_FILE)]);
+    }
+
+    /// A disk that takes its time: each write waits for a go on the
+    /// channel its test hands out.
+    static SLOW_DISK: Mutex<Option<std::sync::mpsc::Receiver<()>>> = Mutex::new(None);
+
+    fn slow_write(path: &Path, data: &[u8], d: Durability) -> std::io::Result<()> {
+        if let Some(rx) = SLOW_DISK.lock().unwrap().as_ref() {
+            let _ = rx.recv_timeout(std::time::Duration::from_secs(30));
+        }
+        crius_proto::fs::write_atomic(path, data, d)
+    }
+
+    #[test]
+    fn status_reads_do_not_wait_for_the_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Container::new(meta("abc"), dir.path().to_path_buf());
+        c.persist = slow_write;
+        let c = Arc::new(c);
+        let (go, rx) = std::sync::mpsc::channel();
+        *SLOW_DISK.lock().unwrap() = Some(rx);
+        let writer = {
+            let c = c.clone();
+            std::thread::spawn(move || {
+                c.update(|s| {
+                    s.pid = 42;
+                    Ok(())
+                })
+            })
+        };
+        // The write is stuck on the disk; status and store reads answer
+        // (with the last persisted status) meanwhile.
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let (tx, answered) = std::sync::mpsc::channel();
+        {
+            let c = c.clone();
+            std::thread::spawn(move || {
+                let _ = tx.send(c.status().pid);
+            });
+        }
+        let seen = answered.recv_timeout(std::time::Duration::from_secs(5));
+        go.send(()).unwrap();
+        writer.join().unwrap().unwrap();
+        *SLOW_DISK.lock().unwrap() = None;
+        assert_eq!(seen, Ok(0), "status() waited for the record write");
+        assert_eq!(c.status().pid, 42);
+        assert_eq!(Container::load(dir.path()).unwrap().status().pid, 42);
+    }
+
+    #[test]
+    fn a_retired_record_is_never_written_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Container::new(meta("abc"), dir.path().to_path_buf());
+        c.update(|s| {
+            s.pid = 1;
+            Ok(())
+        })
+        .unwrap();
+        c.retire_record().unwrap();
+        c.update(|s| {
+            s.state = Some(State::Exited);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(c.status().state(), State::Exited);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 
     #[test]

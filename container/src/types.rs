@@ -26,6 +26,9 @@ pub struct RuntimeConfig {
     pub seccomp_default: crate::seccomp::NodeDefault,
     /// Maximum tasks in each container's cgroup; 0 = no limit.
     pub pids_limit: i64,
+    /// Budget for undoing a failed CreateContainer; what is not undone by
+    /// then stays listed (state unknown) for RemoveContainer to finish.
+    pub undo_timeout: std::time::Duration,
 }
 
 impl RuntimeConfig {
@@ -48,6 +51,7 @@ impl RuntimeConfig {
                 .collect(),
             seccomp_default: crate::seccomp::NodeDefault::Unconfined,
             pids_limit: 0,
+            undo_timeout: std::time::Duration::from_secs(60),
         }
     }
 

@@ -68,19 +68,71 @@ pub fn secure_join(root: &Path, unsafe_path: &Path) -> std::io::Result<PathBuf> 
 }
 
 /// Reads a small file inside `root`, without following symlinks out of it.
-/// A missing file reads as empty.
-fn read_in_root(root: &Path, path: &str) -> Result<String> {
+/// A missing file reads as empty. The file comes from an untrusted image:
+/// only a regular file is read (a FIFO would block forever, a device node
+/// would be opened on the host), and at most [`MAX_DB_SIZE`] bytes of it.
+/// `user` names the user being resolved, for the error.
+fn read_in_root(root: &Path, path: &str, user: &str) -> Result<String> {
     let host = secure_join(root, Path::new(path))
         .map_err(|e| Error::io("failed to resolve path in rootfs", root.join(path), e))?;
-    let file = std::fs::OpenOptions::new()
+    // O_PATH opens nothing: no FIFO rendezvous, no device driver open.
+    let handle = std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
+        .custom_flags(libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(&host);
-    let file = match file {
+    let handle = match handle {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(String::new()),
         Err(e) => return Err(Error::io("failed to open", host, e)),
     };
+    let not_regular = |md: &std::fs::Metadata| {
+        use std::os::unix::fs::FileTypeExt;
+        let t = md.file_type();
+        let kind = if t.is_fifo() {
+            "a fifo"
+        } else if t.is_char_device() {
+            "a character device"
+        } else if t.is_block_device() {
+            "a block device"
+        } else if t.is_socket() {
+            "a socket"
+        } else if t.is_dir() {
+            "a directory"
+        } else if t.is_symlink() {
+            "a symbolic link"
+        } else {
+            return None;
+        };
+        Some(Error::User {
+            user: user.to_string(),
+            reason: format!("{path} in the image is {kind}, not a regular file"),
+        })
+    };
+    let md = handle
+        .metadata()
+        .map_err(|e| Error::io("failed to stat", &host, e))?;
+    if let Some(e) = not_regular(&md) {
+        return Err(e);
+    }
+    // Reopen the very inode checked above, never the path again.
+    let fd_path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&handle));
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(&fd_path)
+        .map_err(|e| Error::io("failed to open", &host, e))?;
+    let reopened = file
+        .metadata()
+        .map_err(|e| Error::io("failed to stat", &host, e))?;
+    {
+        use std::os::unix::fs::MetadataExt;
+        if (reopened.dev(), reopened.ino()) != (md.dev(), md.ino()) {
+            return Err(Error::User {
+                user: user.to_string(),
+                reason: format!("{path} in the image changed while it was read"),
+            });
+        }
+    }
     let mut buf = Vec::new();
     file.take(MAX_DB_SIZE)
         .read_to_end(&mut buf)
@@ -153,6 +205,18 @@ pub struct UserRequest {
     pub strict_groups: bool,
 }
 
+impl UserRequest {
+    /// The user as asked for, for messages.
+    fn display(&self) -> String {
+        match (self.run_as_user, self.run_as_username.as_str()) {
+            (Some(uid), _) => uid.to_string(),
+            (None, "") if self.image_user.is_empty() => "0".into(),
+            (None, "") => self.image_user.clone(),
+            (None, name) => name.to_string(),
+        }
+    }
+}
+
 /// The resolved process identity.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ResolvedUser {
@@ -170,8 +234,9 @@ fn id_from_i64(v: i64, what: &str) -> Result<u32> {
 
 /// Resolves a user request against the rootfs `root`.
 pub fn resolve_user(root: &Path, req: &UserRequest) -> Result<ResolvedUser> {
-    let passwd = parse_passwd(&read_in_root(root, "/etc/passwd")?);
-    let groups = parse_group(&read_in_root(root, "/etc/group")?);
+    let user = req.display();
+    let passwd = parse_passwd(&read_in_root(root, "/etc/passwd", &user)?);
+    let groups = parse_group(&read_in_root(root, "/etc/group", &user)?);
     resolve_with(&passwd, &groups, req)
 }
 
@@ -462,13 +527,107 @@ mod tests {
             root.join("secret")
         );
         // The escaping links resolve to missing files inside the root.
-        assert_eq!(read_in_root(&root, "/etc/passwd").unwrap(), "");
+        assert_eq!(read_in_root(&root, "/etc/passwd", "u").unwrap(), "");
         std::os::unix::fs::symlink("real", root.join("etc/link")).unwrap();
         std::fs::write(root.join("etc/real"), "x:x:7:7::/:/bin/sh\n").unwrap();
         assert_eq!(
-            read_in_root(&root, "/etc/link").unwrap(),
+            read_in_root(&root, "/etc/link", "u").unwrap(),
             "x:x:7:7::/:/bin/sh\n"
         );
+    }
+
+    /// A rootfs whose `etc/<file>` is made by `make`, resolved as user `app`.
+    fn resolve_with_etc(file: &str, make: impl FnOnce(&Path)) -> Result<ResolvedUser> {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("rootfs");
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::fs::write(root.join("etc/passwd"), PASSWD).unwrap();
+        std::fs::write(root.join("etc/group"), GROUP).unwrap();
+        std::fs::remove_file(root.join("etc").join(file)).unwrap();
+        make(&root.join("etc").join(file));
+        // On a thread: the old code blocks forever opening a FIFO.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let req = UserRequest {
+                run_as_username: "app".into(),
+                ..Default::default()
+            };
+            let _ = tx.send(resolve_user(&root, &req));
+            drop(dir);
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(10))
+            .expect("user lookup hung")
+    }
+
+    fn mkfifo(p: &Path) {
+        nix::unistd::mkfifo(p, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+    }
+
+    #[test]
+    fn a_fifo_as_passwd_or_group_is_refused_without_blocking() {
+        for file in ["passwd", "group"] {
+            let e = resolve_with_etc(file, mkfifo).unwrap_err();
+            assert!(
+                matches!(&e, Error::User { user, reason }
+                    if user == "app" && reason == &format!("/etc/{file} in the image is a fifo, not a regular file")),
+                "{e:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_device_node_as_passwd_is_never_opened() {
+        // /dev/null's numbers: reading it would succeed (empty), so only a
+        // refusal shows that crius looked at the type first. mknod needs
+        // CAP_MKNOD, which the unit tests have as root only.
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "this test creates a device node and must run as root"
+        );
+        let e = resolve_with_etc("passwd", |p| {
+            nix::sys::stat::mknod(
+                p,
+                nix::sys::stat::SFlag::S_IFCHR,
+                nix::sys::stat::Mode::from_bits_truncate(0o644),
+                nix::sys::stat::makedev(1, 3),
+            )
+            .unwrap()
+        })
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("/etc/passwd in the image is a character device"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_directory_or_socket_as_group_is_refused() {
+        let e = resolve_with_etc("group", |p| std::fs::create_dir(p).unwrap()).unwrap_err();
+        assert!(e.to_string().contains("is a directory"), "{e}");
+        let e = resolve_with_etc("group", |p| {
+            std::os::unix::net::UnixListener::bind(p).unwrap();
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("is a socket"), "{e}");
+    }
+
+    #[test]
+    fn a_regular_passwd_still_resolves_and_is_bounded() {
+        let u = resolve_with_etc("passwd", |p| std::fs::write(p, PASSWD).unwrap()).unwrap();
+        assert_eq!(u.uid, 1000);
+        // A huge file: only the first MAX_DB_SIZE bytes count.
+        let e = resolve_with_etc("passwd", |p| {
+            let f = std::fs::File::create(p).unwrap();
+            f.set_len(MAX_DB_SIZE * 4).unwrap();
+            use std::io::Write;
+            let mut f = f;
+            use std::io::Seek;
+            f.seek(std::io::SeekFrom::Start(MAX_DB_SIZE * 2)).unwrap();
+            f.write_all(b"\napp:x:1000:1000::/:/bin/sh\n").unwrap();
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("no such user"), "{e}");
     }
 
     #[test]

@@ -164,7 +164,7 @@ async fn exec_sync_output_exit_code_and_timeout() {
         .unwrap();
     assert_eq!(out.stdout, b"1\n");
 
-    // output is bounded to 16 MiB
+    // output is bounded so that the reply fits one 16 MiB gRPC message
     let out = env
         .mgr
         .exec_sync(
@@ -174,7 +174,7 @@ async fn exec_sync_output_exit_code_and_timeout() {
         )
         .await
         .unwrap();
-    assert_eq!(out.stdout.len(), 16 << 20);
+    assert_eq!(out.stdout.len(), container::runtime::MAX_EXEC_OUTPUT);
     assert_eq!(out.exit_code, 0);
 
     let t = Instant::now();

@@ -118,6 +118,23 @@ def tar_files(files):
     return buf.getvalue()
 
 
+def tar_special(path, kind):
+    """Tar holding one special file (tarfile.FIFOTYPE...) and its parents."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        parts = path.split("/")[:-1]
+        for i in range(1, len(parts) + 1):
+            info = tarfile.TarInfo("/".join(parts[:i]))
+            info.type = tarfile.DIRTYPE
+            info.mode = 0o755
+            tar.addfile(_normalize(info))
+        info = tarfile.TarInfo(path)
+        info.type = kind
+        info.mode = 0o644
+        tar.addfile(_normalize(info))
+    return buf.getvalue()
+
+
 class Layout:
     """Minimal writer for an OCI image layout directory."""
 
@@ -231,6 +248,13 @@ def main():
             name = "data/layer-%d.bin" % i
             layers.append(Layer(tar_files([(name, data, 0o644)]), "/" + name, level=1))
     lay.tag(lay.image(layers, base_config), "latest")
+    lay.close()
+
+    # hostile-fifo-passwd: busybox whose /etc/passwd is replaced by a FIFO.
+    # Resolving a user by name must refuse it, not block opening it.
+    lay = Layout(os.path.join(outdir, "hostile-fifo-passwd"))
+    fifo = Layer(tar_special("etc/passwd", tarfile.FIFOTYPE), "/etc/passwd as a fifo")
+    lay.tag(lay.image([base, fifo], base_config), "latest")
     lay.close()
 
 

@@ -96,7 +96,15 @@ struct State {
 
 pub struct Store {
     dir: PathBuf,
+    /// Never held across a disk write: ListImages and image lookups wait
+    /// for no fsync.
     state: RwLock<State>,
+    /// Orders the changes to image records (commit, untag, remove): held
+    /// from reading the current records to publishing the new ones, across
+    /// their durable write.
+    records: Mutex<()>,
+    /// How a record reaches the disk; a seam for tests.
+    persist: fn(&Path, &[u8]) -> Result<()>,
     layer_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     staging_seq: AtomicU64,
     /// Bumped by every change to images or layers (usage caching).
@@ -197,6 +205,8 @@ impl Store {
         Ok(Store {
             dir: dir.to_owned(),
             state: RwLock::new(state),
+            records: Mutex::new(()),
+            persist: write_atomic,
             layer_locks: Mutex::new(HashMap::new()),
             staging_seq: AtomicU64::new(0),
             generation: AtomicU64::new(0),
@@ -378,22 +388,31 @@ impl Store {
         tag: Option<String>,
         repo_digest: String,
     ) -> Result<Arc<ImageRecord>> {
-        let mut state = self.write();
+        let _records = self.records_lock();
+        let (others, existing) = {
+            let state = self.read();
+            let others: Vec<Arc<ImageRecord>> = match &tag {
+                Some(tag) => state
+                    .images
+                    .values()
+                    .filter(|i| i.id != image.id && i.repo_tags.contains(tag))
+                    .cloned()
+                    .collect(),
+                None => Vec::new(),
+            };
+            (others, state.images.get(&image.id).cloned())
+        };
         if let Some(tag) = &tag {
-            let others: Vec<Arc<ImageRecord>> = state
-                .images
-                .values()
-                .filter(|i| i.id != image.id && i.repo_tags.contains(tag))
-                .cloned()
-                .collect();
             for other in others {
                 let mut untagged = (*other).clone();
                 untagged.repo_tags.retain(|t| t != tag);
                 self.write_record(&untagged)?;
-                state.images.insert(untagged.id.clone(), Arc::new(untagged));
+                self.write()
+                    .images
+                    .insert(untagged.id.clone(), Arc::new(untagged));
             }
         }
-        if let Some(existing) = state.images.get(&image.id) {
+        if let Some(existing) = existing {
             image.repo_tags = existing.repo_tags.clone();
             image.repo_digests = existing.repo_digests.clone();
             image.pulled_at = existing.pulled_at;
@@ -409,7 +428,7 @@ impl Store {
         image.version = RECORD_VERSION;
         self.write_record(&image)?;
         let image = Arc::new(image);
-        state.images.insert(image.id.clone(), image.clone());
+        self.write().images.insert(image.id.clone(), image.clone());
         Ok(image)
     }
 
@@ -417,20 +436,25 @@ impl Store {
     /// [`Store::remove_image`] for `used_by`). Returns whether the whole
     /// image was removed.
     pub fn untag(&self, id: &str, tag: &str, used_by: &UsedBy) -> Result<bool> {
-        let mut state = self.write();
-        let Some(image) = state.images.get(id).cloned() else {
+        let records = self.records_lock();
+        let Some(image) = self.read().images.get(id).cloned() else {
             return Ok(false);
         };
         if image.repo_tags.len() > 1 {
             let mut updated = (*image).clone();
             updated.repo_tags.retain(|t| t != tag);
             self.write_record(&updated)?;
-            state.images.insert(updated.id.clone(), Arc::new(updated));
+            self.write()
+                .images
+                .insert(updated.id.clone(), Arc::new(updated));
             return Ok(false);
         }
-        drop(state);
-        self.remove_image(id, used_by)?;
+        self.remove_image_ordered(id, used_by, records)?;
         Ok(true)
+    }
+
+    fn records_lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.records.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Removes an image record and then every layer no image uses, unless
@@ -439,6 +463,16 @@ impl Store {
     /// checked under the store lock that `add_user` takes, so a create
     /// either registers before the removal, or finds the image gone.
     pub fn remove_image(&self, id: &str, used_by: &UsedBy) -> Result<()> {
+        self.remove_image_ordered(id, used_by, self.records_lock())
+    }
+
+    /// [`remove_image`](Self::remove_image) with the records lock held.
+    fn remove_image_ordered(
+        &self,
+        id: &str,
+        used_by: &UsedBy,
+        records: std::sync::MutexGuard<'_, ()>,
+    ) -> Result<()> {
         let doomed = {
             let mut state = self.write();
             let mut users: Vec<String> = state
@@ -482,6 +516,7 @@ impl Store {
             }
             self.unreferenced_layers(&mut state)?
         };
+        drop(records);
         // Deleting trees is slow; it happens outside the lock, on dirs that
         // were already renamed into tmp/.
         for dir in doomed {
@@ -567,7 +602,12 @@ impl Store {
     }
 
     fn write_record(&self, image: &ImageRecord) -> Result<()> {
-        write_json(&self.record_path(&image.id), image)
+        let path = self.record_path(&image.id);
+        let data = serde_json::to_vec_pretty(image).map_err(|source| Error::Record {
+            path: path.clone(),
+            source,
+        })?;
+        (self.persist)(&path, &data)
     }
 }
 
@@ -708,6 +748,55 @@ mod tests {
             .commit_layer(&staging, diff_id, 1, "sha256:c", 1)
             .unwrap();
         store.layer_dir(&layer)
+    }
+
+    /// A disk that takes its time: each record write waits for a go on the
+    /// channel its test hands out.
+    static SLOW_DISK: Mutex<Option<std::sync::mpsc::Receiver<()>>> = Mutex::new(None);
+
+    fn slow_write(path: &Path, data: &[u8]) -> Result<()> {
+        if let Some(rx) = SLOW_DISK.lock().unwrap().as_ref() {
+            let _ = rx.recv_timeout(std::time::Duration::from_secs(30));
+        }
+        write_atomic(path, data)
+    }
+
+    #[test]
+    fn listing_images_does_not_wait_for_a_record_write() {
+        let root = tempfile::tempdir().unwrap();
+        let mut store = Store::open(root.path()).unwrap();
+        store.persist = slow_write;
+        let store = Arc::new(store);
+        add_layer(&store, L1);
+        let (go, rx) = std::sync::mpsc::channel();
+        *SLOW_DISK.lock().unwrap() = Some(rx);
+        let commit = {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                store.commit_image(
+                    image("sha256:a", &[L1]),
+                    Some("a:1".into()),
+                    "a@sha256:m".into(),
+                )
+            })
+        };
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let (tx, listed) = std::sync::mpsc::channel();
+        {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                let _ = tx.send(store.images().len());
+            });
+        }
+        let seen = listed.recv_timeout(std::time::Duration::from_secs(5));
+        go.send(()).unwrap();
+        commit.join().unwrap().unwrap();
+        *SLOW_DISK.lock().unwrap() = None;
+        assert_eq!(seen, Ok(0), "ListImages waited for the record write");
+        assert_eq!(store.images().len(), 1);
+        drop(store);
+        let reopened = Store::open(root.path()).unwrap();
+        assert_eq!(reopened.images()[0].repo_tags, ["a:1"]);
     }
 
     const L1: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";

@@ -67,6 +67,8 @@ enum Undo {
     KillInfra,
     UnmountShm(PathBuf),
     CniDel(Box<NetworkConfigList>),
+    /// DEL of the named network from libcni's cache (its config is gone).
+    CniDelCached(String),
 }
 
 impl Sandboxes {
@@ -286,21 +288,80 @@ impl Sandboxes {
         Ok(sandbox)
     }
 
+    /// Runs the undo steps of a failed RunPodSandbox (or of a sandbox found
+    /// half-created at start) under the cleanup timeout. The record and the
+    /// name go last, and only once the network is known to be detached: if
+    /// CNI DEL failed, or the time ran out, the sandbox is kept as NotReady
+    /// (with its network while DEL has not succeeded) so that
+    /// RemovePodSandbox retries what is left; its name stays reserved for
+    /// it until then, and is never left reserved by nothing.
     async fn rollback(&self, id: &str, spec: &Spec, undo: Vec<Undo>) {
+        let record_dir = self.record_dir(id);
+        // The network of a CniDel step not (yet) done.
+        let mut network_left: Option<String> = None;
         let steps = async {
             for step in undo.into_iter().rev() {
+                match &step {
+                    Undo::CniDel(list) => network_left = Some(list.name.clone()),
+                    Undo::CniDelCached(network) => network_left = Some(network.clone()),
+                    Undo::RemoveDir(dir) if network_left.is_some() && *dir == record_dir => {
+                        continue;
+                    }
+                    Undo::ReleaseName(_) if network_left.is_some() => continue,
+                    _ => {}
+                }
                 let what = format!("{step:?}");
-                if let Err(err) = self.undo(id, spec, step).await {
-                    tracing::warn!(%id, step = %what, error = %crate_message(&err), "undo step failed");
+                let is_del = matches!(step, Undo::CniDel(_) | Undo::CniDelCached(_));
+                match self.undo(id, spec, step).await {
+                    Ok(()) if is_del => network_left = None,
+                    Ok(()) => {}
+                    Err(err) => {
+                        tracing::warn!(%id, step = %what, error = %crate_message(&err), "undo step failed");
+                    }
                 }
             }
         };
-        if tokio::time::timeout(self.opts.cleanup_timeout, steps)
+        let timed_out = tokio::time::timeout(self.opts.cleanup_timeout, steps)
             .await
-            .is_err()
-        {
+            .is_err();
+        if timed_out {
             tracing::error!(%id, timeout = ?self.opts.cleanup_timeout, "rollback timed out");
         }
+        if network_left.is_some() || timed_out {
+            self.keep_for_removal(id, spec, network_left).await;
+        }
+    }
+
+    /// Keeps what a rollback could not finish as a NotReady sandbox that
+    /// RemovePodSandbox can remove, retrying CNI DEL of `network` (if set).
+    /// Without a record on disk nothing can be kept: the name is released.
+    async fn keep_for_removal(&self, id: &str, spec: &Spec, network: Option<String>) {
+        let name = spec.metadata.reserved_name();
+        let path = self.record_dir(id).join(RECORD_FILE);
+        let mut status = match Record::load(&path) {
+            Ok(record) => record.status,
+            Err(err) => {
+                tracing::warn!(%id, error = %err, "no record to keep after rollback");
+                self.store.release(&name, id);
+                return;
+            }
+        };
+        status.state = State::NotReady;
+        status.ips.clear();
+        status.cni_network = network;
+        let sandbox = Arc::new(Sandbox::new(
+            id.to_string(),
+            spec.clone(),
+            status,
+            path.clone(),
+        ));
+        if let Err(err) = write_record(&path, &sandbox.record()).await {
+            tracing::error!(%id, error = %crate_message(&err), "failed to keep sandbox record");
+        }
+        // Already ours after RunPodSandbox; reserved anew at recovery.
+        let _ = self.store.reserve(&name, id);
+        tracing::warn!(%id, network = ?sandbox.status().cni_network, "sandbox kept as not ready: remove it to finish the cleanup");
+        self.store.insert(sandbox);
     }
 
     async fn undo(&self, id: &str, spec: &Spec, step: Undo) -> Result<(), Error> {
@@ -314,6 +375,7 @@ impl Sandboxes {
             Undo::KillInfra => kill_infra(id, None).await,
             Undo::UnmountShm(path) => unmount_shm(id, &path),
             Undo::CniDel(list) => self.cni_del(id, spec, Some(&list.name), Some(&list)).await,
+            Undo::CniDelCached(network) => self.cni_del(id, spec, Some(&network), None).await,
         }
     }
 
@@ -354,6 +416,25 @@ impl Sandboxes {
             })
     }
 
+    /// Holds the sandbox `id` for creating a container in it: a stop or
+    /// remove of it waits until the guard is dropped, so it sees the new
+    /// container (and stops or removes it); one already under way finishes
+    /// first, so the caller then sees the sandbox NotReady (its state is
+    /// to be checked under the guard) or gone (NotFound here).
+    pub async fn hold(
+        &self,
+        id: &str,
+    ) -> Result<(Arc<Sandbox>, tokio::sync::OwnedRwLockReadGuard<()>), Error> {
+        let sandbox = self.store.get(id)?;
+        let guard = sandbox.op.clone().read_owned().await;
+        if self.store.get(sandbox.id()).is_err() {
+            return Err(Error::NotFound {
+                id: sandbox.id().to_string(),
+            });
+        }
+        Ok((sandbox, guard))
+    }
+
     /// StopPodSandbox. A missing sandbox is success (the CRI says Stop is
     /// idempotent).
     pub async fn stop(&self, id: &str) -> Result<(), Error> {
@@ -372,7 +453,7 @@ impl Sandboxes {
             Err(Error::NotFound { .. }) => return Ok(()),
             Err(err) => return Err(err),
         };
-        let _op = sandbox.op.lock().await;
+        let _op = sandbox.op.write().await;
         if self.store.get(sandbox.id()).is_err() {
             // Removed while we waited for the lock: nothing is left to
             // stop, and the container hook must not run on a removed pod.
@@ -436,7 +517,7 @@ impl Sandboxes {
             Err(Error::NotFound { .. }) => return Ok(()),
             Err(err) => return Err(err),
         };
-        let _op = sandbox.op.lock().await;
+        let _op = sandbox.op.write().await;
         if self.store.get(sandbox.id()).is_err() {
             // Removed while we waited for the lock.
             return Ok(());
@@ -549,14 +630,10 @@ impl Sandboxes {
             let list = cni::load_network(&self.opts.cni_config_dir)
                 .ok()
                 .filter(|l| &l.name == network);
-            match list {
-                Some(list) => steps.push(Undo::CniDel(Box::new(list))),
-                None => {
-                    if let Err(err) = self.cni_del(id, spec, Some(network), None).await {
-                        tracing::warn!(%id, error = %crate_message(&err), "CNI DEL failed");
-                    }
-                }
-            }
+            steps.push(match list {
+                Some(list) => Undo::CniDel(Box::new(list)),
+                None => Undo::CniDelCached(network.clone()),
+            });
         }
         if let Some(infra) = record.status.infra
             && let Err(err) = infra.kill().await
@@ -875,10 +952,13 @@ fn validate_name(what: &str, value: &str) -> Result<(), Error> {
     if value.is_empty() {
         return Err(Error::InvalidConfig(format!("{what} is empty")));
     }
+    // `;` and `=` would let a name add or override CNI_ARGS pairs
+    // (`K=V;K=V`, e.g. "web;IP=10.88.0.99" picks a static address); Kubernetes
+    // names never contain them.
     if value.len() > 253
         || value
             .chars()
-            .any(|c| c.is_control() || c.is_whitespace() || c == '/' || c == '_')
+            .any(|c| c.is_control() || c.is_whitespace() || matches!(c, '/' | '_' | ';' | '='))
     {
         return Err(Error::InvalidConfig(format!(
             "{what} {value:?} is not a valid name"
@@ -1090,6 +1170,30 @@ mod tests {
         assert_eq!((spec.netns, spec.ipcns, spec.utsns), (None, None, None));
         assert_eq!(spec.files.shm, None);
         assert_eq!(spec.runtime_handler, "crun");
+    }
+
+    #[test]
+    fn names_that_would_inject_cni_args_are_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = manager(dir.path());
+        for bad in ["web;IP=10.88.0.99", "a=b", "a;b"] {
+            for field in ["name", "namespace", "uid"] {
+                let mut c = config();
+                let md = c.metadata.as_mut().unwrap();
+                match field {
+                    "name" => md.name = bad.into(),
+                    "namespace" => md.namespace = bad.into(),
+                    _ => md.uid = bad.into(),
+                }
+                let err = m.spec_from_config("abc", &c, "").unwrap_err();
+                assert_eq!(err.kind(), crius_proto::ErrorKind::InvalidArgument);
+                assert!(
+                    err.to_string()
+                        .contains(&format!("metadata.{field} {bad:?} is not a valid name")),
+                    "{err}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -159,14 +159,16 @@ impl Record {
 
 /// One pod sandbox. The spec is fixed; the status is behind a short-held
 /// lock so that List and Status never wait for a slow stop; `op` serializes
-/// the slow operations (stop, remove) on this sandbox only.
+/// the slow operations (stop, remove) on this sandbox only, and is held
+/// shared by the container creates in it, so that a stop or remove waits
+/// for them and sees their containers.
 #[derive(Debug)]
 pub struct Sandbox {
     id: String,
     spec: Spec,
     record_path: PathBuf,
     status: Mutex<Status>,
-    pub(crate) op: tokio::sync::Mutex<()>,
+    pub(crate) op: Arc<tokio::sync::RwLock<()>>,
 }
 
 impl Sandbox {
@@ -176,7 +178,7 @@ impl Sandbox {
             spec,
             record_path,
             status: Mutex::new(status),
-            op: tokio::sync::Mutex::new(()),
+            op: Arc::default(),
         }
     }
 

@@ -389,7 +389,7 @@ const KEY_DOCS: &[KeyDoc] = &[
     KeyDoc {
         key: "sandbox.cleanup_timeout_secs",
         flag: "--sandbox-cleanup-timeout-secs",
-        doc: "Budget in seconds for undoing a failed RunPodSandbox.",
+        doc: "Budget in seconds for undoing a failed RunPodSandbox or CreateContainer; what is not undone by then stays listed (not ready, or unknown) until removed.",
     },
     KeyDoc {
         key: "image.registries_conf",

@@ -23,6 +23,10 @@ use crate::config::{
 /// kubelet's own limit for CRI messages; large ListContainers answers need it.
 const MAX_MESSAGE_SIZE: usize = 16 * 1024 * 1024;
 
+// An ExecSync reply carries the captured output plus a few bytes of
+// framing; it must always encode under the limit (else: OutOfRange).
+const _: () = assert!(container::runtime::MAX_EXEC_OUTPUT + 1024 <= MAX_MESSAGE_SIZE);
+
 /// How long in-flight RPCs get to finish after SIGTERM.
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -104,11 +108,19 @@ fn init_logging(config: &Config) {
     }
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
-    for dir in [&config.root, &config.runroot] {
+async fn serve(mut config: Config) -> anyhow::Result<()> {
+    for dir in [&mut config.root, &mut config.runroot] {
         create_private_dir(dir)?;
+        // Mount points are matched against /proc/self/mountinfo, which
+        // shows resolved paths: a root given through a symlink would make
+        // every "is it mounted?" check miss, and unmounts silently skipped.
+        *dir = std::fs::canonicalize(&*dir)
+            .with_context(|| format!("failed to resolve {:?}", &*dir))?;
     }
     let _lock = lock_runroot(&config.runroot)?;
+    // The runroot lock does not cover a daemon with another runroot on the
+    // same socket path: check before recovery touches anything.
+    refuse_live_socket(&config.api.listen)?;
     // Recovery before the socket: a client that can connect sees ready
     // stores, with the leftovers of an interrupted pull, RunPodSandbox or
     // CreateContainer already cleaned up.
@@ -231,6 +243,7 @@ async fn open_containers(config: &Config) -> anyhow::Result<container::Container
         SeccompDefault::Unconfined => container::seccomp::NodeDefault::Unconfined,
     };
     options.pids_limit = runtime.pids_limit;
+    options.undo_timeout = std::time::Duration::from_secs(config.sandbox.cleanup_timeout_secs);
     let manager = container::ContainerManager::new(options)
         .context("failed to set up the container store")?;
     let report = manager
@@ -329,15 +342,31 @@ fn lock_runroot(runroot: &Path) -> anyhow::Result<Flock<File>> {
     Ok(lock)
 }
 
-/// Binds the socket with mode 0600. A leftover socket file is stale once we
-/// hold the runroot lock, so it is replaced; anything else at that path is
-/// refused rather than deleted.
+/// Fails if something accepts connections on the socket `path`: another
+/// daemon (maybe with another runroot, so the lock did not stop us) is
+/// serving there, and unlinking its socket would cut its clients off.
+fn refuse_live_socket(path: &Path) -> anyhow::Result<()> {
+    let is_socket = std::fs::symlink_metadata(path)
+        .is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()));
+    if is_socket && std::os::unix::net::UnixStream::connect(path).is_ok() {
+        bail!(
+            "socket {path:?} is in use: another process accepts connections on it; \
+             stop it or give this crius another api.listen"
+        );
+    }
+    Ok(())
+}
+
+/// Binds the socket with mode 0600. A leftover socket file nobody accepts
+/// connections on is stale, so it is replaced; a live one, or anything
+/// else at that path, is refused rather than deleted.
 fn bind_socket(path: &Path) -> anyhow::Result<UnixListener> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).with_context(|| format!("failed to create {parent:?}"))?;
     }
     match std::fs::symlink_metadata(path) {
         Ok(meta) if std::os::unix::fs::FileTypeExt::is_socket(&meta.file_type()) => {
+            refuse_live_socket(path)?;
             std::fs::remove_file(path)
                 .with_context(|| format!("failed to remove stale socket {path:?}"))?;
         }

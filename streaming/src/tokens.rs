@@ -59,7 +59,11 @@ impl TokenCache {
                 return Err(CacheFull);
             }
         }
-        entries.insert(token.clone(), (req, now + self.ttl));
+        // A configured ttl of u64::MAX seconds must not panic the insert.
+        let deadline = now
+            .checked_add(self.ttl)
+            .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600));
+        entries.insert(token.clone(), (req, deadline));
         Ok(token)
     }
 
@@ -99,6 +103,13 @@ mod tests {
         let t = cache.insert(exec()).unwrap();
         assert_eq!(cache.consume(&t), Some(exec()));
         assert_eq!(cache.consume(&t), None);
+    }
+
+    #[test]
+    fn a_huge_ttl_does_not_panic() {
+        let cache = TokenCache::new(Duration::from_secs(u64::MAX));
+        let t = cache.insert(exec()).unwrap();
+        assert_eq!(cache.consume(&t), Some(exec()));
     }
 
     #[test]

@@ -22,7 +22,9 @@ impl Cri {
             what: "CreateContainerRequest",
             message: "config is missing".into(),
         })?;
-        let sandbox = self.sandboxes.get(&req.pod_sandbox_id)?;
+        // Held until the container is in the store: a concurrent
+        // RemovePodSandbox either finds it there or refuses it here.
+        let (sandbox, held) = self.sandboxes.hold(&req.pod_sandbox_id).await?;
         if sandbox.status().state != pod_sandbox::State::Ready {
             return Err(Error::SandboxNotReady {
                 id: sandbox.id().to_string(),
@@ -43,10 +45,12 @@ impl Cri {
         let containers = self.containers.clone();
         let images = self.images.clone();
         // Detached: a create dropped half-way by a client deadline would
-        // skip its own rollback (and the release of the image).
+        // skip its own rollback (and the release of the image and of the
+        // pod).
         let id = detached(async move {
             let created = containers.create(&sandbox_info, &image, &config).await;
             images.release(&image.id, &holder);
+            drop(held);
             Ok(created?)
         })
         .await?;

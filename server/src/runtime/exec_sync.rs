@@ -13,10 +13,7 @@ const NO_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 3600);
 
 impl Cri {
     pub(crate) async fn exec_sync(&self, req: ExecSyncRequest) -> Result<ExecSyncResponse, Error> {
-        let timeout = match u64::try_from(req.timeout) {
-            Ok(secs) if secs > 0 => Duration::from_secs(secs),
-            _ => NO_TIMEOUT,
-        };
+        let timeout = container::timeout::from_request_secs(req.timeout).unwrap_or(NO_TIMEOUT);
         let output = self
             .containers
             .exec_sync(&req.container_id, &req.cmd, timeout)

@@ -38,8 +38,14 @@ use super::frame::{self, FLAG_FIN, Frame, rst};
 pub const INITIAL_WINDOW: i64 = 64 * 1024;
 /// Largest DATA payload we send in one frame.
 const MAX_DATA_CHUNK: usize = 16 * 1024;
-/// DATA frames buffered per stream before the driver stops reading.
-const INBOUND_QUEUE: usize = 64;
+/// Bytes of received DATA buffered per stream, and per connection for all
+/// streams together, before the driver stops reading the socket (which is
+/// the peer's backpressure). Counted in bytes, not frames: one DATA frame
+/// may carry up to 16 MiB. A single frame larger than a budget waits for
+/// the whole budget, so at most one such frame is buffered beyond it.
+pub const INBOUND_STREAM_BYTES: usize = 1 << 20;
+/// See [`INBOUND_STREAM_BYTES`].
+pub const INBOUND_CONNECTION_BYTES: usize = 8 << 20;
 /// Upper bound for one control frame we accept, against memory exhaustion.
 /// DATA frames may use the whole 24-bit length: Go's spdystream writes each
 /// Write call as one frame, however large.
@@ -68,8 +74,39 @@ enum Out {
     Shutdown,
 }
 
+/// Received DATA with the budget it holds until the reader is done with it.
+struct Chunk {
+    data: Vec<u8>,
+    _budget: [tokio::sync::OwnedSemaphorePermit; 2],
+}
+
+/// The driver's end of a stream's inbound queue.
+#[derive(Clone)]
+struct InboundTx {
+    tx: mpsc::UnboundedSender<Chunk>,
+    /// This stream's byte budget.
+    budget: Arc<tokio::sync::Semaphore>,
+}
+
+fn inbound_queue() -> (InboundTx, mpsc::UnboundedReceiver<Chunk>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let budget = Arc::new(tokio::sync::Semaphore::new(INBOUND_STREAM_BYTES));
+    (InboundTx { tx, budget }, rx)
+}
+
+/// Permits for `len` bytes out of `budget` (the whole budget for a larger
+/// frame); `None` if the budget is closed.
+async fn take_budget(
+    budget: &Arc<tokio::sync::Semaphore>,
+    len: usize,
+    cap: usize,
+) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    let n = u32::try_from(len.min(cap)).unwrap_or(u32::MAX);
+    budget.clone().acquire_many_owned(n).await.ok()
+}
+
 struct StreamEntry {
-    inbound: Option<mpsc::Sender<Vec<u8>>>,
+    inbound: Option<InboundTx>,
     send_window: i64,
     local_fin: bool,
     remote_fin: bool,
@@ -77,7 +114,7 @@ struct StreamEntry {
 }
 
 impl StreamEntry {
-    fn new(inbound: mpsc::Sender<Vec<u8>>, send_window: i64) -> Self {
+    fn new(inbound: InboundTx, send_window: i64) -> Self {
         Self {
             inbound: Some(inbound),
             send_window,
@@ -111,6 +148,8 @@ struct Shared {
     window_changed: Notify,
     closed: CancellationToken,
     pumps: TaskTracker,
+    /// Byte budget of inbound DATA for all streams together.
+    inbound_budget: Arc<tokio::sync::Semaphore>,
 }
 
 impl Shared {
@@ -199,6 +238,7 @@ impl Connection {
             window_changed: Notify::new(),
             closed: CancellationToken::new(),
             pumps: TaskTracker::new(),
+            inbound_budget: Arc::new(tokio::sync::Semaphore::new(INBOUND_CONNECTION_BYTES)),
         });
         let driver = Driver {
             shared: shared.clone(),
@@ -212,7 +252,7 @@ impl Connection {
 
     /// Opens a stream to the peer (SYN_STREAM); `fin` half-closes our side.
     pub async fn open_stream(&self, headers: Headers, fin: bool) -> io::Result<Stream> {
-        let (tx, rx) = mpsc::channel(INBOUND_QUEUE);
+        let (tx, rx) = inbound_queue();
         let id = {
             let mut st = self.shared.lock();
             if st.goaway_received || st.goaway_sent || self.shared.closed.is_cancelled() {
@@ -298,8 +338,9 @@ fn closed_err() -> io::Error {
 pub struct Stream {
     id: u32,
     headers: Headers,
-    rx: mpsc::Receiver<Vec<u8>>,
-    buf: Vec<u8>,
+    rx: mpsc::UnboundedReceiver<Chunk>,
+    /// The chunk being read, holding its budget until consumed.
+    chunk: Option<Chunk>,
     pos: usize,
     out: DuplexStream,
     shared: Arc<Shared>,
@@ -319,7 +360,7 @@ impl Stream {
         shared: Arc<Shared>,
         id: u32,
         headers: Headers,
-        rx: mpsc::Receiver<Vec<u8>>,
+        rx: mpsc::UnboundedReceiver<Chunk>,
         local_fin: bool,
     ) -> Stream {
         let (user, pump_end) = tokio::io::duplex(64 * 1024);
@@ -330,7 +371,7 @@ impl Stream {
             id,
             headers,
             rx,
-            buf: Vec::new(),
+            chunk: None,
             pos: 0,
             out: user,
             shared,
@@ -371,18 +412,22 @@ impl AsyncRead for Stream {
         out: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        if this.pos == this.buf.len() {
+        let consumed = this.chunk.as_ref().is_none_or(|c| this.pos == c.data.len());
+        if consumed {
+            // Done with the last chunk: its budget goes back to the driver.
+            this.chunk = None;
             match this.rx.poll_recv(cx) {
                 Poll::Ready(Some(chunk)) => {
-                    this.buf = chunk;
+                    this.chunk = Some(chunk);
                     this.pos = 0;
                 }
                 Poll::Ready(None) => return Poll::Ready(Ok(())),
                 Poll::Pending => return Poll::Pending,
             }
         }
-        let n = out.remaining().min(this.buf.len() - this.pos);
-        out.put_slice(&this.buf[this.pos..this.pos + n]);
+        let data = this.chunk.as_ref().map_or(&[][..], |c| &c.data[..]);
+        let n = out.remaining().min(data.len() - this.pos);
+        out.put_slice(&data[this.pos..this.pos + n]);
         this.pos += n;
         Poll::Ready(Ok(()))
     }
@@ -645,7 +690,7 @@ impl Driver {
                 } else {
                     0
                 };
-                let (tx, rx) = mpsc::channel(INBOUND_QUEUE);
+                let (tx, rx) = inbound_queue();
                 let refuse = {
                     let mut st = self.shared.lock();
                     if stream_id % 2 != peer_parity
@@ -711,7 +756,7 @@ impl Driver {
             } => {
                 let len = data.len();
                 enum Target {
-                    Queue(Option<mpsc::Sender<Vec<u8>>>),
+                    Queue(Option<InboundTx>),
                     Closed,
                     Unknown(u32),
                 }
@@ -724,10 +769,22 @@ impl Driver {
                     }
                 };
                 match target {
-                    Target::Queue(Some(tx)) if len > 0 => {
-                        // A closed receiver means the user dropped the
-                        // stream; the data has nowhere to go.
-                        let _ = tx.send(data).await;
+                    Target::Queue(Some(inbound)) if len > 0 && !inbound.tx.is_closed() => {
+                        // Waiting here stops reading the socket until the
+                        // readers have taken enough: bytes, not frames,
+                        // bound what is held.
+                        let stream = take_budget(&inbound.budget, len, INBOUND_STREAM_BYTES).await;
+                        let connection =
+                            take_budget(&self.shared.inbound_budget, len, INBOUND_CONNECTION_BYTES)
+                                .await;
+                        if let (Some(a), Some(b)) = (stream, connection) {
+                            // A closed receiver means the user dropped the
+                            // stream; the data has nowhere to go.
+                            let _ = inbound.tx.send(Chunk {
+                                data,
+                                _budget: [a, b],
+                            });
+                        }
                     }
                     Target::Queue(_) => {}
                     Target::Closed => {
