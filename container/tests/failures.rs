@@ -169,7 +169,11 @@ async fn abandoned_create_is_finished_and_removed() {
     );
     // The background create completes, notices nobody waits, removes.
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    while !(env.entries("root/containers").is_empty() && env.entries("run/runc").is_empty()) {
+    // Dirs go before the store entry: wait for all of it.
+    while !(env.entries("root/containers").is_empty()
+        && env.entries("run/runc").is_empty()
+        && env.mgr.list(None).is_empty())
+    {
         assert!(
             std::time::Instant::now() < deadline,
             "abandoned create not cleaned up"
