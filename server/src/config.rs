@@ -42,6 +42,7 @@ pub struct Config {
     pub network: NetworkConfig,
     pub image: ImageConfig,
     pub sandbox: SandboxConfig,
+    pub metrics: MetricsConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -158,6 +159,25 @@ impl Default for SandboxConfig {
     }
 }
 
+/// The daemon's own Prometheus metrics (not the CRI's pod and container
+/// metrics, which go to the kubelet over gRPC).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    pub enable: bool,
+    /// `IP:PORT` of the HTTP endpoint serving `GET /metrics`.
+    pub address: String,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            enable: false,
+            address: "127.0.0.1:9090".into(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ImageConfig {
@@ -179,6 +199,7 @@ impl Default for Config {
             network: NetworkConfig::default(),
             image: ImageConfig::default(),
             sandbox: SandboxConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -262,6 +283,10 @@ const SECTION_DOCS: &[(&str, &str)] = &[
     (
         "sandbox",
         "Pod sandboxes: pinned namespaces and per-pod files.",
+    ),
+    (
+        "metrics",
+        "Prometheus metrics of the daemon itself, served as GET /metrics.",
     ),
 ];
 
@@ -406,6 +431,16 @@ const KEY_DOCS: &[KeyDoc] = &[
         flag: "--pinned-image",
         doc: "Images (tag, digest or id) reported as pinned, so the kubelet never garbage-collects them.",
     },
+    KeyDoc {
+        key: "metrics.enable",
+        flag: "--enable-metrics",
+        doc: "Serve Prometheus metrics (RPC counts and latencies, image pulls, pods and containers by state, OOM kills) over HTTP.",
+    },
+    KeyDoc {
+        key: "metrics.address",
+        flag: "--metrics-address",
+        doc: "IP:PORT of the metrics endpoint; plain HTTP without authentication, so keep it on loopback or a trusted network.",
+    },
 ];
 
 impl Config {
@@ -522,6 +557,17 @@ impl Config {
             return Err(ConfigError::Invalid {
                 key: "api.streaming_address",
                 message: format!("{:?} is not an IP address", self.api.streaming_address),
+            });
+        }
+        if self
+            .metrics
+            .address
+            .parse::<std::net::SocketAddr>()
+            .is_err()
+        {
+            return Err(ConfigError::Invalid {
+                key: "metrics.address",
+                message: format!("{:?} is not an IP:PORT address", self.metrics.address),
             });
         }
         if self.api.streaming_tls_cert.as_os_str().is_empty()
@@ -700,6 +746,30 @@ mod tests {
             "[runtime]\nseccomp_default = \"docker/strict\"\n",
         );
         assert!(Config::load(&bad, true).is_err());
+    }
+
+    #[test]
+    fn metrics_are_off_by_default_and_need_an_ip_and_port() {
+        let config = Config::default();
+        assert!(!config.metrics.enable);
+        assert_eq!(config.metrics.address, "127.0.0.1:9090");
+        let dir = tempfile::tempdir().unwrap();
+        let main = write(
+            dir.path(),
+            "crius.toml",
+            "[metrics]\nenable = true\naddress = \"[::1]:9537\"\n",
+        );
+        let config = Config::load(&main, true).unwrap();
+        assert!(config.metrics.enable);
+        assert_eq!(config.metrics.address, "[::1]:9537");
+        let bad = write(
+            dir.path(),
+            "bad.toml",
+            "[metrics]\naddress = \"localhost:9090\"\n",
+        );
+        let err = Config::load(&bad, true).unwrap_err().to_string();
+        assert!(err.contains("metrics.address"), "{err}");
+        assert!(err.contains("localhost:9090"), "{err}");
     }
 
     #[test]
