@@ -801,6 +801,18 @@ mod tests {
         assert!(err.contains("root"), "{err}");
     }
 
+    /// The .deb installs contrib/crius.toml as /etc/crius/crius.toml; it
+    /// must say what the daemon does with no file at all.
+    #[test]
+    fn packaged_config_is_the_commented_defaults() {
+        let packaged = include_str!("../../contrib/crius.toml");
+        assert!(
+            packaged == Config::default().to_commented_toml(),
+            "contrib/crius.toml is stale: regenerate it with \
+             `cargo run -q --bin crius -- config --default > contrib/crius.toml`"
+        );
+    }
+
     #[test]
     fn commented_toml_documents_every_key_and_round_trips() {
         let config = Config::default();
