@@ -20,6 +20,9 @@ packages=(
     procps openssl
     # tests: the no_new_privs critest case builds a static setuid program
     gcc libc6-dev
+    # packaging (hack/deb.sh): shared-library dependencies for cargo-deb,
+    # systemd-analyze to verify the unit (runs without systemd as init)
+    dpkg-dev systemd
 )
 
 missing=()

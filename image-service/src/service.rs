@@ -83,6 +83,9 @@ pub(crate) struct Inner {
     pub(crate) layer_limits: crate::unpack::LayerLimits,
     pub(crate) download_progress_timeout: Duration,
     pinned: Vec<String>,
+    /// Layer bytes received from registries since the service opened, for
+    /// the daemon's metrics.
+    downloaded: std::sync::atomic::AtomicU64,
     /// (store generation, when, usage): the kubelet asks every few seconds
     /// and a walk of a large store is not free.
     usage_cache: std::sync::Mutex<Option<(u64, Instant, FsUsage)>>,
@@ -111,6 +114,7 @@ impl ImageService {
             layer_limits: options.layer_limits,
             download_progress_timeout: options.download_progress_timeout,
             pinned: options.pinned_images.clone(),
+            downloaded: std::sync::atomic::AtomicU64::new(0),
             usage_cache: std::sync::Mutex::new(None),
         };
         let service = ImageService {
@@ -145,6 +149,12 @@ impl ImageService {
                 reference: image,
                 source,
             })?
+    }
+
+    /// Layer bytes received from registries since the service opened,
+    /// including those of pulls that failed later.
+    pub fn downloaded_bytes(&self) -> u64 {
+        self.inner.downloaded.load(Ordering::Relaxed)
     }
 
     /// The image named by `name` (tag or digest reference), its id, or a
@@ -374,6 +384,19 @@ async fn pull(
     }))
 }
 
+/// Adds a pull's received bytes to the service's total when dropped.
+struct CountDownloaded<'a> {
+    inner: &'a Inner,
+    progress: &'a Progress,
+}
+
+impl Drop for CountDownloaded<'_> {
+    fn drop(&mut self) {
+        let bytes = self.progress.bytes.load(Ordering::Relaxed);
+        self.inner.downloaded.fetch_add(bytes, Ordering::Relaxed);
+    }
+}
+
 async fn pull_candidate(
     inner: &Arc<Inner>,
     reference: &Reference,
@@ -383,6 +406,11 @@ async fn pull_candidate(
     let endpoints = inner.registries.endpoints(reference)?;
     let started = Instant::now();
     let progress = Arc::new(Progress::default());
+    // Whatever way this pull ends, what it received counts.
+    let _count = CountDownloaded {
+        inner,
+        progress: &progress,
+    };
     let ticker = {
         let progress = progress.clone();
         let reference = reference.to_string();

@@ -126,6 +126,11 @@ pub struct Overrides {
     pub shm_size: Option<u64>,
     #[arg(long, global = true, value_name = "SECONDS")]
     pub sandbox_cleanup_timeout_secs: Option<u64>,
+    /// Serve Prometheus metrics; `--enable-metrics=false` turns them off.
+    #[arg(long, global = true, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub enable_metrics: Option<bool>,
+    #[arg(long, global = true, value_name = "IP:PORT")]
+    pub metrics_address: Option<String>,
 }
 
 impl Overrides {
@@ -166,6 +171,8 @@ impl Overrides {
             &mut config.sandbox.cleanup_timeout_secs,
             self.sandbox_cleanup_timeout_secs,
         );
+        set(&mut config.metrics.enable, self.enable_metrics);
+        set(&mut config.metrics.address, self.metrics_address);
         if !self.runtime_handlers.is_empty() {
             config.runtime.handlers = self.runtime_handlers;
         }
@@ -231,6 +238,31 @@ mod tests {
         );
         assert_eq!(config.runtime.cgroup_manager, CgroupManager::Systemd);
         assert_eq!(config.runroot, Config::default().runroot);
+    }
+
+    #[test]
+    fn enable_metrics_is_a_switch_that_can_be_turned_off() {
+        let on = |args: &[&str]| {
+            let mut config = Config::default();
+            config.metrics.enable = true;
+            let mut argv = vec!["crius"];
+            argv.extend_from_slice(args);
+            Cli::parse_from(argv).overrides.apply(&mut config);
+            config.metrics
+        };
+        assert!(on(&[]).enable, "no flag keeps the configured value");
+        assert!(!on(&["--enable-metrics=false"]).enable);
+        let mut config = Config::default();
+        Cli::parse_from([
+            "crius",
+            "--enable-metrics",
+            "--metrics-address",
+            "0.0.0.0:9537",
+        ])
+        .overrides
+        .apply(&mut config);
+        assert!(config.metrics.enable);
+        assert_eq!(config.metrics.address, "0.0.0.0:9537");
     }
 
     #[test]

@@ -42,6 +42,7 @@ pub struct Config {
     pub network: NetworkConfig,
     pub image: ImageConfig,
     pub sandbox: SandboxConfig,
+    pub metrics: MetricsConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -160,6 +161,25 @@ impl Default for SandboxConfig {
     }
 }
 
+/// The daemon's own Prometheus metrics (not the CRI's pod and container
+/// metrics, which go to the kubelet over gRPC).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    pub enable: bool,
+    /// `IP:PORT` of the HTTP endpoint serving `GET /metrics`.
+    pub address: String,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            enable: false,
+            address: "127.0.0.1:9090".into(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ImageConfig {
@@ -185,6 +205,7 @@ impl Default for Config {
             network: NetworkConfig::default(),
             image: ImageConfig::default(),
             sandbox: SandboxConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -272,6 +293,10 @@ const SECTION_DOCS: &[(&str, &str)] = &[
     (
         "sandbox",
         "Pod sandboxes: pinned namespaces and per-pod files.",
+    ),
+    (
+        "metrics",
+        "Prometheus metrics of the daemon itself, served as GET /metrics.",
     ),
 ];
 
@@ -436,6 +461,16 @@ const KEY_DOCS: &[KeyDoc] = &[
         flag: "--download-progress-timeout-secs",
         doc: "A blob download (or the wait for its response) that receives no byte for this long fails with DeadlineExceeded and frees its download slot.",
     },
+    KeyDoc {
+        key: "metrics.enable",
+        flag: "--enable-metrics",
+        doc: "Serve Prometheus metrics (RPC counts and latencies, image pulls, pods and containers by state, OOM kills) over HTTP.",
+    },
+    KeyDoc {
+        key: "metrics.address",
+        flag: "--metrics-address",
+        doc: "IP:PORT of the metrics endpoint; plain HTTP without authentication, so keep it on loopback or a trusted network.",
+    },
 ];
 
 impl Config {
@@ -577,6 +612,17 @@ impl Config {
             return Err(ConfigError::Invalid {
                 key: "api.streaming_address",
                 message: format!("{:?} is not an IP address", self.api.streaming_address),
+            });
+        }
+        if self
+            .metrics
+            .address
+            .parse::<std::net::SocketAddr>()
+            .is_err()
+        {
+            return Err(ConfigError::Invalid {
+                key: "metrics.address",
+                message: format!("{:?} is not an IP:PORT address", self.metrics.address),
             });
         }
         if self.api.streaming_tls_cert.as_os_str().is_empty()
@@ -761,6 +807,30 @@ mod tests {
     }
 
     #[test]
+    fn metrics_are_off_by_default_and_need_an_ip_and_port() {
+        let config = Config::default();
+        assert!(!config.metrics.enable);
+        assert_eq!(config.metrics.address, "127.0.0.1:9090");
+        let dir = tempfile::tempdir().unwrap();
+        let main = write(
+            dir.path(),
+            "crius.toml",
+            "[metrics]\nenable = true\naddress = \"[::1]:9537\"\n",
+        );
+        let config = Config::load(&main, true).unwrap();
+        assert!(config.metrics.enable);
+        assert_eq!(config.metrics.address, "[::1]:9537");
+        let bad = write(
+            dir.path(),
+            "bad.toml",
+            "[metrics]\naddress = \"localhost:9090\"\n",
+        );
+        let err = Config::load(&bad, true).unwrap_err().to_string();
+        assert!(err.contains("metrics.address"), "{err}");
+        assert!(err.contains("localhost:9090"), "{err}");
+    }
+
+    #[test]
     fn unknown_key_names_key_and_file() {
         let dir = tempfile::tempdir().unwrap();
         let main = write(dir.path(), "crius.toml", "");
@@ -787,6 +857,18 @@ mod tests {
         let main = write(dir.path(), "relative.toml", "root = \"var/lib\"\n");
         let err = Config::load(&main, true).unwrap_err().to_string();
         assert!(err.contains("root"), "{err}");
+    }
+
+    /// The .deb installs contrib/crius.toml as /etc/crius/crius.toml; it
+    /// must say what the daemon does with no file at all.
+    #[test]
+    fn packaged_config_is_the_commented_defaults() {
+        let packaged = include_str!("../../contrib/crius.toml");
+        assert!(
+            packaged == Config::default().to_commented_toml(),
+            "contrib/crius.toml is stale: regenerate it with \
+             `cargo run -q --bin crius -- config --default > contrib/crius.toml`"
+        );
     }
 
     #[test]

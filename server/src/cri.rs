@@ -19,6 +19,8 @@ pub struct Cri {
     pub(crate) pod_cidrs: std::sync::RwLock<Vec<String>>,
     /// Set once at start, after the containers have recovered.
     pub(crate) streaming: std::sync::OnceLock<streaming::StreamingServer>,
+    /// The daemon's own metrics, updated whether or not they are served.
+    pub(crate) metrics: crate::metrics::Metrics,
 }
 
 impl Cri {
@@ -41,6 +43,7 @@ impl Cri {
             events: crate::events::EventHub::default(),
             pod_cidrs: std::sync::RwLock::default(),
             streaming: std::sync::OnceLock::new(),
+            metrics: crate::metrics::Metrics::default(),
         }
     }
 

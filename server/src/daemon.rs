@@ -129,13 +129,7 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
         .await
         .context("failed to load pod sandboxes")?;
     let containers = open_containers(&config).await?;
-    let listener = bind_socket(&config.api.listen)?;
     let socket = config.api.listen.clone();
-    tracing::info!(
-        ?socket,
-        version = env!("CARGO_PKG_VERSION"),
-        "crius serving CRI v1"
-    );
     let cri = Arc::new(Cri::new(config, images, sandboxes, containers));
     cri.events
         .forward_container_events(cri.sandboxes.clone(), cri.containers.clone());
@@ -145,6 +139,19 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
     let streaming = start_streaming(&cri).await?;
     tracing::info!(url = streaming.base_url(), "streaming server started");
     let _ = cri.streaming.set(streaming);
+    if cri.config.metrics.enable {
+        let address = crate::metrics::start_server(&cri, &cri.config.metrics.address)?;
+        cri.metrics.watch_oom_kills(cri.containers.clone());
+        tracing::info!(%address, "metrics server started");
+    }
+    // The socket last: a client that can connect finds every part up, and
+    // a part that fails to start leaves no socket behind.
+    let listener = bind_socket(&socket)?;
+    tracing::info!(
+        ?socket,
+        version = env!("CARGO_PKG_VERSION"),
+        "crius serving CRI v1"
+    );
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
     let events = cri.events.clone();
     let shutdown = async move {

@@ -11,6 +11,7 @@ mod error;
 mod events;
 mod exec_wait;
 mod image;
+mod metrics;
 mod rpc;
 mod runtime;
 mod streaming_backend;

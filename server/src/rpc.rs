@@ -1,5 +1,6 @@
 //! The one wrapper every RPC goes through: a span named after the method,
-//! the request at debug, the outcome with its status code and latency.
+//! the request at debug, the outcome with its status code and latency, in
+//! the log and in the daemon's metrics.
 
 use std::fmt::Debug;
 use std::future::Future;
@@ -9,8 +10,10 @@ use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
 use crate::error::Error;
+use crate::metrics::Metrics;
 
 pub(crate) async fn serve<Req, Resp, Fut>(
+    metrics: &Metrics,
     method: &'static str,
     request: Request<Req>,
     handler: impl FnOnce(Req) -> Fut,
@@ -25,14 +28,17 @@ where
         tracing::debug!(?request, "request");
         let started = Instant::now();
         let result = handler(request).await;
-        let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let elapsed = started.elapsed();
+        let elapsed_ms = elapsed.as_secs_f64() * 1000.0;
         match result {
             Ok(response) => {
+                metrics.record_rpc(method, tonic::Code::Ok, elapsed);
                 tracing::debug!(elapsed_ms, "done");
                 Ok(Response::new(response))
             }
             Err(err) => {
                 let status = Status::from(err);
+                metrics.record_rpc(method, status.code(), elapsed);
                 tracing::warn!(code = ?status.code(), message = status.message(), elapsed_ms, "failed");
                 Err(status)
             }
@@ -61,7 +67,7 @@ macro_rules! forward_rpcs {
                 &self,
                 request: tonic::Request<$req>,
             ) -> Result<tonic::Response<$resp>, tonic::Status> {
-                $crate::rpc::serve($name, request, |r| Cri::$method(self, r)).await
+                $crate::rpc::serve(&self.metrics, $name, request, |r| Cri::$method(self, r)).await
             }
         )*
         $(
@@ -69,7 +75,7 @@ macro_rules! forward_rpcs {
                 &self,
                 request: tonic::Request<$ureq>,
             ) -> Result<tonic::Response<$uresp>, tonic::Status> {
-                $crate::rpc::serve($uname, request, |_| async {
+                $crate::rpc::serve(&self.metrics, $uname, request, |_| async {
                     Err($crate::error::Error::Unimplemented { rpc: $uname })
                 })
                 .await

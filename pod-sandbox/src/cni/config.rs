@@ -202,6 +202,26 @@ mod tests {
         );
     }
 
+    /// The pod network hack/run.sh and the .deb install: CRI-O's default
+    /// subnet, which podman's 10.88.0.0/16 does not overlap, on a bridge
+    /// of its own rather than flannel's cni0.
+    #[test]
+    fn shipped_default_network_is_a_bridge_on_10_85() {
+        let path = Path::new("../hack/cni/10-crius-bridge.conflist");
+        let bytes = include_bytes!("../../../hack/cni/10-crius-bridge.conflist");
+        let list = NetworkConfigList::parse(path, bytes).unwrap();
+        assert_eq!(list.name, "crius");
+        assert_eq!(
+            list.plugin_types().collect::<Vec<_>>(),
+            ["bridge", "portmap", "loopback"]
+        );
+        let bridge = &list.plugins[0];
+        assert_eq!(bridge["bridge"], "crius0");
+        let range = &bridge["ipam"]["ranges"][0][0];
+        assert_eq!(range["subnet"], "10.85.0.0/16");
+        assert_eq!(range["gateway"], "10.85.0.1");
+    }
+
     #[test]
     fn single_plugin_conf_becomes_a_list_of_one() {
         let dir = tempfile::tempdir().unwrap();

@@ -11,7 +11,9 @@ impl Cri {
         req: PullImageRequest,
     ) -> Result<PullImageResponse, Error> {
         let image = super::requested_image(req.image.as_ref())?;
+        let started = std::time::Instant::now();
         let record = self.images.pull(image, req.auth.as_ref()).await?;
+        self.metrics.record_pull(started.elapsed());
         Ok(PullImageResponse {
             image_ref: record.id.clone(),
         })
