@@ -519,13 +519,16 @@ pub(crate) fn kill_exec(pid_file: &Path) {
         return;
     };
     // Descendants start after their ancestor; a pid that does not is a
-    // reuse that raced the scan.
-    let mut victims: Vec<PidFd> = descendants(pid)
-        .into_iter()
-        .filter_map(|p| PidFd::open_if(p, |t| t >= started).ok().flatten())
-        .map(|(fd, _)| fd)
+    // reuse that raced the scan. The exec'd process goes first, so that it
+    // never sees (and acts on) the death of its children.
+    let victims: Vec<PidFd> = std::iter::once(exec)
+        .chain(
+            descendants(pid)
+                .into_iter()
+                .filter_map(|p| PidFd::open_if(p, |t| t >= started).ok().flatten())
+                .map(|(fd, _)| fd),
+        )
         .collect();
-    victims.push(exec);
     for victim in victims {
         let _ = victim.send(nix::sys::signal::Signal::SIGKILL);
     }
