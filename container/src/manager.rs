@@ -307,6 +307,12 @@ impl ContainerManager {
             &sandbox.cgroup_parent,
             Path::new(spec::SYSTEMD_BOOTED_MARKER),
         )?;
+        // Resolved before the name is reserved: an unknown CDI device
+        // fails the request with nothing to undo.
+        let cdi = crate::cdi::resolve(
+            &self.cfg.cdi_spec_dirs,
+            &crate::cdi::requested(config, &sandbox.annotations),
+        )?;
         let id = new_id()?;
         let name = format!(
             "{}_{}_{}_{}_{}",
@@ -315,7 +321,7 @@ impl ContainerManager {
         self.store.names.reserve(&name, &id)?;
         let mut undo = vec![Undo::ReleaseName(name.clone())];
         match self
-            .create_steps(&id, &name, sandbox, image, config, &mut undo)
+            .create_steps(&id, &name, sandbox, image, config, &cdi, &mut undo)
             .await
         {
             Ok(()) => Ok(id),
@@ -334,6 +340,7 @@ impl ContainerManager {
         sandbox: &SandboxInfo,
         image: &ImageInfo,
         config: &ContainerConfig,
+        cdi: &crate::cdi::Edits,
         undo: &mut Vec<Undo>,
     ) -> Result<()> {
         let md = config.metadata.clone().unwrap_or_default();
@@ -525,6 +532,10 @@ impl ContainerManager {
         .clone()
         .unwrap_or_default();
         let seccomp = crate::seccomp::resolve(config, self.cfg.seccomp_default, &bounding)?;
+        let hook_dirs = self.cfg.hooks_dirs.clone();
+        let hooks = tokio::task::spawn_blocking(move || crate::hooks::load(&hook_dirs))
+            .await
+            .unwrap_or_default();
         let spec = spec::build_spec(&SpecInput {
             id,
             config,
@@ -544,6 +555,8 @@ impl ContainerManager {
             seccomp: seccomp.as_ref(),
             pids_limit: self.cfg.pids_limit,
             recursive_read_only: self.recursive_read_only,
+            cdi,
+            hooks: &hooks,
         })?;
         let spec_path = bundle.join(CONFIG_JSON);
         let data = serde_json::to_vec_pretty(&spec).map_err(|e| Error::Json {

@@ -26,6 +26,12 @@ pub struct RuntimeConfig {
     pub seccomp_default: crate::seccomp::NodeDefault,
     /// Maximum tasks in each container's cgroup; 0 = no limit.
     pub pids_limit: i64,
+    /// CDI spec directories, lowest priority first (a device defined in a
+    /// later directory replaces one of an earlier directory).
+    pub cdi_spec_dirs: Vec<PathBuf>,
+    /// OCI hook directories (oci-hooks(5)), lowest priority first (a file
+    /// replaces the same-named file of an earlier directory).
+    pub hooks_dirs: Vec<PathBuf>,
 }
 
 impl RuntimeConfig {
@@ -48,6 +54,8 @@ impl RuntimeConfig {
                 .collect(),
             seccomp_default: crate::seccomp::NodeDefault::Unconfined,
             pids_limit: 0,
+            cdi_spec_dirs: Vec::new(),
+            hooks_dirs: Vec::new(),
         }
     }
 
@@ -141,4 +149,6 @@ pub struct SandboxInfo {
     pub shm_path: Option<PathBuf>,
     pub cgroup_parent: String,
     pub log_directory: Option<PathBuf>,
+    /// The pod's annotations (CDI devices may be requested there).
+    pub annotations: std::collections::HashMap<String, String>,
 }

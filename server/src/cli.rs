@@ -117,6 +117,12 @@ pub struct Overrides {
     /// Repeatable; replaces the configured list.
     #[arg(long = "runtime-handler", global = true, value_name = "NAME")]
     pub runtime_handlers: Vec<String>,
+    /// Repeatable; replaces the configured list.
+    #[arg(long = "cdi-spec-dir", global = true, value_name = "DIR")]
+    pub cdi_spec_dirs: Vec<PathBuf>,
+    /// Repeatable; replaces the configured list.
+    #[arg(long = "hooks-dir", global = true, value_name = "DIR")]
+    pub hooks_dirs: Vec<PathBuf>,
     #[arg(long, global = true, value_name = "DIR")]
     pub cni_cache_dir: Option<PathBuf>,
     #[arg(long, global = true, value_name = "SECONDS")]
@@ -166,6 +172,12 @@ impl Overrides {
             &mut config.sandbox.cleanup_timeout_secs,
             self.sandbox_cleanup_timeout_secs,
         );
+        if !self.cdi_spec_dirs.is_empty() {
+            config.runtime.cdi_spec_dirs = self.cdi_spec_dirs;
+        }
+        if !self.hooks_dirs.is_empty() {
+            config.runtime.hooks_dirs = self.hooks_dirs;
+        }
         if !self.runtime_handlers.is_empty() {
             config.runtime.handlers = self.runtime_handlers;
         }

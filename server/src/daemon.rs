@@ -231,6 +231,8 @@ async fn open_containers(config: &Config) -> anyhow::Result<container::Container
         SeccompDefault::Unconfined => container::seccomp::NodeDefault::Unconfined,
     };
     options.pids_limit = runtime.pids_limit;
+    options.cdi_spec_dirs = runtime.cdi_spec_dirs.clone();
+    options.hooks_dirs = runtime.hooks_dirs.clone();
     let manager = container::ContainerManager::new(options)
         .context("failed to set up the container store")?;
     let report = manager
