@@ -118,7 +118,9 @@ pub struct QualifiedName {
 }
 
 fn valid_vendor(s: &str) -> bool {
-    valid_ident(s, |c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    valid_ident(s, |c| {
+        c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')
+    })
 }
 
 fn valid_class(s: &str) -> bool {
@@ -135,8 +137,7 @@ fn valid_ident(s: &str, allowed: impl Fn(char) -> bool) -> bool {
 fn valid_device_name(s: &str) -> bool {
     s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
         && s.chars().last().is_some_and(|c| c.is_ascii_alphanumeric())
-        && s
-            .chars()
+        && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
 }
 
@@ -317,8 +318,9 @@ pub fn resolve(dirs: &[PathBuf], names: &[String]) -> Result<Edits> {
         return Ok(out);
     }
     for n in names {
-        QualifiedName::parse(n)
-            .map_err(|why| Error::InvalidArgument(format!("invalid CDI device name {n:?}: {why}")))?;
+        QualifiedName::parse(n).map_err(|why| {
+            Error::InvalidArgument(format!("invalid CDI device name {n:?}: {why}"))
+        })?;
     }
     let (specs, index) = scan(dirs);
     let unknown: Vec<&String> = names.iter().filter(|n| !index.contains_key(*n)).collect();
@@ -582,7 +584,9 @@ mod tests {
         config
             .annotations
             .insert("cdi.k8s.io/ctr".into(), "a.com/x=1, a.com/x=2".into());
-        config.annotations.insert("other".into(), "a.com/x=9".into());
+        config
+            .annotations
+            .insert("other".into(), "a.com/x=9".into());
         let pod = HashMap::from([("cdi.k8s.io/pod".to_string(), "b.com/y=3,".to_string())]);
         assert_eq!(
             requested(&config, &pod),
@@ -647,14 +651,24 @@ mod tests {
         assert_eq!(devs[0].typ(), LinuxDeviceType::C);
         assert_eq!((devs[0].major(), devs[0].minor()), (1, 3));
         assert_eq!(devs[0].uid(), Some(1000));
-        let rules = linux.resources().as_ref().unwrap().devices().clone().unwrap();
+        let rules = linux
+            .resources()
+            .as_ref()
+            .unwrap()
+            .devices()
+            .clone()
+            .unwrap();
         assert!(rules.iter().any(|r| r.allow()
             && r.typ() == Some(LinuxDeviceType::C)
             && r.major() == Some(1)
             && r.minor() == Some(3)
             && r.access().as_deref() == Some("rwm")));
         let mounts = spec.mounts().clone().unwrap();
-        assert!(mounts.iter().any(|m| m.destination() == Path::new("/etc/fake")));
+        assert!(
+            mounts
+                .iter()
+                .any(|m| m.destination() == Path::new("/etc/fake"))
+        );
         let hooks = spec.hooks().clone().unwrap();
         assert_eq!(hooks.create_container().as_ref().unwrap().len(), 1);
     }

@@ -268,11 +268,7 @@ mod tests {
         parse(Path::new("t.json"), json.as_bytes()).unwrap()
     }
 
-    fn target<'a>(
-        ann: &'a HashMap<String, String>,
-        args: &'a [String],
-        bind: bool,
-    ) -> Target<'a> {
+    fn target<'a>(ann: &'a HashMap<String, String>, args: &'a [String], bind: bool) -> Target<'a> {
         Target {
             annotations: ann,
             args,
@@ -287,8 +283,16 @@ mod tests {
         let ann = HashMap::new();
         let args = vec!["sh".to_string()];
         let t = target(&ann, &args, false);
-        assert!(def(&format!(r#"{{{HOOK},"when":{{"always":true}}}}"#)).when.matches(&t));
-        assert!(!def(&format!(r#"{{{HOOK},"when":{{"always":false}}}}"#)).when.matches(&t));
+        assert!(
+            def(&format!(r#"{{{HOOK},"when":{{"always":true}}}}"#))
+                .when
+                .matches(&t)
+        );
+        assert!(
+            !def(&format!(r#"{{{HOOK},"when":{{"always":false}}}}"#))
+                .when
+                .matches(&t)
+        );
     }
 
     #[test]

@@ -307,12 +307,6 @@ impl ContainerManager {
             &sandbox.cgroup_parent,
             Path::new(spec::SYSTEMD_BOOTED_MARKER),
         )?;
-        // Resolved before the name is reserved: an unknown CDI device
-        // fails the request with nothing to undo.
-        let cdi = crate::cdi::resolve(
-            &self.cfg.cdi_spec_dirs,
-            &crate::cdi::requested(config, &sandbox.annotations),
-        )?;
         let id = new_id()?;
         let name = format!(
             "{}_{}_{}_{}_{}",
@@ -321,7 +315,7 @@ impl ContainerManager {
         self.store.names.reserve(&name, &id)?;
         let mut undo = vec![Undo::ReleaseName(name.clone())];
         match self
-            .create_steps(&id, &name, sandbox, image, config, &cdi, &mut undo)
+            .create_steps(&id, &name, sandbox, image, config, &mut undo)
             .await
         {
             Ok(()) => Ok(id),
@@ -340,9 +334,14 @@ impl ContainerManager {
         sandbox: &SandboxInfo,
         image: &ImageInfo,
         config: &ContainerConfig,
-        cdi: &crate::cdi::Edits,
         undo: &mut Vec<Undo>,
     ) -> Result<()> {
+        // First, before any side effect: an unknown CDI device fails the
+        // request with only the name reservation to undo.
+        let cdi = crate::cdi::resolve(
+            &self.cfg.cdi_spec_dirs,
+            &crate::cdi::requested(config, &sandbox.annotations),
+        )?;
         let md = config.metadata.clone().unwrap_or_default();
         let log_path = match (&sandbox.log_directory, config.log_path.as_str()) {
             (Some(dir), p) if !p.is_empty() => {
@@ -555,7 +554,7 @@ impl ContainerManager {
             seccomp: seccomp.as_ref(),
             pids_limit: self.cfg.pids_limit,
             recursive_read_only: self.recursive_read_only,
-            cdi,
+            cdi: &cdi,
             hooks: &hooks,
         })?;
         let spec_path = bundle.join(CONFIG_JSON);
