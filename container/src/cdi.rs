@@ -386,6 +386,9 @@ fn add_edits(out: &mut Edits, e: &EditsFile, device: &str, path: &Path) -> Resul
         if !h.path.starts_with('/') {
             return Err(bad(format!("hook path {:?} is not absolute", h.path)));
         }
+        if h.timeout.is_some_and(|t| t <= 0) {
+            return Err(bad(format!("hook {:?} has a non-positive timeout", h.path)));
+        }
         let mut hook = Hook::default();
         hook.set_path(PathBuf::from(&h.path))
             .set_args((!h.args.is_empty()).then(|| h.args.clone()))

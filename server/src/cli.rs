@@ -228,6 +228,12 @@ mod tests {
             "/b",
             "--cgroup-manager",
             "systemd",
+            "--cdi-spec-dir",
+            "/cdi",
+            "--hooks-dir",
+            "/h1",
+            "--hooks-dir",
+            "/h2",
             "config",
         ]);
         assert!(matches!(
@@ -242,6 +248,11 @@ mod tests {
             vec![PathBuf::from("/a"), PathBuf::from("/b")]
         );
         assert_eq!(config.runtime.cgroup_manager, CgroupManager::Systemd);
+        assert_eq!(config.runtime.cdi_spec_dirs, vec![PathBuf::from("/cdi")]);
+        assert_eq!(
+            config.runtime.hooks_dirs,
+            vec![PathBuf::from("/h1"), PathBuf::from("/h2")]
+        );
         assert_eq!(config.runroot, Config::default().runroot);
     }
 

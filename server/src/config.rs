@@ -820,6 +820,34 @@ mod tests {
     }
 
     #[test]
+    fn cdi_and_hooks_dirs_default_and_must_be_absolute() {
+        let runtime = Config::default().runtime;
+        assert_eq!(
+            runtime.cdi_spec_dirs,
+            vec![PathBuf::from("/etc/cdi"), PathBuf::from("/var/run/cdi")]
+        );
+        assert_eq!(
+            runtime.hooks_dirs.last(),
+            Some(&PathBuf::from("/etc/containers/oci/hooks.d"))
+        );
+        let dir = tempfile::tempdir().unwrap();
+        for (key, text) in [
+            (
+                "runtime.cdi_spec_dirs",
+                "[runtime]\ncdi_spec_dirs = [\"cdi\"]\n",
+            ),
+            (
+                "runtime.hooks_dirs",
+                "[runtime]\nhooks_dirs = [\"/a\", \"hooks.d\"]\n",
+            ),
+        ] {
+            let main = write(dir.path(), "crius.toml", text);
+            let err = Config::load(&main, true).unwrap_err().to_string();
+            assert!(err.contains(key), "{err}");
+        }
+    }
+
+    #[test]
     fn commented_toml_documents_every_key_and_round_trips() {
         let config = Config::default();
         let text = config.to_commented_toml();
