@@ -259,8 +259,11 @@ fn scan(dirs: &[PathBuf]) -> (Vec<LoadedSpec>, HashMap<String, usize>) {
     (specs, index)
 }
 
+/// A spec file larger than this is refused unread.
+const MAX_SPEC_FILE_BYTES: u64 = 4 << 20;
+
 fn load_spec(path: &Path) -> std::result::Result<(String, LoadedSpec), String> {
-    let data = std::fs::read(path).map_err(|e| e.to_string())?;
+    let data = crate::hooks::read_bounded(path, MAX_SPEC_FILE_BYTES)?;
     // YAML is a superset of JSON: one parser reads both.
     let file: SpecFile = serde_yaml::from_slice(&data).map_err(|e| e.to_string())?;
     if file.cdi_version.is_empty() {

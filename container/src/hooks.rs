@@ -40,9 +40,9 @@ impl Stage {
     }
 }
 
-/// One hook file as written on disk.
+/// One hook file as written on disk. Unknown fields are ignored, as Podman
+/// and CRI-O do.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct HookFile {
     version: String,
     hook: Hook,
@@ -51,7 +51,7 @@ struct HookFile {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 struct WhenFile {
     always: Option<bool>,
     #[serde(default)]
@@ -176,6 +176,28 @@ pub fn parse(source: &Path, data: &[u8]) -> Result<HookDef, String> {
     })
 }
 
+/// A hook file larger than this is refused unread.
+const MAX_HOOK_FILE_BYTES: u64 = 1 << 20;
+
+/// The contents of `path` if it is a regular file of at most `max` bytes.
+pub(crate) fn read_bounded(path: &Path, max: u64) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    // Checked before opening: opening a FIFO would block.
+    let md = std::fs::metadata(path).map_err(|e| e.to_string())?;
+    if !md.is_file() {
+        return Err("not a regular file".into());
+    }
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut data = Vec::new();
+    file.take(max + 1)
+        .read_to_end(&mut data)
+        .map_err(|e| e.to_string())?;
+    if data.len() as u64 > max {
+        return Err(format!("larger than {max} bytes"));
+    }
+    Ok(data)
+}
+
 /// Every valid hook in `dirs`. A file in a later directory replaces the
 /// same-named file of an earlier one; hooks come out ordered by lower-cased
 /// file name, as oci-hooks(5) says. Missing directories are fine.
@@ -203,9 +225,7 @@ pub fn load(dirs: &[PathBuf]) -> Vec<HookDef> {
     ordered.sort();
     let mut out = Vec::new();
     for (_, path) in ordered {
-        let parsed = std::fs::read(&path)
-            .map_err(|e| e.to_string())
-            .and_then(|data| parse(&path, &data));
+        let parsed = read_bounded(&path, MAX_HOOK_FILE_BYTES).and_then(|data| parse(&path, &data));
         match parsed {
             Ok(def) => out.push(def),
             Err(reason) => tracing::warn!(?path, %reason, "skipping invalid hook file"),
@@ -369,6 +389,8 @@ mod tests {
         std::fs::write(b.path().join("10-x.json"), hook("/b/x")).unwrap();
         std::fs::write(b.path().join("05-bad.json"), "{").unwrap();
         std::fs::write(b.path().join("README"), "not a hook").unwrap();
+        std::fs::create_dir(b.path().join("30-dir.json")).unwrap();
+        std::fs::write(b.path().join("40-huge.json"), vec![b' '; 2 << 20]).unwrap();
         let defs = load(&[
             a.path().to_path_buf(),
             b.path().to_path_buf(),
