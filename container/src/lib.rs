@@ -18,10 +18,12 @@
 //!   then `stop` / `remove` each.
 //! - Errors carry a [`crius_proto::ErrorKind`] via [`Error::kind`].
 
+pub mod cdi;
 pub mod devices;
 pub mod error;
 pub mod events;
 pub mod exec;
+pub mod hooks;
 pub mod manager;
 pub mod monitor;
 pub mod rootfs;

@@ -338,6 +338,12 @@ impl ContainerManager {
         config: &ContainerConfig,
         undo: &mut Vec<Undo>,
     ) -> Result<()> {
+        // First, before any side effect: an unknown CDI device fails the
+        // request with only the name reservation to undo.
+        let cdi = crate::cdi::resolve(
+            &self.cfg.cdi_spec_dirs,
+            &crate::cdi::requested(config, &sandbox.annotations),
+        )?;
         let md = config.metadata.clone().unwrap_or_default();
         let log_path = match (&sandbox.log_directory, config.log_path.as_str()) {
             (Some(dir), p) if !p.is_empty() => {
@@ -539,6 +545,10 @@ impl ContainerManager {
         .clone()
         .unwrap_or_default();
         let seccomp = crate::seccomp::resolve(config, self.cfg.seccomp_default, &bounding)?;
+        let hook_dirs = self.cfg.hooks_dirs.clone();
+        let hooks = tokio::task::spawn_blocking(move || crate::hooks::load(&hook_dirs))
+            .await
+            .unwrap_or_default();
         let spec = spec::build_spec(&SpecInput {
             id,
             config,
@@ -558,6 +568,8 @@ impl ContainerManager {
             seccomp: seccomp.as_ref(),
             pids_limit: self.cfg.pids_limit,
             recursive_read_only: self.recursive_read_only,
+            cdi: &cdi,
+            hooks: &hooks,
         })?;
         let spec_path = bundle.join(CONFIG_JSON);
         let data = serde_json::to_vec_pretty(&spec).map_err(|e| Error::Json {

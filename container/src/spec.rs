@@ -116,6 +116,11 @@ pub struct SpecInput<'a> {
     pub pids_limit: i64,
     /// Whether the OCI runtime can mount recursively read-only.
     pub recursive_read_only: bool,
+    /// Edits of the CDI devices the container asked for.
+    pub cdi: &'a crate::cdi::Edits,
+    /// The node's OCI hook definitions; those matching the container are
+    /// injected.
+    pub hooks: &'a [crate::hooks::HookDef],
 }
 
 /// The process arguments, following Kubernetes: `command` replaces the
@@ -855,6 +860,10 @@ pub fn build_spec(input: &SpecInput<'_>) -> Result<Spec> {
         .set_mounts(Some(mounts))
         .set_annotations(Some(annotations))
         .set_linux(Some(linux));
+    // Node-provided additions come last: CDI devices, then OCI hooks, whose
+    // conditions see the finished spec (annotations, process args).
+    crate::cdi::apply(&mut spec, input.cdi);
+    crate::hooks::apply(&mut spec, input.hooks, !config.mounts.is_empty());
     Ok(spec)
 }
 
@@ -1152,6 +1161,8 @@ mod tests {
             pids_limit: 0,
             recursive_read_only: true,
             cgroup_manager: CgroupManager::Cgroupfs,
+            cdi: &crate::cdi::Edits::default(),
+            hooks: &[],
         })
     }
 

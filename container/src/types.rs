@@ -29,6 +29,12 @@ pub struct RuntimeConfig {
     /// Budget for undoing a failed CreateContainer; what is not undone by
     /// then stays listed (state unknown) for RemoveContainer to finish.
     pub undo_timeout: std::time::Duration,
+    /// CDI spec directories, lowest priority first (a device defined in a
+    /// later directory replaces one of an earlier directory).
+    pub cdi_spec_dirs: Vec<PathBuf>,
+    /// OCI hook directories (oci-hooks(5)), lowest priority first (a file
+    /// replaces the same-named file of an earlier directory).
+    pub hooks_dirs: Vec<PathBuf>,
 }
 
 impl RuntimeConfig {
@@ -52,6 +58,8 @@ impl RuntimeConfig {
             seccomp_default: crate::seccomp::NodeDefault::Unconfined,
             pids_limit: 0,
             undo_timeout: std::time::Duration::from_secs(60),
+            cdi_spec_dirs: Vec::new(),
+            hooks_dirs: Vec::new(),
         }
     }
 
@@ -145,4 +153,6 @@ pub struct SandboxInfo {
     pub shm_path: Option<PathBuf>,
     pub cgroup_parent: String,
     pub log_directory: Option<PathBuf>,
+    /// The pod's annotations (CDI devices may be requested there).
+    pub annotations: std::collections::HashMap<String, String>,
 }

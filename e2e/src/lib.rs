@@ -146,6 +146,20 @@ impl Dirs {
         std::fs::create_dir_all(&dir).expect("create cni config dir");
         dir
     }
+    /// The daemon's CDI spec dir (empty until a test writes specs); the
+    /// host's /etc/cdi is never read by tests.
+    pub fn cdi_dir(&self) -> PathBuf {
+        let dir = self.base.path().join("cdi");
+        std::fs::create_dir_all(&dir).expect("create cdi dir");
+        dir
+    }
+    /// The daemon's OCI hooks dir (empty until a test writes hooks); the
+    /// host's hooks.d dirs are never read by tests.
+    pub fn hooks_dir(&self) -> PathBuf {
+        let dir = self.base.path().join("hooks.d");
+        std::fs::create_dir_all(&dir).expect("create hooks dir");
+        dir
+    }
     /// The arguments that point a daemon at these dirs.
     pub fn args(&self) -> Vec<String> {
         let s = |p: PathBuf| p.to_string_lossy().into_owned();
@@ -160,6 +174,10 @@ impl Dirs {
             s(self.socket()),
             "--cni-config-dir".into(),
             s(self.cni_config_dir()),
+            "--cdi-spec-dir".into(),
+            s(self.cdi_dir()),
+            "--hooks-dir".into(),
+            s(self.hooks_dir()),
             "--log-level".into(),
             "debug".into(),
         ]

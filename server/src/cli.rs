@@ -117,6 +117,12 @@ pub struct Overrides {
     /// Repeatable; replaces the configured list.
     #[arg(long = "runtime-handler", global = true, value_name = "NAME")]
     pub runtime_handlers: Vec<String>,
+    /// Repeatable; replaces the configured list.
+    #[arg(long = "cdi-spec-dir", global = true, value_name = "DIR")]
+    pub cdi_spec_dirs: Vec<PathBuf>,
+    /// Repeatable; replaces the configured list.
+    #[arg(long = "hooks-dir", global = true, value_name = "DIR")]
+    pub hooks_dirs: Vec<PathBuf>,
     #[arg(long, global = true, value_name = "DIR")]
     pub cni_cache_dir: Option<PathBuf>,
     #[arg(long, global = true, value_name = "SECONDS")]
@@ -173,6 +179,12 @@ impl Overrides {
         );
         set(&mut config.metrics.enable, self.enable_metrics);
         set(&mut config.metrics.address, self.metrics_address);
+        if !self.cdi_spec_dirs.is_empty() {
+            config.runtime.cdi_spec_dirs = self.cdi_spec_dirs;
+        }
+        if !self.hooks_dirs.is_empty() {
+            config.runtime.hooks_dirs = self.hooks_dirs;
+        }
         if !self.runtime_handlers.is_empty() {
             config.runtime.handlers = self.runtime_handlers;
         }
@@ -223,6 +235,12 @@ mod tests {
             "/b",
             "--cgroup-manager",
             "systemd",
+            "--cdi-spec-dir",
+            "/cdi",
+            "--hooks-dir",
+            "/h1",
+            "--hooks-dir",
+            "/h2",
             "config",
         ]);
         assert!(matches!(
@@ -237,6 +255,11 @@ mod tests {
             vec![PathBuf::from("/a"), PathBuf::from("/b")]
         );
         assert_eq!(config.runtime.cgroup_manager, CgroupManager::Systemd);
+        assert_eq!(config.runtime.cdi_spec_dirs, vec![PathBuf::from("/cdi")]);
+        assert_eq!(
+            config.runtime.hooks_dirs,
+            vec![PathBuf::from("/h1"), PathBuf::from("/h2")]
+        );
         assert_eq!(config.runroot, Config::default().runroot);
     }
 

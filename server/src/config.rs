@@ -122,6 +122,10 @@ pub struct RuntimeConfig {
     pub pids_limit: i64,
     /// Accepted RuntimeClass handlers; the first is the default.
     pub handlers: Vec<String>,
+    /// CDI spec directories, lowest priority first.
+    pub cdi_spec_dirs: Vec<PathBuf>,
+    /// OCI hook directories (oci-hooks(5)), lowest priority first.
+    pub hooks_dirs: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -242,6 +246,11 @@ impl Default for RuntimeConfig {
             seccomp_default: SeccompDefault::Unconfined,
             pids_limit: 0,
             handlers: vec!["runc".into()],
+            cdi_spec_dirs: vec!["/etc/cdi".into(), "/var/run/cdi".into()],
+            hooks_dirs: vec![
+                "/usr/share/containers/oci/hooks.d".into(),
+                "/etc/containers/oci/hooks.d".into(),
+            ],
         }
     }
 }
@@ -380,6 +389,16 @@ const KEY_DOCS: &[KeyDoc] = &[
         key: "runtime.pids_limit",
         flag: "--pids-limit",
         doc: "Maximum number of tasks in each container's cgroup; 0 means no limit.",
+    },
+    KeyDoc {
+        key: "runtime.cdi_spec_dirs",
+        flag: "--cdi-spec-dir",
+        doc: "Directories of CDI spec files (*.json, *.yaml) describing devices that containers request by name (CRI cdi_devices or cdi.k8s.io/ annotations); a device defined in a later directory overrides one of an earlier directory. Missing directories are fine.",
+    },
+    KeyDoc {
+        key: "runtime.hooks_dirs",
+        flag: "--hooks-dir",
+        doc: "Directories of OCI hook files (oci-hooks(5), *.json, version 1.0.0) read at each CreateContainer; a file replaces the same-named file of an earlier directory; invalid files are logged and skipped.",
     },
     KeyDoc {
         key: "network.cni_config_dir",
@@ -639,6 +658,17 @@ impl Config {
                 message: "must be at least 1".into(),
             });
         }
+        for (key, dirs) in [
+            ("runtime.cdi_spec_dirs", &self.runtime.cdi_spec_dirs),
+            ("runtime.hooks_dirs", &self.runtime.hooks_dirs),
+        ] {
+            if let Some(dir) = dirs.iter().find(|d| !d.is_absolute()) {
+                return Err(ConfigError::Invalid {
+                    key,
+                    message: format!("{dir:?} is not an absolute path"),
+                });
+            }
+        }
         for (key, path) in [
             ("runtime.runtime_path", &self.runtime.runtime_path),
             ("runtime.conmon_path", &self.runtime.conmon_path),
@@ -869,6 +899,34 @@ mod tests {
             "contrib/crius.toml is stale: regenerate it with \
              `cargo run -q --bin crius -- config --default > contrib/crius.toml`"
         );
+    }
+
+    #[test]
+    fn cdi_and_hooks_dirs_default_and_must_be_absolute() {
+        let runtime = Config::default().runtime;
+        assert_eq!(
+            runtime.cdi_spec_dirs,
+            vec![PathBuf::from("/etc/cdi"), PathBuf::from("/var/run/cdi")]
+        );
+        assert_eq!(
+            runtime.hooks_dirs.last(),
+            Some(&PathBuf::from("/etc/containers/oci/hooks.d"))
+        );
+        let dir = tempfile::tempdir().unwrap();
+        for (key, text) in [
+            (
+                "runtime.cdi_spec_dirs",
+                "[runtime]\ncdi_spec_dirs = [\"cdi\"]\n",
+            ),
+            (
+                "runtime.hooks_dirs",
+                "[runtime]\nhooks_dirs = [\"/a\", \"hooks.d\"]\n",
+            ),
+        ] {
+            let main = write(dir.path(), "crius.toml", text);
+            let err = Config::load(&main, true).unwrap_err().to_string();
+            assert!(err.contains(key), "{err}");
+        }
     }
 
     #[test]

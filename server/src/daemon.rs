@@ -251,6 +251,8 @@ async fn open_containers(config: &Config) -> anyhow::Result<container::Container
     };
     options.pids_limit = runtime.pids_limit;
     options.undo_timeout = std::time::Duration::from_secs(config.sandbox.cleanup_timeout_secs);
+    options.cdi_spec_dirs = runtime.cdi_spec_dirs.clone();
+    options.hooks_dirs = runtime.hooks_dirs.clone();
     let manager = container::ContainerManager::new(options)
         .context("failed to set up the container store")?;
     let report = manager

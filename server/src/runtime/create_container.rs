@@ -107,5 +107,6 @@ pub(crate) fn sandbox_info(sandbox: &pod_sandbox::Sandbox) -> container::Sandbox
         shm_path: files.shm.clone(),
         cgroup_parent: spec.cgroup_parent.clone(),
         log_directory: (!spec.log_directory.is_empty()).then(|| PathBuf::from(&spec.log_directory)),
+        annotations: spec.annotations.clone(),
     }
 }
