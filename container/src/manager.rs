@@ -1587,6 +1587,16 @@ impl ContainerManager {
                 Err(e) => mark_unreconciled(ctr, &e),
             }
         }
+        // A Running record whose process is still there (same pid, same
+        // start time, not a zombie) is what runc would report as running:
+        // the common case after a restart needs no runc at all.
+        live.retain(|ctr| {
+            let st = ctr.status();
+            !(st.state() == State::Running
+                && st.pid > 0
+                && st.pid_start_time != 0
+                && process_alive(st.pid, st.pid_start_time))
+        });
         if live.is_empty() {
             return;
         }
@@ -1692,6 +1702,23 @@ impl ContainerManager {
         let _ = std::fs::remove_file(self.cfg.runroot.join("socks").join(id));
         let _ = std::fs::remove_dir_all(self.cfg.runc_root().join(id));
     }
+}
+
+/// Whether `pid` is still the process that started at `start_time` (clock
+/// ticks since boot) and has not exited: a zombie has.
+fn process_alive(pid: i32, start_time: u64) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // comm may hold spaces and parens: fields resume after the last ')',
+    // with field 3 (state) first and field 22 (starttime) 19 later.
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return false;
+    };
+    let mut fields = rest.split_whitespace();
+    let state = fields.next();
+    let started = fields.nth(22 - 4).and_then(|f| f.parse::<u64>().ok());
+    !matches!(state, None | Some("Z" | "X" | "x")) && started == Some(start_time)
 }
 
 /// Keeps a container that recovery could not reconcile, visibly: Unknown
@@ -1874,6 +1901,25 @@ pub fn matches_filter(meta: &ContainerMeta, state: State, f: &ContainerFilter) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_live_process_is_told_from_a_reused_pid_and_a_zombie() {
+        let me = std::process::id() as i32;
+        let started = crate::signal::start_time(me).unwrap();
+        assert!(process_alive(me, started));
+        assert!(!process_alive(me, started + 1));
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id() as i32;
+        let child_started = crate::signal::start_time(pid).unwrap();
+        // Not reaped yet: a zombie once it has exited.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while process_alive(pid, child_started) {
+            assert!(std::time::Instant::now() < deadline, "true never exited");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        child.wait().unwrap();
+        assert!(!process_alive(pid, child_started));
+    }
     use crius_proto::ContainerStateValue;
 
     fn meta() -> ContainerMeta {
