@@ -1568,6 +1568,7 @@ impl ContainerManager {
         let entries =
             std::fs::read_dir(&dir).map_err(|e| Error::io("failed to read directory", &dir, e))?;
         let mut known = std::collections::HashSet::new();
+        let mut to_reconcile = Vec::new();
         for entry in entries.flatten() {
             let path = entry.path();
             let id = entry.file_name().to_string_lossy().into_owned();
@@ -1597,23 +1598,10 @@ impl ContainerManager {
                 tracing::error!(%id, %e, "duplicate container name in records");
             }
             self.store.insert(ctr.clone());
-            if let Err(e) = self.reconcile(&ctr).await {
-                // Keep it, visibly: Unknown until its exit file shows up or
-                // a stop/remove deals with it.
-                tracing::warn!(%id, %e, "failed to reconcile container");
-                let reason = e.to_string();
-                if let Err(e) = ctr.update(|s| {
-                    if s.state() != State::Exited {
-                        s.state = Some(State::Unknown);
-                        s.message = format!("cannot reconcile after restart: {reason}");
-                    }
-                    Ok(())
-                }) {
-                    tracing::error!(%id, %e, "failed to record unknown state");
-                }
-            }
+            to_reconcile.push(ctr);
             report.restored.push(id);
         }
+        self.reconcile(&to_reconcile).await;
         // runc containers and bundles nobody has a record for.
         for d in [self.cfg.runc_root(), self.cfg.runroot.join("containers")] {
             if let Ok(entries) = std::fs::read_dir(&d) {
@@ -1629,13 +1617,93 @@ impl ContainerManager {
         Ok(report)
     }
 
-    async fn reconcile(&self, ctr: &Container) -> Result<()> {
-        let st = self.refresh(ctr)?;
-        if !matches!(st.state(), State::Created | State::Running | State::Unknown) {
-            return Ok(());
+    /// Brings the recovered records in line with conmon's exit files and
+    /// runc. One `runc list` answers for every container (one `runc state`
+    /// each made a restart with hundreds of containers take seconds), and
+    /// the containers that stopped without an exit file share one grace
+    /// period. A container that cannot be reconciled stays, visibly, as
+    /// Unknown until its exit file shows up or a stop/remove deals with it.
+    async fn reconcile(&self, ctrs: &[Arc<Container>]) {
+        // Exit files first: whatever runc says afterwards is at least as new.
+        let mut live = Vec::new();
+        for ctr in ctrs {
+            match self.refresh(ctr) {
+                Ok(st)
+                    if matches!(st.state(), State::Created | State::Running | State::Unknown) =>
+                {
+                    live.push(ctr)
+                }
+                Ok(_) => {}
+                Err(e) => mark_unreconciled(ctr, &e),
+            }
         }
-        let id = &ctr.meta.id;
-        match self.runc.state(id).await? {
+        // A Running record whose process is still there (same pid, same
+        // start time, not a zombie) is what runc would report as running:
+        // the common case after a restart needs no runc at all.
+        live.retain(|ctr| {
+            let st = ctr.status();
+            !(st.state() == State::Running
+                && st.pid > 0
+                && st.pid_start_time != 0
+                && process_alive(st.pid, st.pid_start_time))
+        });
+        if live.is_empty() {
+            return;
+        }
+        let listed = match self.runc.list().await {
+            Ok(listed) => Some(listed),
+            Err(e) => {
+                tracing::warn!(%e, "runc list failed; asking runc about each container");
+                None
+            }
+        };
+        let mut stopped = Vec::new();
+        for ctr in live {
+            let runc_state = match &listed {
+                Some(listed) => Ok(listed.get(&ctr.meta.id).cloned()),
+                None => self.runc.state(&ctr.meta.id).await,
+            };
+            match runc_state.and_then(|rs| self.apply_runc_state(ctr, rs)) {
+                Ok(None) => {}
+                Ok(Some(why)) => stopped.push((ctr, why)),
+                Err(e) => mark_unreconciled(ctr, &e),
+            }
+        }
+        if stopped.is_empty() {
+            return;
+        }
+        // Stopped (or gone) without an exit file: conmon died too, or is
+        // about to write it; one grace period for all of them.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        for (ctr, why) in stopped {
+            let lost = self.refresh(ctr).and_then(|st| {
+                if st.state() != State::Exited {
+                    self.record_exit(
+                        ctr,
+                        255,
+                        now_nanos(),
+                        Some(format!(
+                            "container exited while its monitor was not running ({why}); exit code unknown"
+                        )),
+                    )?;
+                }
+                Ok(())
+            });
+            if let Err(e) = lost {
+                mark_unreconciled(ctr, &e);
+            }
+        }
+    }
+
+    /// Records what runc says of a live container; `Some(reason)` if it is
+    /// no longer running or created, i.e. its exit code may be lost.
+    fn apply_runc_state(
+        &self,
+        ctr: &Container,
+        runc_state: Option<crate::runtime::RuncState>,
+    ) -> Result<Option<String>> {
+        let st = ctr.status();
+        match runc_state {
             Some(rs) if rs.status == "running" => {
                 if st.state() != State::Running {
                     ctr.update(|s| {
@@ -1647,6 +1715,7 @@ impl ContainerManager {
                         Ok(())
                     })?;
                 }
+                Ok(None)
             }
             Some(rs) if rs.status == "created" => {
                 if st.state() != State::Created {
@@ -1656,29 +1725,11 @@ impl ContainerManager {
                         Ok(())
                     })?;
                 }
+                Ok(None)
             }
-            other => {
-                // Stopped (or gone) without an exit file: conmon died too,
-                // the exit code is lost.
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                let st = self.refresh(ctr)?;
-                if st.state() != State::Exited {
-                    let why = match other {
-                        Some(rs) => format!("runc reports {}", rs.status),
-                        None => "runc no longer knows it".into(),
-                    };
-                    self.record_exit(
-                        ctr,
-                        255,
-                        now_nanos(),
-                        Some(format!(
-                            "container exited while its monitor was not running ({why}); exit code unknown"
-                        )),
-                    )?;
-                }
-            }
+            Some(rs) => Ok(Some(format!("runc reports {}", rs.status))),
+            None => Ok(Some("runc no longer knows it".into())),
         }
-        Ok(())
     }
 
     /// Removes every trace of a container that has no usable record.
@@ -1700,6 +1751,40 @@ impl ContainerManager {
         let _ = std::fs::remove_file(self.exit_file(id));
         let _ = std::fs::remove_file(self.cfg.runroot.join("socks").join(id));
         let _ = std::fs::remove_dir_all(self.cfg.runc_root().join(id));
+    }
+}
+
+/// Whether `pid` is still the process that started at `start_time` (clock
+/// ticks since boot) and has not exited: a zombie has.
+fn process_alive(pid: i32, start_time: u64) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // comm may hold spaces and parens: fields resume after the last ')',
+    // with field 3 (state) first and field 22 (starttime) 19 later.
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return false;
+    };
+    let mut fields = rest.split_whitespace();
+    let state = fields.next();
+    let started = fields.nth(22 - 4).and_then(|f| f.parse::<u64>().ok());
+    !matches!(state, None | Some("Z" | "X" | "x")) && started == Some(start_time)
+}
+
+/// Keeps a container that recovery could not reconcile, visibly: Unknown
+/// until its exit file shows up or a stop/remove deals with it.
+fn mark_unreconciled(ctr: &Container, err: &Error) {
+    let id = &ctr.meta.id;
+    tracing::warn!(%id, %err, "failed to reconcile container");
+    let reason = err.to_string();
+    if let Err(e) = ctr.update(|s| {
+        if s.state() != State::Exited {
+            s.state = Some(State::Unknown);
+            s.message = format!("cannot reconcile after restart: {reason}");
+        }
+        Ok(())
+    }) {
+        tracing::error!(%id, %e, "failed to record unknown state");
     }
 }
 
@@ -1866,6 +1951,25 @@ pub fn matches_filter(meta: &ContainerMeta, state: State, f: &ContainerFilter) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_live_process_is_told_from_a_reused_pid_and_a_zombie() {
+        let me = std::process::id() as i32;
+        let started = crate::signal::start_time(me).unwrap();
+        assert!(process_alive(me, started));
+        assert!(!process_alive(me, started + 1));
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id() as i32;
+        let child_started = crate::signal::start_time(pid).unwrap();
+        // Not reaped yet: a zombie once it has exited.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while process_alive(pid, child_started) {
+            assert!(std::time::Instant::now() < deadline, "true never exited");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        child.wait().unwrap();
+        assert!(!process_alive(pid, child_started));
+    }
     use crius_proto::ContainerStateValue;
 
     fn meta() -> ContainerMeta {

@@ -4,6 +4,7 @@
 //! runc always runs as `runc --root <runroot>/runc --log-format json --log
 //! <file>`, so its error comes back as a parsed message, not a wall of text.
 
+use std::collections::HashMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -167,6 +168,18 @@ impl Runc {
             Err(Error::CommandFailed { ref message, .. }) if is_not_exist(message) => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    /// `runc list --format json`: every container this runc root holds,
+    /// by id, in one process (recovery asks about all of them at once).
+    pub async fn list(&self) -> Result<HashMap<String, RuncState>> {
+        let out = self
+            .run("runc", "list", &["list", "--format", "json"])
+            .await?;
+        parse_list(&out).map_err(|e| Error::Json {
+            path: self.root.clone(),
+            source: e,
+        })
     }
 
     pub async fn kill(&self, id: &str, signal: &str, all: bool) -> Result<()> {
@@ -538,6 +551,16 @@ pub(crate) fn read_pid(path: &Path) -> Option<i32> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
+/// runc prints `null`, not `[]`, when it holds no container.
+fn parse_list(out: &[u8]) -> serde_json::Result<HashMap<String, RuncState>> {
+    let list: Option<Vec<RuncState>> = serde_json::from_slice(out)?;
+    Ok(list
+        .unwrap_or_default()
+        .into_iter()
+        .map(|s| (s.id.clone(), s))
+        .collect())
+}
+
 fn is_not_exist(message: &str) -> bool {
     message.contains("does not exist") || message.contains("not exist")
 }
@@ -578,6 +601,17 @@ fn mount_options_include(features_json: &[u8], option: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn runc_list_is_read_by_id_and_null_is_empty() {
+        assert!(parse_list(b"null\n").unwrap().is_empty());
+        let out = br#"[{"ociVersion":"1.0.2","id":"a","pid":42,"status":"running","bundle":"/b/a","rootfs":"/r","created":"2024-01-01T00:00:00Z","owner":"root"},
+            {"ociVersion":"1.0.2","id":"b","pid":0,"status":"stopped","bundle":"/b/b","rootfs":"/r","created":"2024-01-01T00:00:00Z","owner":"root"}]"#;
+        let list = parse_list(out).unwrap();
+        assert_eq!(list.len(), 2);
+        assert_eq!((list["a"].pid, list["a"].status.as_str()), (42, "running"));
+        assert_eq!(list["b"].status, "stopped");
+    }
 
     #[test]
     fn rro_support_is_read_from_the_features_mount_options() {

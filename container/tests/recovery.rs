@@ -195,16 +195,18 @@ async fn crius_dying_mid_create_leaves_nothing_after_recover() {
 #[tokio::test(flavor = "multi_thread")]
 async fn unreconcilable_containers_are_unknown_not_dropped() {
     let mut env = Env::new();
-    let id = env.run(&sh("shaky", SERVE)).await;
+    let running = env.run(&sh("shaky", SERVE)).await;
+    // Created, not started: only runc can say what became of it.
+    let created = env.create(&sh("unstarted", SERVE)).await;
 
-    // Restart with a runtime whose `state` fails for a reason other than
-    // "does not exist".
+    // Restart with a runtime whose `list` and `state` fail for a reason
+    // other than "does not exist".
     let scripts = tempfile::tempdir_in("/tmp").unwrap();
     let fake = scripts.path().join("broken-state-runc");
     std::fs::write(
         &fake,
         format!(
-            "#!/bin/sh\nfor a in \"$@\"; do [ \"$a\" = state ] && {{ echo injected state failure >&2; exit 1; }}; done\nexec {RUNC} \"$@\"\n"
+            "#!/bin/sh\nfor a in \"$@\"; do case \"$a\" in state|list) echo injected $a failure >&2; exit 1;; esac; done\nexec {RUNC} \"$@\"\n"
         ),
     )
     .unwrap();
@@ -212,22 +214,34 @@ async fn unreconcilable_containers_are_unknown_not_dropped() {
     std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
     env.cfg.runtime_path = fake.clone();
     env.restart();
-    let report = env.mgr.recover().await.unwrap();
-    assert_eq!(report.restored, vec![id.clone()]);
-    let (st, _) = env.mgr.status(&id, false).unwrap();
+    let mut report = env.mgr.recover().await.unwrap();
+    report.restored.sort();
+    let mut both = vec![running.clone(), created.clone()];
+    both.sort();
+    assert_eq!(report.restored, both);
+    let (st, _) = env.mgr.status(&created, false).unwrap();
     assert_eq!(
         st.state,
         crius_proto::ContainerState::ContainerUnknown as i32
     );
     assert!(st.message.contains("injected state failure"), "{st:?}");
+    // A running container whose process is still there needs no runc.
+    let (st, _) = env.mgr.status(&running, false).unwrap();
+    assert_eq!(st.state, RUNNING, "{st:?}");
 
     // With a working runtime the next restart reconciles it.
     env.cfg.runtime_path = RUNC.into();
     env.restart();
     env.mgr.recover().await.unwrap();
-    let (st, _) = env.mgr.status(&id, false).unwrap();
-    assert_eq!(st.state, RUNNING, "{st:?}");
+    let (st, _) = env.mgr.status(&created, false).unwrap();
+    assert_eq!(
+        st.state,
+        crius_proto::ContainerState::ContainerCreated as i32,
+        "{st:?}"
+    );
     assert!(st.message.is_empty());
-    env.mgr.stop(&id, 10).await.unwrap();
-    env.mgr.remove(&id).await.unwrap();
+    for id in [&running, &created] {
+        env.mgr.stop(id, 10).await.unwrap();
+        env.mgr.remove(id).await.unwrap();
+    }
 }

@@ -681,6 +681,90 @@ async fn containers_survive_a_restart_and_exits_while_down_are_seen() {
     teardown(&daemon, &pod).await;
 }
 
+/// Containers whose conmon died with crius and that then stopped have no
+/// exit file: after the restart they are Exited with an unknown exit code
+/// (255) and a message saying why, while their running neighbours stay
+/// Running. Recovery asks runc about all of them at once.
+#[tokio::test]
+async fn containers_that_stopped_with_their_monitor_gone_are_exited_after_a_restart() {
+    let mut daemon = daemon(&["busybox"]).await;
+    let pod = run_pod(&daemon, "lost-monitor").await;
+    let mut client = daemon.runtime().await;
+    let mut lost = Vec::new();
+    for name in ["lost-1", "lost-2"] {
+        let config = container_config(name, "busybox", &["sleep", "1000"]);
+        lost.push(create_and_start(&mut client, &pod, config).await);
+    }
+    let kept = create_and_start(
+        &mut client,
+        &pod,
+        container_config("kept", "busybox", &["sleep", "1000"]),
+    )
+    .await;
+    drop(client);
+
+    daemon.stop_with(nix::sys::signal::Signal::SIGKILL);
+    let runroot = daemon.dirs.runroot();
+    let runc_root = runroot.join("runc");
+    for id in &lost {
+        let pidfile = runroot.join("containers").join(id).join("conmon.pid");
+        let conmon: i32 = std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(conmon),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+        let out = std::process::Command::new("runc")
+            .arg("--root")
+            .arg(&runc_root)
+            .args(["kill", id, "KILL"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "runc kill {id}: {out:?}");
+    }
+    // Until runc sees them stopped.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for id in &lost {
+        loop {
+            let out = std::process::Command::new("runc")
+                .arg("--root")
+                .arg(&runc_root)
+                .args(["state", id])
+                .output()
+                .unwrap();
+            if String::from_utf8_lossy(&out.stdout).contains("\"stopped\"") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{id} did not stop: {out:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    daemon.respawn().await;
+
+    let mut client = daemon.runtime().await;
+    for id in &lost {
+        let st = status(&mut client, id).await;
+        assert_eq!(st.state, ContainerState::ContainerExited as i32, "{st:?}");
+        assert_eq!(st.exit_code, 255, "{st:?}");
+        assert!(
+            st.message.contains("monitor was not running")
+                && st.message.contains("runc reports stopped"),
+            "{st:?}"
+        );
+    }
+    let st = status(&mut client, &kept).await;
+    assert_eq!(st.state, ContainerState::ContainerRunning as i32, "{st:?}");
+    let out = exec(&mut client, &kept, &["echo", "alive"], 5)
+        .await
+        .unwrap();
+    assert_eq!(out.stdout, b"alive\n");
+    teardown(&daemon, &pod).await;
+}
+
 #[tokio::test]
 async fn failed_create_leaves_nothing_behind() {
     let daemon = daemon(&["busybox"]).await;

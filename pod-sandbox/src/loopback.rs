@@ -70,6 +70,46 @@ pub fn up_here() -> Result<bool, LoopbackError> {
     Ok(true)
 }
 
+/// [`up_in`] for many pinned network namespaces from one thread, which
+/// enters each in turn and then ends: recovery brings up `lo` of hundreds
+/// of pods without a thread each. One result per namespace, in order.
+pub fn up_in_each(netns: Vec<PathBuf>) -> Vec<Result<bool, LoopbackError>> {
+    let count = netns.len();
+    let worker = std::thread::Builder::new()
+        .name("crius-lo-up".into())
+        .spawn(move || {
+            netns
+                .into_iter()
+                .map(|path| {
+                    let enter = |source| LoopbackError::Enter {
+                        path: path.clone(),
+                        source,
+                    };
+                    let ns = std::fs::File::open(&path).map_err(enter)?;
+                    nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
+                        .map_err(|e| enter(e.into()))?;
+                    up_here()
+                })
+                .collect()
+        });
+    let failed = |why: &str| {
+        (0..count)
+            .map(|_| {
+                Err(LoopbackError::Enter {
+                    path: PathBuf::new(),
+                    source: std::io::Error::other(why.to_string()),
+                })
+            })
+            .collect()
+    };
+    match worker {
+        Ok(handle) => handle
+            .join()
+            .unwrap_or_else(|_| failed("the lo thread panicked")),
+        Err(e) => failed(&format!("cannot start the lo thread: {e}")),
+    }
+}
+
 /// Sets `lo` up in the network namespace pinned at `netns`, from a thread
 /// that joins it and then ends (a namespace sticks to the thread that
 /// entered it, so no other work ever runs there). Returns false when it

@@ -545,6 +545,7 @@ impl Sandboxes {
         let records_dir = self.opts.root.join("sandboxes");
         let mut known = HashSet::new();
         let mounted: HashSet<PathBuf> = ns::mounts_under(&self.opts.runroot).into_iter().collect();
+        let mut loopbacks = Vec::new();
         for id in dir_names(&records_dir) {
             let path = records_dir.join(&id).join(RECORD_FILE);
             if !path.exists() {
@@ -597,11 +598,12 @@ impl Sandboxes {
             {
                 // A pod made by a crius that did not bring lo up itself (or
                 // whose lo was set down since) gets it back.
-                ensure_loopback(&id, netns).await;
+                loopbacks.push((id.clone(), netns.clone()));
             }
             known.insert(id);
             self.store.insert(sandbox);
         }
+        ensure_loopbacks(loopbacks).await;
         let mut orphans: Vec<String> = dir_names(&self.opts.runroot.join("sandboxes"));
         for kind in PINNABLE {
             orphans.extend(dir_names(&self.ns_dir().join(kind)));
@@ -832,17 +834,30 @@ impl Sandboxes {
     }
 }
 
-/// Brings `lo` up in a pinned network namespace found at recovery; a
-/// failure is logged, the pod kept as it is.
-async fn ensure_loopback(id: &str, netns: &Path) {
-    let path = netns.to_owned();
-    match tokio::task::spawn_blocking(move || crate::loopback::up_in(&path)).await {
-        Ok(Ok(true)) => tracing::info!(%id, ?netns, "brought up lo of a recovered pod"),
-        Ok(Ok(false)) => {}
-        Ok(Err(err)) => {
-            tracing::warn!(%id, ?netns, error = %crate_message(&err), "failed to bring up lo of a recovered pod");
+/// Brings `lo` up in the pinned network namespaces of the pods found
+/// Ready at recovery, all from one thread; a failure is logged, the pod
+/// kept as it is.
+async fn ensure_loopbacks(pods: Vec<(String, PathBuf)>) {
+    if pods.is_empty() {
+        return;
+    }
+    let paths = pods.iter().map(|(_, netns)| netns.clone()).collect();
+    let results =
+        match tokio::task::spawn_blocking(move || crate::loopback::up_in_each(paths)).await {
+            Ok(results) => results,
+            Err(err) => {
+                tracing::warn!(%err, "lo task failed");
+                return;
+            }
+        };
+    for ((id, netns), result) in pods.iter().zip(results) {
+        match result {
+            Ok(true) => tracing::info!(%id, ?netns, "brought up lo of a recovered pod"),
+            Ok(false) => {}
+            Err(err) => {
+                tracing::warn!(%id, ?netns, error = %crate_message(&err), "failed to bring up lo of a recovered pod");
+            }
         }
-        Err(err) => tracing::warn!(%id, %err, "lo task failed"),
     }
 }
 
