@@ -292,6 +292,25 @@ impl Daemon {
         out
     }
 
+    /// [`Daemon::log`] without terminal colours, so fields read `key=value`.
+    pub fn plain_log(&self) -> String {
+        let log = self.log();
+        let mut out = String::with_capacity(log.len());
+        let mut chars = log.chars();
+        while let Some(c) = chars.next() {
+            if c == '\x1b' {
+                for c in chars.by_ref() {
+                    if c.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            } else {
+                out.push(c);
+            }
+        }
+        out
+    }
+
     pub async fn channel(&self) -> Channel {
         connect(&self.dirs.socket())
             .await

@@ -211,25 +211,6 @@ async fn layer_size_and_entry_limits_come_from_the_config() {
     );
 }
 
-/// The daemon log without terminal colours.
-fn plain_log(daemon: &Daemon) -> String {
-    let log = daemon.log();
-    let mut out = String::with_capacity(log.len());
-    let mut chars = log.chars();
-    while let Some(c) = chars.next() {
-        if c == '\x1b' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 #[tokio::test]
 async fn a_corrupt_image_record_is_set_aside_and_the_daemon_starts() {
     let reg = registry();
@@ -269,7 +250,7 @@ async fn a_corrupt_image_record_is_set_aside_and_the_daemon_starts() {
         b"{",
         "not set aside at {aside:?}"
     );
-    let log = plain_log(&daemon);
+    let log = daemon.plain_log();
     assert!(
         log.contains("unreadable image store record set aside") && log.contains(hex),
         "the corrupt record is not reported:\n{log}"

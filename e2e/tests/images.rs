@@ -108,25 +108,6 @@ async fn remove(client: &mut ImageServiceClient<Channel>, image: &str) {
         .unwrap_or_else(|e| panic!("remove {image}: {e:?}"));
 }
 
-/// The daemon log without terminal colours, so fields read `key=value`.
-fn plain_log(daemon: &Daemon) -> String {
-    let log = daemon.log();
-    let mut out = String::with_capacity(log.len());
-    let mut chars = log.chars();
-    while let Some(c) = chars.next() {
-        if c == '\x1b' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 fn store_dir(daemon: &Daemon) -> PathBuf {
     daemon.dirs.root().join("images")
 }
@@ -412,7 +393,7 @@ async fn mirror_down_falls_back_to_the_origin() {
     let daemon = daemon_with(&conf, &[]).await;
     let mut c = daemon.images().await;
     pull(&mut c, &format!("{reg}/busybox")).await.unwrap();
-    let log = plain_log(&daemon);
+    let log = daemon.plain_log();
     assert!(
         log.contains("mirror failed") && log.contains(&format!("127.0.0.1:{dead}")),
         "no fallback in the log"
@@ -458,7 +439,7 @@ async fn insecure_registry_from_registries_conf_and_flag() {
     pull(&mut c, "insecure.crius.invalid/busybox")
         .await
         .unwrap();
-    let log = plain_log(&daemon);
+    let log = daemon.plain_log();
     assert!(
         log.contains("registry=") && log.contains("insecure=true"),
         "the endpoint was not marked insecure"
