@@ -401,3 +401,35 @@ pub async fn teardown(daemon: &Daemon, pod: &Pod) {
     let mounts = mounts_under(daemon.dirs.base.path());
     assert!(mounts.is_empty(), "mounts left: {mounts:?}");
 }
+
+/// Runs a container that allocates 128 MiB under a 16 MiB memory limit and
+/// returns its status once it has exited (the kernel's OOM killer ends it).
+pub async fn run_memory_hog(
+    client: &mut RuntimeServiceClient<Channel>,
+    pod: &Pod,
+) -> ContainerStatus {
+    let mut c = container_config(
+        "hog",
+        "busybox",
+        &[
+            "sh",
+            "-c",
+            "a=$(dd if=/dev/zero bs=1M count=128 2>/dev/null | tr '\\0' x); sleep 60",
+        ],
+    );
+    c.linux = Some(LinuxContainerConfig {
+        resources: Some(LinuxContainerResources {
+            memory_limit_in_bytes: 16 << 20,
+            ..Default::default()
+        }),
+        security_context: None,
+    });
+    let id = create_and_start(client, pod, c).await;
+    wait_state(
+        client,
+        &id,
+        ContainerState::ContainerExited,
+        Duration::from_secs(30),
+    )
+    .await
+}

@@ -191,30 +191,7 @@ async fn oom_killed_containers_are_counted() {
     .await;
     let pod = run_pod(&daemon, "metrics-oom").await;
     let mut client = daemon.runtime().await;
-    let mut c = container_config(
-        "hog",
-        "busybox",
-        &[
-            "sh",
-            "-c",
-            "a=$(dd if=/dev/zero bs=1M count=128 2>/dev/null | tr '\\0' x); sleep 60",
-        ],
-    );
-    c.linux = Some(LinuxContainerConfig {
-        resources: Some(LinuxContainerResources {
-            memory_limit_in_bytes: 16 << 20,
-            ..Default::default()
-        }),
-        security_context: None,
-    });
-    let id = create_and_start(&mut client, &pod, c).await;
-    let st = wait_state(
-        &mut client,
-        &id,
-        ContainerState::ContainerExited,
-        Duration::from_secs(30),
-    )
-    .await;
+    let st = run_memory_hog(&mut client, &pod).await;
     assert_eq!(st.reason, "OOMKilled", "{st:?}");
     // The counter follows the exit event; give it a moment.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);

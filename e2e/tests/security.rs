@@ -743,30 +743,7 @@ async fn memory_limit_overrun_is_reported_as_oom_killed() {
     let daemon = daemon(&["busybox"]).await;
     let pod = run_pod(&daemon, "oom").await;
     let mut client = daemon.runtime().await;
-    let mut c = container_config(
-        "hog",
-        "busybox",
-        &[
-            "sh",
-            "-c",
-            "a=$(dd if=/dev/zero bs=1M count=128 2>/dev/null | tr '\\0' x); sleep 60",
-        ],
-    );
-    c.linux = Some(LinuxContainerConfig {
-        resources: Some(LinuxContainerResources {
-            memory_limit_in_bytes: 16 << 20,
-            ..Default::default()
-        }),
-        security_context: None,
-    });
-    let id = create_and_start(&mut client, &pod, c).await;
-    let st = wait_state(
-        &mut client,
-        &id,
-        ContainerState::ContainerExited,
-        Duration::from_secs(30),
-    )
-    .await;
+    let st = run_memory_hog(&mut client, &pod).await;
     assert_eq!(st.exit_code, 137, "{st:?}");
     assert_eq!(st.reason, "OOMKilled", "{st:?}");
     teardown(&daemon, &pod).await;
