@@ -1788,7 +1788,6 @@ fn mark_unreconciled(ctr: &Container, err: &Error) {
     }
 }
 
-/// `rm -rf`; a missing dir is fine (remove is idempotent).
 /// Removes a container dir after its rootfs was unmounted. The overlay
 /// can outlive the unmount for a moment (the container's own mount
 /// namespace lets go of its copy asynchronously), and while it does, a
@@ -1806,6 +1805,7 @@ fn remove_rootfs_dir(d: &Path) -> Result<()> {
     remove_dir_if_exists(d)
 }
 
+/// `rm -rf`; a missing dir is fine (remove is idempotent).
 fn remove_dir_if_exists(d: &Path) -> Result<()> {
     match std::fs::remove_dir_all(d) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
